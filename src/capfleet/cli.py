@@ -1,0 +1,126 @@
+"""The `capfleet` command line: a thin layer over the importable API."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from capfleet.config import ConfigError, RunConfig
+from capfleet.models.registry import ModelLoadError
+from capfleet.sources.files import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Caption and re-caption image datasets at scale.")
+log = logging.getLogger("capfleet")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "huggingface_hub", "transformers", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _absolute(spec: str) -> str:
+    return spec if "://" in spec or spec.startswith("pipe:") else os.path.abspath(spec)
+
+
+@app.command()
+def caption(
+    inputs: list[str] = typer.Argument(..., help="Folders, images, file lists (one path/URL per line) or URLs."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output dataset folder (HF imagefolder layout)."),
+    captioner: str = typer.Option("blip", help="blip | git | vit-gpt2 | none | HF hub id | local model folder."),
+    scorer: str = typer.Option("clip", help="clip | siglip | HF hub id | local folder | none."),
+    candidates: int = typer.Option(5, help="Candidate captions sampled per image; the best-scored is kept."),
+    decoding: str = typer.Option("sample", help="sample (nucleus) | beam."),
+    top_p: float = typer.Option(0.9, help="Nucleus sampling mass."),
+    max_new_tokens: int = typer.Option(30, help="Longest caption, in tokens."),
+    prompt: str | None = typer.Option(None, help="Text prefix (BLIP, GIT) or instruction (chat VLMs)."),
+    seed: int = typer.Option(0, help="Sampling seed; same seed and settings give the same rows."),
+    batch_size: int = typer.Option(8, help="Images per model call."),
+    workers: int = typer.Option(4, help="Threads reading and decoding ahead of the model."),
+    shard_size: int = typer.Option(1000, help="Images per output shard (unit of resume)."),
+    limit: int | None = typer.Option(None, help="Only the first N images (exactly those a full run does first)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    dtype: str = typer.Option("auto", help="auto (bf16/fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16."),
+    max_pixels: int = typer.Option(89_478_485, help="Decompression-bomb guard: larger images become errors."),
+    overwrite: bool = typer.Option(False, help="Discard an earlier run in OUTPUT and start over."),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
+) -> None:
+    """Caption images, rank candidates with a CLIP-style scorer, write a resumable dataset."""
+    from capfleet.runners.local import run_local
+
+    _setup_logging()
+    config = RunConfig(
+        inputs=[_absolute(spec) for spec in inputs],
+        output=str(output.absolute()),
+        captioner=captioner,
+        scorer=scorer,
+        candidates=candidates,
+        decoding=decoding,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        prompt=prompt,
+        seed=seed,
+        batch_size=batch_size,
+        workers=workers,
+        shard_size=shard_size,
+        limit=limit,
+        device=device,
+        dtype=dtype,
+        max_pixels=max_pixels,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    try:
+        summary = run_local(config)
+    except (ConfigError, ModelLoadError, InputError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.secho("interrupted: rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
+    for line in summary.lines():
+        typer.echo(line)
+    if summary.stats.failed:
+        typer.echo(f"errors: {output / '_capfleet' / 'errors'}")
+
+
+@app.command("list")
+def list_images(
+    inputs: list[str] = typer.Argument(..., help="Folders, bucket prefixes or file lists."),
+) -> None:
+    """Print one image path/URL per line (TAB original caption when one exists): a file list."""
+    from capfleet.sources import open_source
+
+    try:
+        for item in open_source([_absolute(spec) for spec in inputs]).items():
+            caption = f"\t{item.original_text}" if item.original_text else ""
+            sys.stdout.write(f"{item.source}{caption}\n")
+    except (InputError, OSError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def merge(
+    output: Path = typer.Argument(..., help="A capfleet output folder."),
+    to: Path | None = typer.Option(None, "--to", help="Merged file (default OUTPUT/captions.jsonl)."),
+) -> None:
+    """Join all shards' metadata into one JSONL file (file_name relative to OUTPUT)."""
+    from capfleet.merge import merge_shards
+
+    try:
+        target, rows = merge_shards(output, to)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {rows} rows to {target}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

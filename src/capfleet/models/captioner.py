@@ -1,0 +1,147 @@
+"""HF image-to-text models behind one call: images in, N candidate captions per image out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from capfleet.models.registry import ModelLoadError, load_config, wrap_load_errors
+from capfleet.models.runtime import pick_device, pick_dtype, seed_everything
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHAT_PROMPT = "Describe this image in one detailed sentence."
+# model_type -> how prompts and outputs work for that family
+_PREFIX_FAMILIES = {"blip": "blip", "git": "git"}
+_ENCODER_DECODER_TYPES = {"vision-encoder-decoder", "capfleet-captioner"}
+
+
+@dataclass
+class DecodingOptions:
+    decoding: str = "sample"
+    top_p: float = 0.9
+    max_new_tokens: int = 30
+
+    def generate_kwargs(self, num_candidates: int) -> dict[str, Any]:
+        common = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": num_candidates}
+        if self.decoding == "beam":
+            return {**common, "do_sample": False, "num_beams": max(num_candidates, 3)}
+        return {**common, "do_sample": True, "top_p": self.top_p, "top_k": 0, "num_beams": 1}
+
+
+def _family(config) -> str:
+    model_type = getattr(config, "model_type", "")
+    if model_type in _PREFIX_FAMILIES:
+        return _PREFIX_FAMILIES[model_type]
+    if model_type in _ENCODER_DECODER_TYPES:
+        return "encoder-decoder"
+    return "chat"
+
+
+class HFCaptioner:
+    """Wraps BLIP, GIT, ViT-GPT2-style encoder-decoders, capfleet's own model and chat VLMs."""
+
+    def __init__(self, model, processor, tokenizer, family: str, name: str, options: DecodingOptions):
+        self.model = model
+        self.processor = processor
+        self.tokenizer = tokenizer
+        self.family = family
+        self.name = name
+        self.options = options
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+
+    @classmethod
+    def load(
+        cls,
+        path: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        decoding: str = "sample",
+        top_p: float = 0.9,
+        max_new_tokens: int = 30,
+    ) -> HFCaptioner:
+        import transformers as tf
+
+        config = load_config(path, "captioner")
+        family = _family(config)
+        torch_device = pick_device(device)
+        torch_dtype = pick_dtype(dtype, torch_device)
+        model_class = {
+            "blip": tf.BlipForConditionalGeneration,
+            "git": tf.GitForCausalLM,
+            "encoder-decoder": tf.AutoModel
+            if config.model_type == "capfleet-captioner"
+            else tf.VisionEncoderDecoderModel,
+            "chat": tf.AutoModelForImageTextToText,
+        }[family]
+        model = wrap_load_errors(path, "captioner", lambda: model_class.from_pretrained(path, dtype=torch_dtype))
+        if family == "encoder-decoder":
+            processor = wrap_load_errors(path, "captioner", lambda: tf.AutoImageProcessor.from_pretrained(path))
+            tokenizer = wrap_load_errors(path, "captioner", lambda: tf.AutoTokenizer.from_pretrained(path))
+        else:
+            processor = wrap_load_errors(path, "captioner", lambda: tf.AutoProcessor.from_pretrained(path))
+            tokenizer = processor.tokenizer
+        if family == "chat":
+            tokenizer.padding_side = "left"  # batched generation continues from the right edge
+        model.to(torch_device).eval()
+        options = DecodingOptions(decoding, top_p, max_new_tokens)
+        return cls(model, processor, tokenizer, family, path, options)
+
+    def _inputs(self, images: list, prompt: str | None) -> tuple[dict[str, Any], int]:
+        """Model inputs for a batch, and how many leading output tokens are the prompt."""
+        if self.family == "encoder-decoder":
+            if prompt:
+                raise ModelLoadError(f"captioner {self.name} takes no prompt; drop --prompt")
+            return dict(self.processor(images=images, return_tensors="pt")), 0
+        if self.family == "blip":
+            text = [prompt] * len(images) if prompt else None
+            return dict(self.processor(images=images, text=text, return_tensors="pt")), 0
+        if self.family == "git":
+            inputs = dict(self.processor(images=images, return_tensors="pt"))
+            if prompt:
+                ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
+                ids = [self.tokenizer.cls_token_id, *ids]
+                inputs["input_ids"] = torch.tensor([ids] * len(images))
+            return inputs, 0
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt or DEFAULT_CHAT_PROMPT}]}
+        ]
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        inputs = dict(
+            self.processor(
+                images=[[image] for image in images], text=[text] * len(images), return_tensors="pt", padding=True
+            )
+        )
+        return inputs, inputs["input_ids"].shape[1]
+
+    @torch.inference_mode()
+    def generate(
+        self, images: list, num_candidates: int, prompt: str | None = None, seed: int | None = None
+    ) -> list[list[str]]:
+        """Up to `num_candidates` distinct non-empty captions per image, in generation order."""
+        inputs, prompt_tokens = self._inputs(images, prompt)
+        inputs = {
+            key: value.to(self.device, self.dtype if value.is_floating_point() else None)
+            for key, value in inputs.items()
+            if isinstance(value, torch.Tensor)
+        }
+        if seed is not None:
+            seed_everything(seed)
+        output = self.model.generate(**inputs, **self.options.generate_kwargs(num_candidates))
+        texts = self.tokenizer.batch_decode(output[:, prompt_tokens:], skip_special_tokens=True)
+        candidates = []
+        for index in range(len(images)):
+            chunk = texts[index * num_candidates : (index + 1) * num_candidates]
+            candidates.append(list(dict.fromkeys(" ".join(text.split()) for text in chunk if text.strip())))
+        return candidates
+
+    def input_size(self) -> int:
+        """The processor's target side, so decoding can shrink images no further than needed."""
+        size = getattr(getattr(self.processor, "image_processor", self.processor), "size", None) or {}
+        if isinstance(size, dict):
+            return int(size.get("shortest_edge") or size.get("height") or size.get("longest_edge") or 384)
+        return int(getattr(size, "height", None) or getattr(size, "shortest_edge", None) or 384)

@@ -1,0 +1,103 @@
+"""Names -> loaded models. Aliases map to hub ids; any hub id or local folder also works.
+
+The architecture is chosen from the checkpoint's config (`model_type`), never by matching the
+name, so fine-tunes and local copies load like their base model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+CAPTIONER_ALIASES = {
+    "blip": "Salesforce/blip-image-captioning-base",
+    "blip-large": "Salesforce/blip-image-captioning-large",
+    "git": "microsoft/git-base-coco",
+    "git-large": "microsoft/git-large-coco",
+    "vit-gpt2": "nlpconnect/vit-gpt2-image-captioning",
+    "florence-2": "microsoft/Florence-2-base",
+    "smolvlm": "HuggingFaceTB/SmolVLM-256M-Instruct",
+    "llava": "llava-hf/llava-1.5-7b-hf",
+    "qwen-vl": "Qwen/Qwen2-VL-2B-Instruct",
+}
+SCORER_ALIASES = {
+    "clip": "openai/clip-vit-base-patch32",
+    "clip-large": "openai/clip-vit-large-patch14",
+    "siglip": "google/siglip-base-patch16-224",
+}
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be loaded; the message says what to do instead."""
+
+
+def resolve_name(name: str, aliases: dict[str, str], role: str) -> str:
+    """Alias -> hub id; local folders and `org/name` ids pass through; anything else is an error."""
+    if name in aliases:
+        return aliases[name]
+    expanded = os.path.expanduser(name)
+    if os.path.isdir(expanded):
+        if not os.path.exists(os.path.join(expanded, "config.json")):
+            raise ModelLoadError(f"{role} folder {name} has no config.json: pass a folder saved by save_pretrained")
+        return expanded
+    if os.path.exists(expanded) or name.startswith((".", "/", "~")):
+        raise ModelLoadError(f"{role} {name}: no such model folder")
+    if _HUB_ID.match(name):
+        return name
+    known = ", ".join(sorted(aliases))
+    raise ModelLoadError(f"unknown {role} '{name}': use one of {known}, a hub id (org/name) or a local model folder")
+
+
+def load_config(name_or_path: str, role: str):
+    from transformers import AutoConfig
+
+    _register_builtin_architectures()
+    try:
+        return AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(_load_hint(name_or_path, role, exc)) from None
+
+
+def wrap_load_errors(name_or_path: str, role: str, load):
+    """Run `load()`, turning hub/network/format failures into one actionable line."""
+    try:
+        return load()
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(_load_hint(name_or_path, role, exc)) from None
+
+
+def _load_hint(name_or_path: str, role: str, exc: Exception) -> str:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if os.path.isdir(name_or_path):
+        return f"cannot load {role} from {name_or_path}: {first_line}"
+    return (
+        f"cannot load {role} '{name_or_path}' from the Hugging Face hub ({first_line}). "
+        "If this machine is offline, pass a local model folder (e.g. one made with "
+        "`huggingface-cli download`), use a cached model with HF_HUB_OFFLINE=1, or use --captioner builtin."
+    )
+
+
+def _register_builtin_architectures() -> None:
+    """Make capfleet's own model type known to the Auto classes (issue: built-in model)."""
+    try:
+        import capfleet.train.modeling  # noqa: F401  (registers on import)
+    except ImportError:
+        pass
+
+
+def load_captioner(name: str, **options: Any):
+    from capfleet.models.captioner import HFCaptioner
+
+    path = resolve_name(name, CAPTIONER_ALIASES, "captioner")
+    return HFCaptioner.load(path, **options)
+
+
+def load_scorer(name: str, **options: Any):
+    from capfleet.models.scorer import HFScorer
+
+    if name == "none":
+        return None
+    path = resolve_name(name, SCORER_ALIASES, "scorer")
+    return HFScorer.load(path, **options)

@@ -1,0 +1,32 @@
+"""Ordered, bounded parallel map: overlap I/O and decoding with the model without unbounded memory."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], executor: Executor, window: int) -> Iterator[R]:
+    """Like `executor.map`, but keeps at most `window` calls in flight and yields in input order.
+
+    `executor.map` submits everything up front, which for a shard of large images means every
+    decoded image in memory at once; here memory stays bounded by the window (img2dataset's
+    semaphore idea). `fn` must not raise: per-item failures travel inside its result.
+    """
+    pending: deque = deque()
+    iterator = iter(items)
+    for item in iterator:
+        pending.append(executor.submit(fn, item))
+        if len(pending) >= window:
+            break
+    while pending:
+        result = pending.popleft().result()
+        for item in iterator:
+            pending.append(executor.submit(fn, item))
+            break
+        yield result

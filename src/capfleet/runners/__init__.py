@@ -1,0 +1,1 @@
+"""Where shard processors run: this process (local) or Apache Beam workers."""

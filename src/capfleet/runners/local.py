@@ -1,0 +1,103 @@
+"""The default runner: plan once, then process pending shards in this process."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from capfleet.config import RunConfig
+from capfleet.models.registry import (
+    CAPTIONER_ALIASES,
+    SCORER_ALIASES,
+    load_captioner,
+    load_scorer,
+    resolve_name,
+)
+from capfleet.runners.progress import Progress
+from capfleet.runners.shard_processor import ShardProcessor, ShardStats
+from capfleet.runners.state import RunState
+from capfleet.sources import open_source
+from capfleet.sources.plan import ShardSpec
+
+log = logging.getLogger("capfleet")
+
+
+@dataclass
+class RunSummary:
+    shards: int = 0
+    shards_done_before: int = 0
+    skipped: int = 0
+    stats: ShardStats = field(default_factory=ShardStats)
+    wall_seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.stats.seen / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        return [
+            f"shards: {self.shards} ({self.shards_done_before} already done)",
+            f"seen: {self.stats.seen}  captioned: {self.stats.captioned}  failed: {self.stats.failed}  "
+            f"skipped (already done): {self.skipped}",
+            f"time: {self.wall_seconds:.1f} s  ({self.images_per_second:.2f} images/s)",
+        ]
+
+
+def check_model_names(config: RunConfig) -> None:
+    """Fail on a misspelt model name before listing a million files."""
+    if config.captioner != "none":
+        resolve_name(config.captioner, CAPTIONER_ALIASES, "captioner")
+    if config.scorer != "none":
+        resolve_name(config.scorer, SCORER_ALIASES, "scorer")
+
+
+def load_models(config: RunConfig):
+    """Captioner and scorer for a run, loaded once per process (or Beam worker)."""
+    captioner = None
+    if config.captioner != "none":
+        captioner = load_captioner(
+            config.captioner,
+            device=config.device,
+            dtype=config.dtype,
+            decoding=config.decoding,
+            top_p=config.top_p,
+            max_new_tokens=config.max_new_tokens,
+        )
+    scorer = load_scorer(config.scorer, device=config.device, dtype=config.dtype) if captioner is not None else None
+    return captioner, scorer
+
+
+def prepare_run(config: RunConfig) -> tuple[RunState, list[ShardSpec], list[ShardSpec]]:
+    """Check/record OUT, list inputs on a first run, and split shards into all and pending."""
+    config.validate()
+    check_model_names(config)
+    state = RunState(config.output)
+    resuming = state.prepare(config)
+    if resuming:
+        log.info("resuming the run in %s", config.output)
+    else:
+        state.record_run(config, open_source(config.inputs).items())
+    shards = state.plan(config)
+    pending = [shard for shard in shards if not state.is_done(shard)]
+    return state, shards, pending
+
+
+def run_local(config: RunConfig, models=None) -> RunSummary:
+    started = time.perf_counter()
+    state, shards, pending = prepare_run(config)
+    summary = RunSummary(shards=len(shards), shards_done_before=len(shards) - len(pending))
+    summary.skipped = sum(len(s.items) for s in shards) - sum(len(s.items) for s in pending)
+    if pending:
+        captioner, scorer = models if models is not None else load_models(config)
+        progress = Progress(sum(len(s.items) for s in pending), config.progress)
+        try:
+            with ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io") as executor:
+                processor = ShardProcessor(config, open_source(config.inputs), captioner, scorer, executor, progress)
+                for shard in pending:
+                    summary.stats.add(processor.process(shard))
+        finally:
+            progress.close()
+    summary.wall_seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,167 @@
+"""One shard end to end: read -> decode -> caption -> rank -> write -> mark done.
+
+Every runner (local threads, Beam workers) calls `ShardProcessor.process`, so a shard gives
+the same rows wherever it runs. Reading and decoding run ahead in a thread pool while the
+model works on the current batch; memory stays bounded by the in-flight window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from capfleet.config import RunConfig
+from capfleet.parallel import ordered_map
+from capfleet.runners.state import RunState
+from capfleet.sample import Sample
+from capfleet.sinks.atomic import write_lines_atomic
+from capfleet.sinks.imagefolder import ImageFolderSink
+from capfleet.sources.plan import ShardSpec
+from capfleet.stages.decode import decode_sample
+
+
+@dataclass
+class ShardStats:
+    seen: int = 0
+    captioned: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: ShardStats) -> None:
+        self.seen += other.seen
+        self.captioned += other.captioned
+        self.failed += other.failed
+        self.seconds += other.seconds
+
+    def to_json(self) -> dict:
+        return {
+            "seen": self.seen,
+            "captioned": self.captioned,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def batch_seed(seed: int, first_key: str) -> int:
+    """A per-batch seed: a redone shard samples exactly what the interrupted one would have."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{first_key}".encode()).digest()[:4], "little")
+
+
+def _batches(samples: Iterator[Sample], size: int, on_error: Callable[[Sample], None]) -> Iterator[list[Sample]]:
+    batch: list[Sample] = []
+    for sample in samples:
+        if sample.error is not None:
+            on_error(sample)
+            continue
+        batch.append(sample)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class ShardProcessor:
+    """Holds the loaded models and a worker pool; processes shards one at a time."""
+
+    def __init__(self, config: RunConfig, source, captioner, scorer, executor: Executor, progress=None):
+        self.config = config
+        self.source = source
+        self.captioner = captioner
+        self.scorer = scorer
+        self.executor = executor
+        self.progress = progress
+        self.state = RunState(config.output)
+        self.sink = ImageFolderSink(config.output)
+        self.window = max(4 * config.workers, 2 * config.batch_size)
+        self.min_side = captioner.input_size() if captioner is not None else 384
+        self.captioner_name = captioner.name if captioner is not None else "none"
+        self.scorer_name = scorer.name if scorer is not None else "none"
+
+    def _decoded(self, shard: ShardSpec) -> Iterator[Sample]:
+        def decode(sample: Sample) -> Sample:
+            return decode_sample(sample, self.config.max_pixels, self.min_side)
+
+        fetched = self.source.read(shard, self.executor, self.window)
+        return ordered_map(decode, fetched, self.executor, self.window)
+
+    def process(self, shard: ShardSpec) -> ShardStats:
+        """Write the shard atomically, then its errors, then its done-marker (written last)."""
+        started = time.perf_counter()
+        stats = ShardStats()
+        errors: list[dict] = []
+        writer = self.sink.open(shard.name)
+
+        def fail(sample: Sample) -> None:
+            errors.append(sample.error_record())
+            stats.seen += 1
+            stats.failed += 1
+            self._tick()
+
+        try:
+            for batch in _batches(self._decoded(shard), self.config.batch_size, fail):
+                for sample, record in zip(batch, self._caption(batch), strict=True):
+                    stats.seen += 1
+                    if sample.error is not None:
+                        fail_record = sample.error_record()
+                        errors.append(fail_record)
+                        stats.failed += 1
+                    else:
+                        writer.write(record, sample.data or b"", sample.extension)
+                        stats.captioned += 1
+                    sample.data = sample.image = None
+                    self._tick()
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        write_lines_atomic(self.state.errors_file(shard), errors)
+        stats.seconds = time.perf_counter() - started
+        self.state.mark_done(shard, stats.to_json())
+        return stats
+
+    def _tick(self) -> None:
+        if self.progress is not None:
+            self.progress.update(1)
+
+    def _caption(self, batch: list[Sample]) -> list[dict | None]:
+        """Rows for a batch; a sample whose captioning fails gets `error` set instead."""
+        config = self.config
+        if self.captioner is None:
+            candidates = [[] for _ in batch]
+        else:
+            images = [sample.image for sample in batch]
+            try:
+                seed = batch_seed(config.seed, batch[0].key)
+                candidates = self.captioner.generate(images, config.candidates, config.prompt, seed)
+                scores = self.scorer.score(images, candidates) if self.scorer is not None else None
+            except Exception as exc:  # e.g. CUDA OOM on one batch: record it, keep the run going
+                for sample in batch:
+                    sample.error = f"caption failed: {type(exc).__name__}: {exc}"
+                return [None] * len(batch)
+        rows: list[dict | None] = []
+        for index, sample in enumerate(batch):
+            texts = candidates[index]
+            if self.captioner is not None and not texts:
+                sample.error = "caption failed: the model produced only empty captions"
+                rows.append(None)
+                continue
+            row_scores = scores[index] if self.captioner is not None and scores is not None else None
+            best = max(range(len(texts)), key=row_scores.__getitem__) if row_scores else 0
+            # No nulls: the imagefolder loader cannot type a column that is null in a whole shard.
+            rows.append(
+                {
+                    "key": sample.key,
+                    "source": sample.item.source,
+                    "text": texts[best] if texts else (sample.item.original_text or ""),
+                    "candidates": texts,
+                    "scores": row_scores or [],
+                    "original_text": sample.item.original_text or "",
+                    "captioner": self.captioner_name,
+                    "scorer": self.scorer_name,
+                }
+            )
+        return rows

@@ -1,0 +1,62 @@
+"""HF `imagefolder` output: OUT/SSSSS/{key}.ext + metadata.jsonl, one folder per shard.
+
+`datasets.load_dataset("imagefolder", data_dir=OUT)` reads every finished shard directly:
+it takes exactly one file named `metadata.jsonl` per folder, so that name is only ever used
+inside shard folders (see DESIGN.md, output contract).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from capfleet.sinks.atomic import publish_dir, staging_dir, write_lines_atomic
+
+METADATA_NAME = "metadata.jsonl"
+
+
+class ImageFolderShardWriter:
+    """Collects one shard's images and rows in a staging folder; `commit` publishes it."""
+
+    def __init__(self, root: Path, name: str):
+        self.root = root
+        self.name = name
+        self.rows: list[dict[str, Any]] = []
+        self._staged: Path | None = None
+
+    def write(self, record: dict[str, Any], image_bytes: bytes, extension: str) -> None:
+        """Store the original image bytes verbatim (lossless, no re-encode) and its row."""
+        if self._staged is None:
+            self._staged = staging_dir(self.root, self.name)
+        file_name = f"{record['key']}{extension}"
+        (self._staged / file_name).write_bytes(image_bytes)
+        self.rows.append({"file_name": file_name, **record})
+
+    def commit(self) -> int:
+        """Publish the shard folder (none when every image failed); returns rows written."""
+        if self._staged is None:
+            return 0
+        write_lines_atomic(self._staged / METADATA_NAME, self.rows)
+        publish_dir(self._staged, self.root / self.name)
+        self._staged = None
+        return len(self.rows)
+
+    def abort(self) -> None:
+        if self._staged is not None:
+            shutil.rmtree(self._staged, ignore_errors=True)
+            self._staged = None
+
+
+class ImageFolderSink:
+    """The default output: a self-contained dataset folder (images are copied in)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def open(self, shard_name: str) -> ImageFolderShardWriter:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return ImageFolderShardWriter(self.root, shard_name)
+
+    def shard_names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name.isdigit())

@@ -1,0 +1,62 @@
+"""Open and list local paths, fsspec URLs (gs://, s3://, file://) and plain http(s) URLs."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+
+HTTP_TIMEOUT_S = 30
+_HTTP_PREFIXES = ("http://", "https://")
+
+
+def is_url(path: str) -> bool:
+    return "://" in path or path.startswith("pipe:")
+
+
+def is_http(path: str) -> bool:
+    return path.startswith(_HTTP_PREFIXES)
+
+
+def read_bytes(path: str) -> bytes:
+    """All bytes of one object. Raises OSError with a readable reason on any failure."""
+    if not is_url(path):
+        with open(path, "rb") as handle:
+            return handle.read()
+    if is_http(path):
+        return _read_http(path)
+    import fsspec
+
+    try:
+        with fsspec.open(path, "rb") as handle:
+            return handle.read()
+    except ImportError as exc:  # a cloud backend that is not installed
+        raise OSError(f"{exc} (install the matching extra, e.g. pip install 'capfleet[gcs]')") from exc
+
+
+def _read_http(url: str) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": "capfleet"})
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        raise OSError(f"HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, TimeoutError) as exc:
+        raise OSError(f"cannot fetch URL: {getattr(exc, 'reason', exc)}") from exc
+
+
+def filesystem(url: str):
+    """The fsspec filesystem and bare path for a URL; a clear hint when the backend is missing."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as exc:
+        raise OSError(f"{exc} (install the matching extra, e.g. pip install 'capfleet[gcs]')") from exc
+
+
+def local_path(path: str) -> str | None:
+    """The local filesystem path behind `path`, or None for remote URLs."""
+    if path.startswith("file://"):
+        return path[len("file://") :]
+    return None if is_url(path) else os.path.abspath(path)

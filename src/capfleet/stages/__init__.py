@@ -1,0 +1,1 @@
+"""Per-sample stages between reading and captioning: decoding and its guards."""

@@ -1,0 +1,104 @@
+"""Bytes -> RGB image, with the guards a web-scale crawl needs (bombs, HTML pages, odd modes)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from capfleet.sample import Sample
+
+MAX_ASPECT_RATIO = 20.0
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tiff"}
+_HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+
+# Our own pixel cap replaces Pillow's global one, which warns at one size and fails at twice it.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class DecodeError(ValueError):
+    """Why these bytes are not a usable image."""
+
+
+def _sniff(data: bytes) -> None:
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")) or b"<html" in head:
+        raise DecodeError("not an image: looks like an HTML/XML page")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Flatten any mode to 8-bit RGB: scale 16-bit/float ranges, put transparency on white."""
+    if image.mode in _HIGH_BIT_MODES:
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
+        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _shrink(image: Image.Image, min_side: int) -> Image.Image:
+    """Downscale so the shorter side is `min_side`: models resize anyway, this keeps memory small."""
+    width, height = image.size
+    shorter = min(width, height)
+    if shorter <= min_side:
+        return image
+    scale = min_side / shorter
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+
+def decode_image(data: bytes, max_pixels: int, min_side: int | None = 384) -> tuple[Image.Image, str]:
+    """Decode, validate and normalise one image; returns (RGB image, file extension of its format).
+
+    Raises DecodeError with a reason fit for an error record: the run goes on without it.
+    """
+    _sniff(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise DecodeError(
+                    f"image too large: {width}x{height} = {width * height} pixels > --max-pixels {max_pixels}"
+                )
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+                raise DecodeError(f"extreme aspect ratio {width}x{height} (more than {MAX_ASPECT_RATIO:g}:1)")
+            extension = EXTENSIONS.get(image.format or "", ".png")
+            if image.format == "JPEG" and min_side:
+                image.draft("RGB", (min_side, min_side))  # decode at reduced scale: much faster
+            image.load()  # first frame of an animation; raises on truncated data
+            image = ImageOps.exif_transpose(image)
+            image = _to_rgb(image)
+    except DecodeError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise DecodeError("not an image: unrecognised format") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DecodeError(f"corrupt image: {exc}") from None
+    if min_side:
+        image = _shrink(image, min_side)
+    return image, extension
+
+
+def decode_sample(sample: Sample, max_pixels: int, min_side: int | None) -> Sample:
+    """The stage function run in worker threads: fills `image`, or sets `error`."""
+    if sample.error is not None:
+        return sample
+    try:
+        sample.image, sample.extension = decode_image(sample.data or b"", max_pixels, min_side)
+    except DecodeError as exc:
+        sample.error = f"decode failed: {exc}"
+    except Exception as exc:  # a Pillow plugin bug must not kill the shard
+        sample.error = f"decode failed: {type(exc).__name__}: {exc}"
+    return sample
