@@ -1,0 +1,84 @@
+"""Configuration of capfleet's small captioner (ViT encoder + transformer decoder + CLIP-style heads).
+
+The config is flat (``encoder_*`` / ``decoder_*`` fields) because transformers' generation code derives the
+decoder cache layout from ``config.get_text_config(decoder=True)``, which maps ``decoder_layers`` to
+``num_hidden_layers`` for flat encoder-decoder configs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PretrainedConfig
+
+MODEL_TYPE = "capfleet-captioner"
+
+# name -> sizes; everything else keeps the config defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        patch_size=8, encoder_hidden_size=64, encoder_layers=2, encoder_attention_heads=2,
+        decoder_hidden_size=64, decoder_layers=2, decoder_attention_heads=2, projection_dim=32,
+    ),
+    "small": dict(
+        patch_size=8, encoder_hidden_size=256, encoder_layers=6, encoder_attention_heads=4,
+        decoder_hidden_size=256, decoder_layers=4, decoder_attention_heads=4, projection_dim=128,
+    ),
+    "base": dict(
+        patch_size=16, encoder_hidden_size=512, encoder_layers=8, encoder_attention_heads=8,
+        decoder_hidden_size=512, decoder_layers=6, decoder_attention_heads=8, projection_dim=256,
+    ),
+}
+
+
+class CapfleetCaptionerConfig(PretrainedConfig):
+    """Sizes and special token ids of :class:`CapfleetCaptionerModel` (fields are dataclass fields in
+    transformers 5, so unknown keys in ``config.json`` are kept as plain attributes)."""
+
+    model_type = MODEL_TYPE
+
+    vocab_size: int = 1000
+    image_size: int = 64
+    patch_size: int = 8
+    num_channels: int = 3
+    encoder_hidden_size: int = 128
+    encoder_layers: int = 2
+    encoder_attention_heads: int = 4
+    decoder_hidden_size: int = 128
+    decoder_layers: int = 2
+    decoder_attention_heads: int = 4
+    mlp_ratio: float = 4.0
+    max_position_embeddings: int = 64
+    projection_dim: int = 64
+    logit_scale_init_value: float = 2.6592  # log(1 / 0.07), as in CLIP
+    dropout: float = 0.0
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 1
+    eos_token_id: int | None = 2
+    decoder_start_token_id: int | None = 1
+    is_encoder_decoder: bool = True
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        for prefix in ("encoder", "decoder"):
+            hidden = getattr(self, f"{prefix}_hidden_size")
+            heads = getattr(self, f"{prefix}_attention_heads")
+            if hidden % heads:
+                raise ValueError(f"{prefix}_hidden_size={hidden} not divisible by {prefix}_attention_heads={heads}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size={self.image_size} not divisible by patch_size={self.patch_size}")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+def preset_config(
+    name: str, vocab_size: int, image_size: int = 64, **overrides: Any
+) -> CapfleetCaptionerConfig:
+    """Config for a named size preset (tiny/small/base); ``overrides`` win over preset values."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    values = {**PRESETS[name], **overrides}
+    return CapfleetCaptionerConfig(vocab_size=vocab_size, image_size=image_size, **values)
