@@ -1,0 +1,123 @@
+"""Runner, resume and output contract, with the model step switched off (`--captioner none`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from capfleet.config import ConfigError, RunConfig
+from capfleet.merge import merge_shards
+from capfleet.runners import shard_processor
+from capfleet.runners.local import run_local
+from tests.image_zoo import OK, write_noise_images, write_zoo
+from tests.pipeline.helpers import load_with_datasets, read_errors, read_rows
+
+
+def config(inputs, out, **overrides) -> RunConfig:
+    values = {"captioner": "none", "scorer": "none", "shard_size": 4, "workers": 2, "progress": False}
+    values.update(overrides)
+    return RunConfig(inputs=[str(i) for i in inputs], output=str(out), **values)
+
+
+def test_every_bad_input_becomes_exactly_one_error_record(tmp_path):
+    expected = write_zoo(tmp_path / "zoo")
+    summary = run_local(config([tmp_path / "zoo"], tmp_path / "out"))
+    rows, errors = read_rows(tmp_path / "out"), read_errors(tmp_path / "out")
+    ok_names = {name for name, outcome in expected.items() if outcome == OK}
+    assert {row["source"].rsplit("/", 1)[1] for row in rows} == ok_names
+    assert {error["source"].rsplit("/", 1)[1] for error in errors} == set(expected) - ok_names
+    assert all(error["error"] and error["key"] for error in errors)
+    assert summary.stats.seen == len(expected)
+    assert summary.stats.failed == len(errors)
+    for row in rows:  # the image is copied byte for byte
+        original = (tmp_path / "zoo" / row["source"].rsplit("/", 1)[1]).read_bytes()
+        assert (tmp_path / "out" / f"{int(row['key']) // 4:05d}" / row["file_name"]).read_bytes() == original
+
+
+def test_output_loads_with_datasets_and_keeps_original_captions(tmp_path):
+    write_noise_images(tmp_path / "imgs", 6)
+    (tmp_path / "imgs" / "img-004.txt").write_text("an original caption")
+    run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    dataset = load_with_datasets(tmp_path / "out")
+    assert len(dataset) == 6
+    row = dataset[4]
+    assert row["original_text"] == "an original caption" and row["text"] == "an original caption"
+    assert row["image"].size == (48, 40)
+    assert set(dataset.column_names) >= {"image", "text", "candidates", "scores", "original_text", "key", "source"}
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_crash_then_rerun_gives_each_image_exactly_once(tmp_path, monkeypatch):
+    write_noise_images(tmp_path / "imgs", 10)
+    calls = {"n": 0}
+    real = shard_processor.ShardProcessor._caption
+
+    def crash_in_second_shard(self, batch):
+        calls["n"] += 1
+        if batch[0].key >= "000000004":
+            raise Crash("killed")
+        return real(self, batch)
+
+    monkeypatch.setattr(shard_processor.ShardProcessor, "_caption", crash_in_second_shard)
+    with pytest.raises(Crash):
+        run_local(config([tmp_path / "imgs"], tmp_path / "out", batch_size=2))
+    assert len(read_rows(tmp_path / "out")) == 4  # shard 0 finished, shard 1 left no trace
+    assert not list((tmp_path / "out").glob(".tmp-*"))
+    monkeypatch.setattr(shard_processor.ShardProcessor, "_caption", real)
+    summary = run_local(config([tmp_path / "imgs"], tmp_path / "out", batch_size=2))
+    keys = [row["key"] for row in read_rows(tmp_path / "out")]
+    assert sorted(keys) == [f"{i:09d}" for i in range(10)]
+    assert summary.skipped == 4 and summary.shards_done_before == 1
+
+
+def test_stale_staging_from_a_hard_kill_is_removed_and_not_loaded(tmp_path):
+    write_noise_images(tmp_path / "imgs", 4)
+    run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    stale = tmp_path / "out" / ".tmp-00001-deadbeef"
+    stale.mkdir()
+    (stale / "metadata.jsonl").write_text("{}\n")
+    run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    assert not stale.exists()
+
+
+def test_limit_run_then_full_run_completes_without_duplicates(tmp_path):
+    write_noise_images(tmp_path / "imgs", 10)
+    run_local(config([tmp_path / "imgs"], tmp_path / "out", limit=5))
+    assert [row["key"] for row in read_rows(tmp_path / "out")] == [f"{i:09d}" for i in range(5)]
+    summary = run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    assert sorted(row["key"] for row in read_rows(tmp_path / "out")) == [f"{i:09d}" for i in range(10)]
+    assert summary.skipped == 4  # shard 0 was complete; the cut-short shard 1 was redone
+
+
+def test_changed_settings_refuse_unless_overwrite(tmp_path):
+    write_noise_images(tmp_path / "imgs", 3)
+    run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    with pytest.raises(ConfigError, match="shard_size: 4 -> 2"):
+        run_local(config([tmp_path / "imgs"], tmp_path / "out", shard_size=2))
+    run_local(config([tmp_path / "imgs"], tmp_path / "out", shard_size=2, overwrite=True))
+    assert sorted((tmp_path / "out").glob("[0-9]*")) == [tmp_path / "out" / "00000", tmp_path / "out" / "00001"]
+    assert len(read_rows(tmp_path / "out")) == 3
+
+
+def test_foreign_non_empty_output_is_refused(tmp_path):
+    write_noise_images(tmp_path / "imgs", 1)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "thesis.docx").write_text("precious")
+    with pytest.raises(ConfigError, match="not empty"):
+        run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    with pytest.raises(ConfigError, match="did not write"):
+        run_local(config([tmp_path / "imgs"], tmp_path / "out", overwrite=True))
+    assert (tmp_path / "out" / "thesis.docx").exists()
+
+
+def test_merge_writes_one_file_and_the_dataset_still_loads_once(tmp_path):
+    write_noise_images(tmp_path / "imgs", 9)
+    run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    target, count = merge_shards(tmp_path / "out")
+    assert count == 9 and target.name == "captions.jsonl"
+    assert target.read_text().count('"file_name": "00002/') == 1
+    assert len(load_with_datasets(tmp_path / "out")) == 9
+    with pytest.raises(ValueError, match="twice"):
+        merge_shards(tmp_path / "out", tmp_path / "out" / "metadata.jsonl")
