@@ -43,7 +43,7 @@ def write_zoo(folder: Path) -> dict[str, str]:
     put("bomb.png", bomb.getvalue(), ERROR)
     put("cmyk.jpg", _jpeg_bytes(_noise(40, 30).convert("CMYK")), OK)
     sixteen = io.BytesIO()
-    Image.fromarray((np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60)).save(sixteen, "PNG")
+    Image.fromarray(np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60).save(sixteen, "PNG")
     put("sixteen-bit.png", sixteen.getvalue(), OK)
     palette = Image.new("P", (20, 20), 0)
     palette.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)

@@ -39,7 +39,7 @@ def test_output_loads_with_datasets_and_keeps_original_captions(tmp_path):
     run_local(config([tmp_path / "imgs"], tmp_path / "out"))
     dataset = load_with_datasets(tmp_path / "out")
     assert len(dataset) == 6
-    row = dataset[4]
+    row = dataset[dataset["key"].index("000000004")]
     assert row["original_text"] == "an original caption" and row["text"] == "an original caption"
     assert row["image"].size == (48, 40)
     assert set(dataset.column_names) >= {"image", "text", "candidates", "scores", "original_text", "key", "source"}

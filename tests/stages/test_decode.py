@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from capfleet.stages.decode import DecodeError, decode_image
-from tests.image_zoo import ERROR, OK, write_zoo
+from tests.image_zoo import OK, write_zoo
 
 DEFAULT_MAX_PIXELS = 89_478_485
 
