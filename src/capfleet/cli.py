@@ -19,8 +19,12 @@ log = logging.getLogger("capfleet")
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "huggingface_hub", "transformers", "filelock"):
+    for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # e.g. the torchvision-less image-processor fallback notice
+    hf_logging.disable_progress_bar()
 
 
 def _fail(message: str) -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from capfleet.models.registry import ModelLoadError, load_config, wrap_load_errors
+from capfleet.models.processors import load_image_processor
+from capfleet.models.registry import load_config, wrap_load_errors
 from capfleet.models.runtime import pick_device, pick_dtype, seed_everything
-
-log = logging.getLogger(__name__)
 
 DEFAULT_CHAT_PROMPT = "Describe this image in one detailed sentence."
 # model_type -> how prompts and outputs work for that family
@@ -80,7 +78,7 @@ class HFCaptioner:
         }[family]
         model = wrap_load_errors(path, "captioner", lambda: model_class.from_pretrained(path, dtype=torch_dtype))
         if family == "encoder-decoder":
-            processor = wrap_load_errors(path, "captioner", lambda: tf.AutoImageProcessor.from_pretrained(path))
+            processor = wrap_load_errors(path, "captioner", lambda: load_image_processor(path))
             tokenizer = wrap_load_errors(path, "captioner", lambda: tf.AutoTokenizer.from_pretrained(path))
         else:
             processor = wrap_load_errors(path, "captioner", lambda: tf.AutoProcessor.from_pretrained(path))
@@ -91,11 +89,14 @@ class HFCaptioner:
         options = DecodingOptions(decoding, top_p, max_new_tokens)
         return cls(model, processor, tokenizer, family, path, options)
 
+    @property
+    def accepts_prompt(self) -> bool:
+        """Encoder-decoders like ViT-GPT2 have no text input to condition on."""
+        return self.family != "encoder-decoder"
+
     def _inputs(self, images: list, prompt: str | None) -> tuple[dict[str, Any], int]:
         """Model inputs for a batch, and how many leading output tokens are the prompt."""
         if self.family == "encoder-decoder":
-            if prompt:
-                raise ModelLoadError(f"captioner {self.name} takes no prompt; drop --prompt")
             return dict(self.processor(images=images, return_tensors="pt")), 0
         if self.family == "blip":
             text = [prompt] * len(images) if prompt else None

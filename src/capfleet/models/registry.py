@@ -70,12 +70,13 @@ def wrap_load_errors(name_or_path: str, role: str, load):
 
 def _load_hint(name_or_path: str, role: str, exc: Exception) -> str:
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first_line = first_line if len(first_line) <= 300 else first_line[:300] + "..."
     if os.path.isdir(name_or_path):
         return f"cannot load {role} from {name_or_path}: {first_line}"
     return (
         f"cannot load {role} '{name_or_path}' from the Hugging Face hub ({first_line}). "
         "If this machine is offline, pass a local model folder (e.g. one made with "
-        "`huggingface-cli download`), use a cached model with HF_HUB_OFFLINE=1, or use --captioner builtin."
+        "`huggingface-cli download`) or use a cached model with HF_HUB_OFFLINE=1."
     )
 
 

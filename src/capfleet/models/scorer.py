@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from capfleet.models.registry import load_config, wrap_load_errors
+from capfleet.models.processors import load_image_processor
+from capfleet.models.registry import ModelLoadError, load_config, wrap_load_errors
 from capfleet.models.runtime import pick_device, pick_dtype
 
 
@@ -34,12 +35,10 @@ class HFScorer:
         torch_dtype = pick_dtype(dtype, torch_device)
         model = wrap_load_errors(path, "scorer", lambda: tf.AutoModel.from_pretrained(path, dtype=torch_dtype))
         if not hasattr(model, "get_image_features") or not hasattr(model, "get_text_features"):
-            from capfleet.models.registry import ModelLoadError
-
             raise ModelLoadError(
                 f"scorer {path} ({config.model_type}) has no image/text embeddings; use a CLIP-style model"
             )
-        image_processor = wrap_load_errors(path, "scorer", lambda: tf.AutoImageProcessor.from_pretrained(path))
+        image_processor = wrap_load_errors(path, "scorer", lambda: load_image_processor(path))
         tokenizer = wrap_load_errors(path, "scorer", lambda: tf.AutoTokenizer.from_pretrained(path))
         # SigLIP was trained on texts padded to a fixed length; CLIP uses an EOS-pooled dynamic pad.
         padding = "max_length" if config.model_type == "siglip" else "longest"

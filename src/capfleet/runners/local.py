@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from capfleet.config import RunConfig
+from capfleet.config import ConfigError, RunConfig
 from capfleet.models.registry import (
     CAPTIONER_ALIASES,
     SCORER_ALIASES,
@@ -65,6 +65,8 @@ def load_models(config: RunConfig):
             top_p=config.top_p,
             max_new_tokens=config.max_new_tokens,
         )
+        if config.prompt and not captioner.accepts_prompt:
+            raise ConfigError(f"captioner {config.captioner} takes no prompt: drop --prompt or use BLIP, GIT or a VLM")
     scorer = load_scorer(config.scorer, device=config.device, dtype=config.dtype) if captioner is not None else None
     return captioner, scorer
 

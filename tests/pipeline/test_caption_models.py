@@ -1,0 +1,95 @@
+"""End to end with real model code: tiny random-weight BLIP, GIT, ViT-GPT2 and CLIP checkpoints.
+
+Random weights say nonsense, so these check structure and ranking, never words.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from capfleet.config import ConfigError, RunConfig
+from capfleet.models.scorer import HFScorer
+from capfleet.runners.local import run_local
+from capfleet.stages.decode import decode_image
+from tests.image_zoo import write_noise_images
+from tests.pipeline.helpers import load_with_datasets, read_rows
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    write_noise_images(folder, 6)
+    return folder
+
+
+def config(inputs, out, captioner, scorer="none", **overrides) -> RunConfig:
+    values = {
+        "captioner": str(captioner),
+        "scorer": str(scorer),
+        "candidates": 3,
+        "max_new_tokens": 6,
+        "batch_size": 4,
+        "workers": 2,
+        "shard_size": 4,
+        "progress": False,
+    }
+    values.update(overrides)
+    return RunConfig(inputs=[str(i) for i in inputs], output=str(out), **values)
+
+
+def test_blip_with_clip_keeps_the_best_scored_candidate(images, tmp_path, tiny_blip, tiny_clip):
+    summary = run_local(config([images], tmp_path / "out", tiny_blip, tiny_clip))
+    assert summary.stats.captioned == 6 and summary.stats.failed == 0
+    rows = read_rows(tmp_path / "out")
+    scorer = HFScorer.load(str(tiny_clip), device="cpu")
+    for row in rows:
+        assert 1 <= len(row["candidates"]) <= 3
+        assert len(row["scores"]) == len(row["candidates"])
+        assert row["text"] == row["candidates"][row["scores"].index(max(row["scores"]))]
+        assert row["captioner"] == str(tiny_blip) and row["scorer"] == str(tiny_clip)
+        # The stored scores are what the scorer itself says about this image and these texts.
+        image, _ = decode_image(Path(row["source"]).read_bytes(), 89_478_485, min_side=32)
+        (direct,) = scorer.score([image], [row["candidates"]])
+        assert direct == pytest.approx(row["scores"], abs=1e-4)
+    dataset = load_with_datasets(tmp_path / "out")
+    assert len(dataset) == 6 and isinstance(dataset[0]["text"], str)
+
+
+def test_sampling_is_reproducible_with_the_same_seed(images, tmp_path, tiny_blip):
+    first = run_local(config([images], tmp_path / "a", tiny_blip, seed=7))
+    run_local(config([images], tmp_path / "b", tiny_blip, seed=7))
+    assert first.stats.captioned == 6
+    rows_a, rows_b = read_rows(tmp_path / "a"), read_rows(tmp_path / "b")
+    assert [r["candidates"] for r in rows_a] == [r["candidates"] for r in rows_b]
+
+
+def test_beam_rows_do_not_depend_on_batch_size_or_workers(images, tmp_path, tiny_blip, tiny_clip):
+    run_local(config([images], tmp_path / "a", tiny_blip, tiny_clip, decoding="beam", batch_size=1, workers=1))
+    run_local(config([images], tmp_path / "b", tiny_blip, tiny_clip, decoding="beam", batch_size=4, workers=3))
+    rows_a, rows_b = read_rows(tmp_path / "a"), read_rows(tmp_path / "b")
+    assert [(r["key"], r["text"], r["candidates"]) for r in rows_a] == [
+        (r["key"], r["text"], r["candidates"]) for r in rows_b
+    ]
+    for a, b in zip(rows_a, rows_b, strict=True):
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)
+
+
+def test_vit_gpt2_without_scorer_keeps_the_first_candidate(images, tmp_path, tiny_vit_gpt2):
+    run_local(config([images], tmp_path / "out", tiny_vit_gpt2))
+    rows = read_rows(tmp_path / "out")
+    assert len(rows) == 6
+    assert all(row["text"] == row["candidates"][0] and row["scores"] == [] for row in rows)
+
+
+def test_git_and_blip_take_a_prompt(images, tmp_path, tiny_git, tiny_blip):
+    run_local(config([images], tmp_path / "git", tiny_git, prompt="a photo of"))
+    assert len(read_rows(tmp_path / "git")) == 6
+    run_local(config([images], tmp_path / "blip", tiny_blip, prompt="a photo of"))
+    assert all(row["text"].startswith("a photo of") for row in read_rows(tmp_path / "blip"))
+
+
+def test_prompt_for_a_model_without_text_input_is_refused(images, tmp_path, tiny_vit_gpt2):
+    with pytest.raises(ConfigError, match="takes no prompt"):
+        run_local(config([images], tmp_path / "out", tiny_vit_gpt2, prompt="a photo of"))
