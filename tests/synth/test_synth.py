@@ -2,18 +2,12 @@
 
 import json
 import re
-import sys
 from itertools import pairwise
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-if str(SRC) not in sys.path:  # lets the tests run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(SRC))
-
-from capfleet.synth import (  # noqa: E402
+from capfleet.synth import (
     COLOURS,
     SHAPES,
     VOCABULARY,
@@ -24,7 +18,7 @@ from capfleet.synth import (  # noqa: E402
     render_scene,
     sample_scene,
 )
-from capfleet.synth.scene import MIN_CONTRAST, RELATION_WORDS  # noqa: E402
+from capfleet.synth.scene import MIN_CONTRAST, RELATION_WORDS
 
 NP = r"(?:a|an|the) (?:(?:small|large) )?(\w+) (\w+)"
 REL = (
