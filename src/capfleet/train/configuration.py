@@ -16,16 +16,34 @@ MODEL_TYPE = "capfleet-captioner"
 # name -> sizes; everything else keeps the config defaults.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
-        patch_size=8, encoder_hidden_size=64, encoder_layers=2, encoder_attention_heads=2,
-        decoder_hidden_size=64, decoder_layers=2, decoder_attention_heads=2, projection_dim=32,
+        patch_size=8,
+        encoder_hidden_size=64,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_hidden_size=64,
+        decoder_layers=2,
+        decoder_attention_heads=2,
+        projection_dim=32,
     ),
     "small": dict(
-        patch_size=8, encoder_hidden_size=256, encoder_layers=6, encoder_attention_heads=4,
-        decoder_hidden_size=256, decoder_layers=4, decoder_attention_heads=4, projection_dim=128,
+        patch_size=8,
+        encoder_hidden_size=256,
+        encoder_layers=6,
+        encoder_attention_heads=4,
+        decoder_hidden_size=256,
+        decoder_layers=4,
+        decoder_attention_heads=4,
+        projection_dim=128,
     ),
     "base": dict(
-        patch_size=16, encoder_hidden_size=512, encoder_layers=8, encoder_attention_heads=8,
-        decoder_hidden_size=512, decoder_layers=6, decoder_attention_heads=8, projection_dim=256,
+        patch_size=16,
+        encoder_hidden_size=512,
+        encoder_layers=8,
+        encoder_attention_heads=8,
+        decoder_hidden_size=512,
+        decoder_layers=6,
+        decoder_attention_heads=8,
+        projection_dim=256,
     ),
 }
 
@@ -74,9 +92,7 @@ class CapfleetCaptionerConfig(PretrainedConfig):
         return (self.image_size // self.patch_size) ** 2
 
 
-def preset_config(
-    name: str, vocab_size: int, image_size: int = 64, **overrides: Any
-) -> CapfleetCaptionerConfig:
+def preset_config(name: str, vocab_size: int, image_size: int = 64, **overrides: Any) -> CapfleetCaptionerConfig:
     """Config for a named size preset (tiny/small/base); ``overrides`` win over preset values."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")

@@ -45,21 +45,28 @@ class CapfleetCaptionerOutput(ModelOutput):
 class Attention(nn.Module):
     """Multi-head attention on ``F.scaled_dot_product_attention``; ``kv_dim`` set means cross-attention."""
 
-    def __init__(self, dim: int, heads: int, kv_dim: int | None = None, dropout: float = 0.0,
-                 layer_idx: int = 0) -> None:
+    def __init__(
+        self, dim: int, heads: int, kv_dim: int | None = None, dropout: float = 0.0, layer_idx: int = 0
+    ) -> None:
         super().__init__()
         self.heads, self.head_dim, self.dropout, self.layer_idx = heads, dim // heads, dropout, layer_idx
         self.is_cross = kv_dim is not None
         self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(kv_dim or dim, dim)
+        self.k_proj = nn.Linear(kv_dim or dim, dim, bias=False)  # a key bias cannot change softmax
         self.v_proj = nn.Linear(kv_dim or dim, dim)
         self.o_proj = nn.Linear(dim, dim)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, kv: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                is_causal: bool = False, cache: Cache | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        kv: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        cache: Cache | None = None,
+    ) -> torch.Tensor:
         q = self._split(self.q_proj(x))
         cross_cache = cache.cross_attention_cache if isinstance(cache, EncoderDecoderCache) else None
         if self.is_cross and cross_cache is not None and cache.is_updated.get(self.layer_idx):
@@ -75,7 +82,11 @@ class Attention(nn.Module):
                 self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
                 k, v = self_cache.update(k, v, self.layer_idx)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=is_causal and mask is None,
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=is_causal and mask is None,
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.o_proj(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
@@ -112,8 +123,9 @@ class DecoderBlock(nn.Module):
         self.ln3 = nn.LayerNorm(d, eps=eps)
         self.mlp = MLP(d, cfg.mlp_ratio, cfg.dropout)
 
-    def forward(self, x: torch.Tensor, enc: torch.Tensor | None, mask: torch.Tensor | None,
-                is_causal: bool, cache: Cache | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, enc: torch.Tensor | None, mask: torch.Tensor | None, is_causal: bool, cache: Cache | None
+    ) -> torch.Tensor:
         x = x + self.self_attn(self.ln1(x), mask=mask, is_causal=is_causal, cache=cache)
         if enc is not None:  # text-only pass (for text features) skips cross-attention
             x = x + self.cross_attn(self.ln2(x), kv=enc, cache=cache)
@@ -134,8 +146,13 @@ class VisionEncoder(nn.Module):
         self.layers = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.encoder_layers))
         self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
 
-    def forward(self, pixel_values: torch.Tensor, output_attentions: bool | None = None,
-                output_hidden_states: bool | None = None, return_dict: bool | None = None) -> BaseModelOutput:
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BaseModelOutput:
         dtype = self.patch_embed.weight.dtype
         x = self.patch_embed(pixel_values.to(dtype)).flatten(2).transpose(1, 2) + self.pos_embed
         x = self.dropout(x)
@@ -143,8 +160,9 @@ class VisionEncoder(nn.Module):
         for layer in self.layers:
             x = layer(x)
             hidden.append(x)
-        return BaseModelOutput(last_hidden_state=self.norm(x),
-                               hidden_states=tuple(hidden) if output_hidden_states else None)
+        return BaseModelOutput(
+            last_hidden_state=self.norm(x), hidden_states=tuple(hidden) if output_hidden_states else None
+        )
 
 
 class TextDecoder(nn.Module):
@@ -159,13 +177,19 @@ class TextDecoder(nn.Module):
         self.layers = nn.ModuleList(DecoderBlock(cfg, i) for i in range(cfg.decoder_layers))
         self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
 
-    def forward(self, input_ids: torch.Tensor, enc: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, cache: Cache | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        enc: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+    ) -> torch.Tensor:
         bsz, q_len = input_ids.shape
         past = cache.get_seq_length() if cache is not None else 0
         if past + q_len > self.embed_positions.num_embeddings:
-            raise ValueError(f"sequence length {past + q_len} > max_position_embeddings "
-                             f"{self.embed_positions.num_embeddings}")
+            raise ValueError(
+                f"sequence length {past + q_len} > max_position_embeddings {self.embed_positions.num_embeddings}"
+            )
         pos = torch.arange(past, past + q_len, device=input_ids.device)
         x = self.dropout(self.embed_tokens(input_ids) + self.embed_positions(pos))
         mask, is_causal = None, q_len > 1 and past == 0
@@ -246,8 +270,9 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         enc = self.encoder(pixel_values).last_hidden_state
         return BaseModelOutputWithPooling(last_hidden_state=enc, pooler_output=self._image_embeds(enc))
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                          **kwargs: Any) -> BaseModelOutputWithPooling:
+    def get_text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> BaseModelOutputWithPooling:
         """Like ``CLIPModel.get_text_features``: ``pooler_output`` is the projected, unnormalised embedding
         of the decoder run without cross-attention, taken at the EOS (last non-pad) token."""
         return BaseModelOutputWithPooling(pooler_output=self._text_embeds(input_ids, attention_mask))
@@ -292,8 +317,9 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
                 labels = labels.masked_fill(attention_mask == 0, -100)
         if labels is not None:
             logits = out.logits if not logits_to_keep else self._lm_logits(hidden)
-            out.lm_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                                          ignore_index=-100)
+            out.lm_loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
+            )
             out.loss = out.lm_loss
         if return_loss or return_embeds:
             out.image_embeds = self._image_embeds(enc)
@@ -324,7 +350,7 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         if next_sequence_length is not None:
             input_ids = input_ids[:, -next_sequence_length:]
         elif cache is not None and cache.get_seq_length() > 0:
-            input_ids = input_ids[:, cache.get_seq_length():]
+            input_ids = input_ids[:, cache.get_seq_length() :]
         inputs: dict[str, Any] = {
             "input_ids": input_ids.contiguous(),
             "encoder_outputs": encoder_outputs,
@@ -339,13 +365,14 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         return inputs
 
     @torch.no_grad()
-    def score(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-              attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Cosine-similarity logits (images x texts) for ranking candidate captions, as CLIP's
-        ``logits_per_image``."""
-        out = self(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask,
-                   return_embeds=True)
-        return out.logits_per_image
+    def score(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(images x texts) scaled cosine similarities, as CLIP's ``logits_per_image``: ranks any number of
+        candidate captions against any number of images."""
+        img = F.normalize(self.get_image_features(pixel_values).pooler_output.float(), dim=-1)
+        txt = F.normalize(self.get_text_features(input_ids, attention_mask).pooler_output.float(), dim=-1)
+        return self.logit_scale.exp().clamp(max=100.0).float() * img @ txt.t()
 
 
 def register_auto_classes() -> None:

@@ -9,11 +9,12 @@ code other than ``import capfleet.train.modeling`` (for the model class registra
 from __future__ import annotations
 
 import importlib.util
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "[PAD]", "[BOS]", "[EOS]", "[UNK]"
@@ -25,11 +26,19 @@ WORD_PATTERN = r"\w+(?:['’-]\w+)*|[^\w\s]"
 def build_tokenizer(captions: Iterable[str], min_freq: int = 1, model_max_length: int = 64) -> PreTrainedTokenizerFast:
     """Lower-cased word-level tokenizer over ``captions``; encodes as ``[BOS] words [EOS]``, pads with id 0
     and decodes to clean text (no space before punctuation)."""
-    tok = Tokenizer(models.WordLevel(unk_token=UNK))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="removed", invert=True)
-    trainer = trainers.WordLevelTrainer(min_frequency=min_freq, special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tok.train_from_iterator((c for c in captions if c and c.strip()), trainer=trainer)
+    normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    pre_tokenizer = pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="removed", invert=True)
+    counts: Counter[str] = Counter()
+    for caption in captions:
+        if caption and caption.strip():
+            counts.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption)))
+    # ids by (-frequency, word): identical on every process / tokenizers version
+    words = sorted(
+        (w for w, n in counts.items() if n >= min_freq and w not in SPECIAL_TOKENS), key=lambda w: (-counts[w], w)
+    )
+    vocab = {w: i for i, w in enumerate([*SPECIAL_TOKENS, *words])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
     bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B {EOS}", special_tokens=[(BOS, bos), (EOS, eos)]
@@ -37,16 +46,28 @@ def build_tokenizer(captions: Iterable[str], min_freq: int = 1, model_max_length
     # WordPiece decoder joins words with spaces; cleanup removes the space before , . ! ? and 's / n't
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
-        model_max_length=model_max_length, padding_side="right", clean_up_tokenization_spaces=True,
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        model_max_length=model_max_length,
+        padding_side="right",
+        clean_up_tokenization_spaces=True,
     )
 
 
 def build_image_processor(image_size: int) -> Any:
     """Standard ``ViTImageProcessor`` settings: resize to ``image_size`` square, rescale to [0, 1],
     normalise with mean = std = 0.5. Uses the PIL backend when torchvision is absent (same saved config)."""
-    kwargs = dict(size={"height": image_size, "width": image_size}, do_resize=True, do_rescale=True,
-                  do_normalize=True, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    kwargs = dict(
+        size={"height": image_size, "width": image_size},
+        do_resize=True,
+        do_rescale=True,
+        do_normalize=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
     if importlib.util.find_spec("torchvision") is None:
         try:
             from transformers import ViTImageProcessorPil
@@ -62,9 +83,17 @@ def build_image_processor(image_size: int) -> Any:
 def save_bundle(model: Any, tokenizer: Any, image_processor: Any, out_dir: str | Path) -> Path:
     """Write a loadable HF model directory: config.json, generation_config.json, model.safetensors,
     tokenizer.json + tokenizer_config.json, preprocessor_config.json."""
+    from transformers.utils import logging as hf_logging
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar per checkpoint
+    try:
+        model.save_pretrained(out)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     tokenizer.save_pretrained(out)
     image_processor.save_pretrained(out)
     return out

@@ -1,0 +1,384 @@
+"""Train capfleet's captioner on a captioned imagefolder dataset (one process, or many under torchrun).
+
+Losses are normalised over the whole optimizer step (all ranks, all accumulation micro-batches): the LM
+loss by the global count of target tokens, the contrastive loss over each micro-step's global batch. With
+DDP averaging gradients, every rank's loss is scaled by world_size, so N processes with batch b reproduce
+one process with batch N*b (up to float summation order). Rank 0 writes checkpoints, logs and the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from . import checkpoint as ckpt
+from . import distributed as D
+from .data import CaptionDataset, collate, image_transform, scan_imagefolder, split_by_key, text_tokenizer
+from .distributed import DistInfo, ShardedBatchSampler, all_reduce_sum, gather_with_local_grad
+from .logs import plot_losses, truncate_log
+from .modeling import CapfleetCaptionerModel, contrastive_loss
+from .tokenization import build_image_processor, build_tokenizer, save_bundle
+
+log = logging.getLogger(__name__)
+LOG_NAME, PLOT_NAME, CKPT_DIR = "train_log.jsonl", "loss.png", "checkpoints"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. ``batch_size`` is per process; global batch per optimizer step is
+    batch_size * world_size * grad_accum."""
+
+    data_dir: str | list[str]
+    output_dir: str
+    preset: str = "tiny"
+    image_size: int = 64
+    max_length: int = 32
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_steps: int = 1000
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    contrastive_weight: float = 0.1
+    caption_mode: str = "text"
+    min_freq: int = 1
+    held_out_fraction: float = 0.0
+    eval_every: int = 0
+    save_every: int = 200
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    resume: bool = True
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+    mixed_precision: str = "auto"  # "auto"/"bf16": bf16 autocast on CUDA (ignored on CPU); "no"
+    num_threads: int | None = None
+    progress: bool = True
+    plot: bool = True
+    stop_after: int | None = None  # checkpoint and stop at this step (time-boxed jobs, resume tests)
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    steps: int
+    first_loss: float | None
+    last_loss: float | None
+    held_out_loss: float | None
+    log_path: Path
+    plot_path: Path | None
+    resumed_from: int | None
+    stopped_early: bool
+    world_size: int
+    samples: int
+    skipped: dict[str, int]
+    seconds: float
+
+
+def lr_lambda(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to ``min_ratio`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        flat = p.ndim < 2 or "embed" in name or name == "logit_scale"
+        (no_decay if flat else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+
+
+def _micro_batches(loader_for: Any, epoch: int, offset: int):
+    """Endless (epoch, batch_index, batch) stream starting at a saved data position."""
+    for ep in count(epoch):
+        for i, batch in enumerate(loader_for(ep, offset), start=offset):
+            yield ep, i, batch
+        offset = 0
+
+
+def _step_losses(
+    model: Any, micro: list[dict[str, torch.Tensor]], cfg: TrainConfig, info: DistInfo, autocast: Any
+) -> dict[str, float]:
+    """Forward/backward all micro-batches of one optimizer step; returns global mean losses."""
+    n_tokens = all_reduce_sum(sum((b["labels"][:, 1:] != -100).sum() for b in micro).to(info.device), info)
+    w, use_cl = info.world_size, cfg.contrastive_weight > 0
+    lm_sum, cl_sum = torch.zeros((), device=info.device), torch.zeros((), device=info.device)
+    for k, batch in enumerate(micro):
+        batch = {key: v.to(info.device, non_blocking=True) for key, v in batch.items()}
+        sync = k == len(micro) - 1 or not info.enabled
+        with contextlib.nullcontext() if sync else model.no_sync(), autocast():
+            out = model(
+                pixel_values=batch["pixel_values"],
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                return_embeds=use_cl,
+            )
+            tok = F.cross_entropy(
+                out.logits[:, :-1].flatten(0, 1).float(),
+                batch["labels"][:, 1:].flatten(),
+                ignore_index=-100,
+                reduction="sum",
+            )
+            loss = tok * w / n_tokens.clamp(min=1)
+            if use_cl:
+                img = gather_with_local_grad(out.image_embeds.float(), info)
+                txt = gather_with_local_grad(out.text_embeds.float(), info)
+                scale = out.logit_scale.float()
+                # every rank computes the full global loss, so the shared scale's gradient is split W ways
+                scale = scale.detach() + (scale - scale.detach()) / w
+                sims = scale * F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).t()
+                cl = contrastive_loss(sims)
+                loss = loss + cfg.contrastive_weight * cl * w / len(micro)
+                cl_sum += cl.detach() / len(micro)
+        loss.backward()
+        lm_sum += tok.detach()
+    lm = all_reduce_sum(lm_sum, info) / n_tokens.clamp(min=1)
+    lm, cl = float(lm), float(cl_sum)
+    return {"loss": lm + cfg.contrastive_weight * cl, "lm_loss": lm, **({"contrastive_loss": cl} if use_cl else {})}
+
+
+@torch.no_grad()
+def _held_out_loss(raw: CapfleetCaptionerModel, data: CaptionDataset, cfg: TrainConfig, dev: torch.device) -> float:
+    """Mean per-token LM loss over the held-out split (rank 0 only)."""
+    raw.eval()
+    total, tokens = 0.0, 0
+    loader = DataLoader(data, batch_size=cfg.batch_size, collate_fn=functools.partial(collate, pad_id=0))
+    for b in loader:
+        out = raw(pixel_values=b["pixel_values"].to(dev), input_ids=b["input_ids"].to(dev))
+        labels = b["labels"][:, 1:].to(dev)
+        total += float(
+            F.cross_entropy(
+                out.logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum"
+            )
+        )
+        tokens += int((labels != -100).sum())
+    raw.train()
+    return total / max(tokens, 1)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run (or resume) training; under torchrun every rank calls this. See :class:`TrainConfig`."""
+    info = D.init_distributed(config.device)
+    try:
+        return _train(config, info)
+    finally:
+        D.cleanup_distributed(info)
+
+
+def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
+    t0 = time.time()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out = Path(cfg.output_dir)
+    ckpt_root, log_path = out / CKPT_DIR, out / LOG_NAME
+    resume_dir = ckpt.latest_checkpoint(ckpt_root) if cfg.resume else None
+
+    scan = scan_imagefolder(cfg.data_dir, cfg.caption_mode)
+    train_recs, held_recs = split_by_key(scan.records, cfg.held_out_fraction, cfg.seed)
+    if resume_dir is not None:
+        from transformers import AutoImageProcessor, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(resume_dir)
+        image_processor = AutoImageProcessor.from_pretrained(resume_dir)
+    else:
+        tokenizer = build_tokenizer(
+            (c for r in train_recs for c in (r.text, *r.captions)), cfg.min_freq, model_max_length=cfg.max_length
+        )
+        image_processor = build_image_processor(cfg.image_size)
+    transform, tokenize = image_transform(image_processor), text_tokenizer(tokenizer, cfg.max_length)
+    data = CaptionDataset(train_recs, transform, tokenize, scan.skipped)
+    held = CaptionDataset(held_recs, transform, tokenize) if held_recs else None
+
+    from .configuration import preset_config
+
+    model_cfg = preset_config(
+        cfg.preset,
+        len(tokenizer),
+        cfg.image_size,
+        **{
+            "max_position_embeddings": cfg.max_length,
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "decoder_start_token_id": tokenizer.bos_token_id,
+            **cfg.model_overrides,
+        },
+    )
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    raw = CapfleetCaptionerModel(model_cfg)
+    if resume_dir is not None:
+        ckpt.load_model_weights(raw, resume_dir)
+    raw.to(info.device).train()
+    model: Any = raw
+    if info.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(
+            raw,
+            device_ids=[info.device.index] if info.device.type == "cuda" else None,
+            find_unused_parameters=cfg.contrastive_weight <= 0,
+        )
+    optimizer = _optimizer(raw, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        functools.partial(lr_lambda, warmup=cfg.warmup_steps, total=cfg.max_steps, min_ratio=cfg.min_lr_ratio),
+    )
+    use_amp = info.device.type == "cuda" and cfg.mixed_precision in ("auto", "bf16")
+    if cfg.mixed_precision == "bf16" and not use_amp:
+        log.warning("bf16 autocast is only used on CUDA; training in float32")
+    autocast = functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16, enabled=use_amp)
+
+    sampler = ShardedBatchSampler(len(data), cfg.batch_size, info.rank, info.world_size, cfg.seed)
+
+    def loader_for(epoch: int, offset: int) -> DataLoader:
+        sampler.set_position(epoch, offset)
+        return DataLoader(
+            data,
+            batch_sampler=sampler,
+            num_workers=cfg.num_workers,
+            collate_fn=functools.partial(collate, pad_id=tokenizer.pad_token_id),
+            pin_memory=info.device.type == "cuda",
+            generator=torch.Generator().manual_seed(cfg.seed + epoch),
+        )  # keeps global RNG untouched
+
+    step, epoch, offset, resumed_from = 0, 0, 0, None
+    if resume_dir is not None:
+        state = ckpt.load_trainer_state(resume_dir)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, epoch, offset, resumed_from = state["step"], state["epoch"], state["batch"], state["step"]
+        rngs = state["rng"]
+        if len(rngs) == info.world_size:
+            ckpt.restore_rng(rngs[info.rank])
+        else:
+            log.warning(
+                "checkpoint was written by %d processes, now %d: RNG states not restored", len(rngs), info.world_size
+            )
+        if info.is_main:
+            truncate_log(log_path, step)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume_dir is None:
+            log_path.unlink(missing_ok=True)  # a fresh run starts a fresh log
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    D.barrier(info)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=cfg.max_steps, initial=step, disable=not (cfg.progress and info.is_main), desc="train", unit="step"
+    )
+    stream = _micro_batches(loader_for, epoch, offset)
+    first_loss = last_loss = held_loss = None
+    stop_at = min(cfg.max_steps, cfg.stop_after) if cfg.stop_after else cfg.max_steps
+    while step < stop_at:
+        micro = []
+        for _ in range(cfg.grad_accum):
+            epoch, batch_idx, batch = next(stream)
+            micro.append(batch)
+        losses = _step_losses(model, micro, cfg, info, autocast)
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        epoch, offset = (epoch + 1, 0) if batch_idx + 1 >= sampler.batches_per_epoch else (epoch, batch_idx + 1)
+        first_loss = losses["loss"] if first_loss is None else first_loss
+        last_loss = losses["loss"]
+        row = {
+            "step": step,
+            "epoch": epoch,
+            **{k: round(v, 6) for k, v in losses.items()},
+            "lr": scheduler.get_last_lr()[0],
+        }
+        if held is not None and info.is_main and cfg.eval_every and (step % cfg.eval_every == 0 or step == stop_at):
+            row["held_out_loss"] = held_loss = round(_held_out_loss(raw, held, cfg, info.device), 6)
+        if info.is_main and (step % max(cfg.log_every, 1) == 0 or step in (1, stop_at) or "held_out_loss" in row):
+            with log_path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses['loss']:.4f}", epoch=epoch)
+        if (cfg.save_every and step % cfg.save_every == 0) or (step == stop_at < cfg.max_steps):
+            rngs = D.all_gather_objects(ckpt.capture_rng(), info)
+            if info.is_main:
+                state = {
+                    "step": step,
+                    "epoch": epoch,
+                    "batch": offset,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": rngs,
+                    "world_size": info.world_size,
+                    "global_batch": sampler.global_batch * cfg.grad_accum,
+                }
+                ckpt.save_checkpoint(ckpt_root, step, raw, tokenizer, image_processor, state, cfg.keep_checkpoints)
+            D.barrier(info)
+    bar.close()
+
+    plot_path = None
+    stopped = step < cfg.max_steps
+    if info.is_main and not stopped:
+        if held is not None and held_loss is None:
+            held_loss = _held_out_loss(raw, held, cfg, info.device)
+        save_bundle(raw, tokenizer, image_processor, out)
+        if cfg.plot and log_path.exists():
+            plot_path = plot_losses(log_path, out / PLOT_NAME)
+    D.barrier(info)
+    result = TrainResult(
+        out,
+        step,
+        first_loss,
+        last_loss,
+        held_loss,
+        log_path,
+        plot_path,
+        resumed_from,
+        stopped,
+        info.world_size,
+        len(data),
+        dict(data.skipped),
+        round(time.time() - t0, 2),
+    )
+    if info.is_main:
+        (out / "train_result.json").write_text(json.dumps(asdict(result), indent=2, default=str))
+    return result
+
+
+def train_main(data_dir: str | list[str], output_dir: str, nproc: int = 1, **options: Any) -> TrainResult | None:
+    """Entry point for ``capfleet train DATA -o MODEL_DIR [--option value ...]``: ``options`` are
+    :class:`TrainConfig` fields. ``nproc > 1`` spawns local DDP processes (prefer ``torchrun`` on clusters)."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"unknown training options: {sorted(unknown)}")
+    cfg = TrainConfig(data_dir=data_dir, output_dir=str(output_dir), **options)
+    if nproc > 1:
+        from .distributed import launch_local
+
+        launch_local(train, (cfg,), nproc)
+        return None
+    return train(cfg)
