@@ -1,0 +1,105 @@
+"""The captioner as an HF model: losses, KV cache correctness, generate (sampling / beams), Auto loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoImageProcessor, AutoModel, AutoModelForImageTextToText, AutoTokenizer, DynamicCache
+from transformers.cache_utils import EncoderDecoderCache
+
+from capfleet.train.configuration import preset_config
+from capfleet.train.modeling import CapfleetCaptionerModel
+from tests.train.helpers import draw
+
+
+@pytest.fixture(scope="module")
+def model() -> CapfleetCaptionerModel:
+    torch.manual_seed(0)
+    return CapfleetCaptionerModel(preset_config("tiny", 30, 32, max_position_embeddings=24)).eval()
+
+
+def _batch():
+    torch.manual_seed(1)
+    px = torch.randn(2, 3, 32, 32)
+    ids = torch.tensor([[1, 5, 6, 7, 8, 2], [1, 9, 10, 2, 0, 0]])
+    return px, ids, (ids != 0).long()
+
+
+def test_forward_losses(model):
+    px, ids, mask = _batch()
+    labels = ids.masked_fill(mask == 0, -100)
+    out = model(pixel_values=px, input_ids=ids, attention_mask=mask, labels=labels, return_loss=True)
+    assert out.logits.shape == (2, 6, 30)
+    manual = F.cross_entropy(out.logits[:, :-1].reshape(-1, 30), labels[:, 1:].reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(out.lm_loss, manual)
+    torch.testing.assert_close(out.loss, out.lm_loss + out.contrastive_loss)
+    assert out.logits_per_image.shape == (2, 2) and out.image_embeds.shape == (2, 32)
+    # return_loss alone derives labels from input_ids (pad ignored)
+    torch.testing.assert_close(model(pixel_values=px, input_ids=ids, return_loss=True).lm_loss, out.lm_loss)
+
+
+def test_padding_does_not_change_real_tokens(model):
+    px, ids, mask = _batch()
+    padded = model(pixel_values=px, input_ids=ids, attention_mask=mask).logits[1, :4]
+    alone = model(pixel_values=px[1:], input_ids=ids[1:, :4]).logits[0]
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_kv_cache_matches_full_forward(model):
+    px, ids, _ = _batch()
+    full = model(pixel_values=px, input_ids=ids).logits
+    enc = model.get_encoder()(px)
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    steps = [model(encoder_outputs=enc, input_ids=ids[:, :3], cache=cache, use_cache=True).logits]
+    for t in range(3, ids.shape[1]):
+        steps.append(model(encoder_outputs=enc, input_ids=ids[:, t : t + 1], cache=cache, use_cache=True).logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_sampling_beams_and_single_encoder_pass(model):
+    px, _, _ = _batch()
+    calls = []
+    hook = model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        greedy = model.generate(pixel_values=px, max_new_tokens=6)
+        assert torch.equal(greedy, model.generate(pixel_values=px, max_new_tokens=6, use_cache=False))
+        torch.manual_seed(0)
+        sampled = model.generate(pixel_values=px, max_new_tokens=6, do_sample=True, top_p=0.9, num_return_sequences=3)
+        beams = model.generate(pixel_values=px, max_new_tokens=6, num_beams=3, num_return_sequences=3)
+        no_cache = model.generate(
+            pixel_values=px, max_new_tokens=6, num_beams=3, num_return_sequences=3, use_cache=False
+        )
+    finally:
+        hook.remove()
+    assert len(calls) == 5  # the image is encoded once per generate call, then expanded
+    for out in (sampled, beams):
+        assert out.shape[0] == 6 and 2 <= out.shape[1] <= 7 and bool((out[:, 0] == 1).all())
+    assert torch.equal(beams, no_cache)
+
+
+def test_bfloat16_generate(model):
+    px, _, _ = _batch()
+    half = CapfleetCaptionerModel(model.config).to(torch.bfloat16).eval()
+    out = half.generate(pixel_values=px, max_new_tokens=4, do_sample=True, top_p=0.9, num_return_sequences=2)
+    assert out.shape[0] == 4
+
+
+def test_auto_round_trip_generate_and_features(tiny_bundle):
+    model = AutoModel.from_pretrained(tiny_bundle).eval()
+    assert isinstance(model, CapfleetCaptionerModel)
+    assert isinstance(AutoModelForImageTextToText.from_pretrained(tiny_bundle), CapfleetCaptionerModel)
+    tok, proc = AutoTokenizer.from_pretrained(tiny_bundle), AutoImageProcessor.from_pretrained(tiny_bundle)
+    px = proc(images=[draw("red", "square", 40, 0), draw("blue", "circle", 24, 1)], return_tensors="pt")
+    px = px["pixel_values"]
+    torch.manual_seed(0)
+    sampled = model.generate(pixel_values=px, max_new_tokens=5, do_sample=True, top_p=0.9, num_return_sequences=3)
+    beams = model.generate(pixel_values=px, max_new_tokens=5, num_beams=3, num_return_sequences=3)
+    for seqs in (sampled, beams):
+        assert seqs.shape[0] == 6 and seqs.dtype == torch.long
+        assert all(isinstance(t, str) for t in tok.batch_decode(seqs, skip_special_tokens=True))
+    texts = tok(["a red square", "a blue circle.", "a shape"], padding=True, return_tensors="pt")
+    img = model.get_image_features(pixel_values=px).pooler_output
+    txt = model.get_text_features(**texts).pooler_output
+    assert img.shape == (2, model.config.projection_dim) and txt.shape == (3, model.config.projection_dim)
+    assert model.score(px, texts["input_ids"], texts["attention_mask"]).shape == (2, 3)
