@@ -51,6 +51,7 @@ class RunConfig:
     dtype: str = "auto"
     max_pixels: int = 89_478_485  # Pillow's own decompression-bomb threshold
     overwrite: bool = False
+    shard_retries: int = 2  # a shard that raises (disk, network, OOM) is redone this many times
     progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
     extra: dict = field(default_factory=dict)
 
@@ -69,6 +70,7 @@ class RunConfig:
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
             (self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}"),
             (self.max_pixels >= 1, "--max-pixels must be >= 1"),
+            (self.shard_retries >= 0, "--shard-retries must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

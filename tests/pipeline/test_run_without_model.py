@@ -121,3 +121,22 @@ def test_merge_writes_one_file_and_the_dataset_still_loads_once(tmp_path):
     assert len(load_with_datasets(tmp_path / "out")) == 9
     with pytest.raises(ValueError, match="twice"):
         merge_shards(tmp_path / "out", tmp_path / "out" / "metadata.jsonl")
+
+
+def test_a_shard_that_fails_once_is_retried_without_duplicates(tmp_path, monkeypatch):
+    write_noise_images(tmp_path / "imgs", 8)
+    real = shard_processor.ShardProcessor._caption
+    failed = set()
+
+    def fail_first_attempt_midway(self, batch):
+        key = batch[0].key
+        if key == "000000006" and key not in failed:  # the second batch of shard 1: rows already staged
+            failed.add(key)
+            raise OSError("disk hiccup")
+        return real(self, batch)
+
+    monkeypatch.setattr(shard_processor.ShardProcessor, "_caption", fail_first_attempt_midway)
+    summary = run_local(config([tmp_path / "imgs"], tmp_path / "out", batch_size=2))
+    assert failed == {"000000006"}
+    assert sorted(row["key"] for row in read_rows(tmp_path / "out")) == [f"{i:09d}" for i in range(8)]
+    assert summary.stats.captioned == 8 and summary.stats.failed == 0

@@ -98,7 +98,7 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
             with ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io") as executor:
                 processor = ShardProcessor(config, open_source(config.inputs), captioner, scorer, executor, progress)
                 for shard in pending:
-                    summary.stats.add(processor.process(shard))
+                    summary.stats.add(processor.process_with_retries(shard))
         finally:
             progress.close()
     summary.wall_seconds = time.perf_counter() - started

@@ -8,6 +8,7 @@ model works on the current batch; memory stays bounded by the in-flight window.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
@@ -21,6 +22,8 @@ from capfleet.sinks.atomic import write_lines_atomic
 from capfleet.sinks.imagefolder import ImageFolderSink
 from capfleet.sources.plan import ShardSpec
 from capfleet.stages.decode import decode_sample
+
+log = logging.getLogger("capfleet")
 
 
 @dataclass
@@ -77,6 +80,7 @@ class ShardProcessor:
         self.state = RunState(config.output)
         self.sink = ImageFolderSink(config.output)
         self.window = max(4 * config.workers, 2 * config.batch_size)
+        self._ticks = 0
         self.min_side = captioner.input_size() if captioner is not None else 384
         self.captioner_name = captioner.name if captioner is not None else "none"
         self.scorer_name = scorer.name if scorer is not None else "none"
@@ -91,6 +95,7 @@ class ShardProcessor:
     def process(self, shard: ShardSpec) -> ShardStats:
         """Write the shard atomically, then its errors, then its done-marker (written last)."""
         started = time.perf_counter()
+        self._ticks = 0
         stats = ShardStats()
         errors: list[dict] = []
         writer = self.sink.open(shard.name)
@@ -104,15 +109,13 @@ class ShardProcessor:
         try:
             for batch in _batches(self._decoded(shard), self.config.batch_size, fail):
                 for sample, record in zip(batch, self._caption(batch), strict=True):
-                    stats.seen += 1
                     if sample.error is not None:
-                        fail_record = sample.error_record()
-                        errors.append(fail_record)
-                        stats.failed += 1
-                    else:
-                        writer.write(record, sample.data or b"", sample.extension)
-                        stats.captioned += 1
+                        fail(sample)
+                        continue
+                    writer.write(record, sample.data or b"", sample.extension)
                     sample.data = sample.image = None
+                    stats.seen += 1
+                    stats.captioned += 1
                     self._tick()
             writer.commit()
         except BaseException:
@@ -123,7 +126,22 @@ class ShardProcessor:
         self.state.mark_done(shard, stats.to_json())
         return stats
 
+    def process_with_retries(self, shard: ShardSpec) -> ShardStats:
+        """Retry a shard that raised: each attempt starts from nothing, so no row is written twice."""
+        failures = 0
+        while True:
+            try:
+                return self.process(shard)
+            except Exception as exc:
+                failures += 1
+                if failures > self.config.shard_retries:
+                    raise
+                log.warning("shard %s failed (%s: %s); retrying", shard.name, type(exc).__name__, exc)
+                if self.progress is not None:
+                    self.progress.update(-self._ticks)  # the redo counts its images again
+
     def _tick(self) -> None:
+        self._ticks += 1
         if self.progress is not None:
             self.progress.update(1)
 
