@@ -36,8 +36,9 @@ def _absolute(spec: str) -> str:
     return spec if "://" in spec or spec.startswith("pipe:") else os.path.abspath(spec)
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def caption(
+    ctx: typer.Context,
     inputs: list[str] = typer.Argument(..., help="Folders, images, file lists (one path/URL per line) or URLs."),
     output: Path = typer.Option(..., "-o", "--output", help="Output dataset folder (HF imagefolder layout)."),
     captioner: str = typer.Option("blip", help="blip | git | vit-gpt2 | none | HF hub id | local model folder."),
@@ -57,10 +58,25 @@ def caption(
     max_pixels: int = typer.Option(89_478_485, help="Decompression-bomb guard: larger images become errors."),
     overwrite: bool = typer.Option(False, help="Discard an earlier run in OUTPUT and start over."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
+    shard_retries: int = typer.Option(2, help="Times a shard that raised is redone from scratch."),
+    runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
+    beam_runner: str = typer.Option(
+        "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
+    ),
 ) -> None:
-    """Caption images, rank candidates with a CLIP-style scorer, write a resumable dataset."""
-    from capfleet.runners.local import run_local
+    """Caption images, rank candidates with a CLIP-style scorer, write a resumable dataset.
 
+    With --runner beam, any further --option=value is passed to Beam's PipelineOptions
+    (e.g. --project=P --region=R --temp_location=gs://... --direct_num_workers=2); give values
+    with '=' so they cannot be mistaken for INPUTs.
+    """
+    # Unknown --options land among the INPUTs (a variadic argument): they are Beam's.
+    beam_args = [*(spec for spec in inputs if spec.startswith("-")), *ctx.args]
+    inputs = [spec for spec in inputs if not spec.startswith("-")]
+    if runner not in ("local", "beam"):
+        _fail("--runner must be local or beam")
+    if beam_args and runner != "beam":
+        _fail(f"unknown option(s) {' '.join(beam_args)} (Beam pipeline options need --runner beam)")
     _setup_logging()
     config = RunConfig(
         inputs=[_absolute(spec) for spec in inputs],
@@ -82,9 +98,17 @@ def caption(
         max_pixels=max_pixels,
         overwrite=overwrite,
         progress=progress,
+        shard_retries=shard_retries,
     )
     try:
-        summary = run_local(config)
+        if runner == "beam":
+            from capfleet.runners.beam import run_beam
+
+            summary = run_beam(config, beam_args, beam_runner)
+        else:
+            from capfleet.runners.local import run_local
+
+            summary = run_local(config)
     except (ConfigError, ModelLoadError, InputError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

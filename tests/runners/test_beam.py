@@ -1,0 +1,88 @@
+"""The Beam runner (Direct runner, offline) against the local runner on the same input."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("apache_beam")
+
+from capfleet.config import RunConfig  # noqa: E402
+from capfleet.runners import shard_processor  # noqa: E402
+from capfleet.runners.beam import pipeline_options, run_beam  # noqa: E402
+from capfleet.runners.local import run_local  # noqa: E402
+from tests.image_zoo import OK, write_noise_images, write_zoo  # noqa: E402
+from tests.pipeline.helpers import read_errors, read_rows  # noqa: E402
+
+
+def config(inputs, out, **overrides) -> RunConfig:
+    values = {"captioner": "none", "scorer": "none", "shard_size": 3, "workers": 2, "progress": False}
+    values.update(overrides)
+    return RunConfig(inputs=[str(i) for i in inputs], output=str(out), **values)
+
+
+def _comparable(rows: list[dict]) -> list[tuple]:
+    return sorted((r["key"], r["file_name"], r["text"], tuple(r["candidates"])) for r in rows)
+
+
+def test_beam_and_local_write_the_same_rows(tmp_path, tiny_blip, tiny_clip):
+    write_noise_images(tmp_path / "imgs", 7)
+    models = {"captioner": str(tiny_blip), "scorer": str(tiny_clip), "candidates": 3, "max_new_tokens": 5}
+    local = run_local(config([tmp_path / "imgs"], tmp_path / "local", **models))
+    beam = run_beam(config([tmp_path / "imgs"], tmp_path / "beam", **models))
+    assert _comparable(read_rows(tmp_path / "local")) == _comparable(read_rows(tmp_path / "beam"))
+    for a, b in zip(
+        sorted(read_rows(tmp_path / "local"), key=lambda r: r["key"]),
+        sorted(read_rows(tmp_path / "beam"), key=lambda r: r["key"]),
+        strict=True,
+    ):
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)
+    assert (beam.stats.seen, beam.stats.captioned, beam.shards) == (local.stats.seen, local.stats.captioned, 3)
+
+
+def test_two_worker_processes_write_the_same_rows(tmp_path):
+    write_noise_images(tmp_path / "imgs", 8)
+    run_local(config([tmp_path / "imgs"], tmp_path / "local"))
+    args = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    summary = run_beam(config([tmp_path / "imgs"], tmp_path / "beam"), args)
+    assert _comparable(read_rows(tmp_path / "local")) == _comparable(read_rows(tmp_path / "beam"))
+    assert summary.stats.captioned == 8  # metrics from both worker processes
+
+
+def test_a_shard_failing_once_is_retried_without_duplicates(tmp_path, monkeypatch):
+    write_noise_images(tmp_path / "imgs", 6)
+    real = shard_processor.ShardProcessor._caption
+    failed = []
+
+    def fail_once(self, batch):
+        if batch[0].key == "000000004" and not failed:
+            failed.append(batch[0].key)
+            raise RuntimeError("worker preempted")
+        return real(self, batch)
+
+    monkeypatch.setattr(shard_processor.ShardProcessor, "_caption", fail_once)
+    run_beam(config([tmp_path / "imgs"], tmp_path / "out", batch_size=1))
+    assert failed == ["000000004"]
+    assert sorted(row["key"] for row in read_rows(tmp_path / "out")) == [f"{i:09d}" for i in range(6)]
+
+
+def test_bad_images_become_error_records(tmp_path):
+    expected = write_zoo(tmp_path / "zoo")
+    summary = run_beam(config([tmp_path / "zoo"], tmp_path / "out", shard_size=5))
+    errors = read_errors(tmp_path / "out")
+    assert len(errors) == sum(outcome != OK for outcome in expected.values())
+    assert len(read_rows(tmp_path / "out")) == sum(outcome == OK for outcome in expected.values())
+    assert summary.stats.failed == len(errors)
+
+
+def test_rerun_skips_finished_shards(tmp_path):
+    write_noise_images(tmp_path / "imgs", 7)
+    run_beam(config([tmp_path / "imgs"], tmp_path / "out", limit=4))
+    summary = run_beam(config([tmp_path / "imgs"], tmp_path / "out"))
+    assert summary.shards_done_before == 1 and summary.skipped == 3
+    assert sorted(row["key"] for row in read_rows(tmp_path / "out")) == [f"{i:09d}" for i in range(7)]
+
+
+def test_direct_runner_never_needs_a_download():
+    options = pipeline_options([], "DirectRunner").get_all_options()
+    assert options["runner"] == "FnApiRunner"  # DirectRunner would first try to fetch Prism
+    assert pipeline_options(["--project=p"], "DataflowRunner").get_all_options()["project"] == "p"
