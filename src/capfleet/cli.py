@@ -11,6 +11,7 @@ import typer
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.models.registry import ModelLoadError
+from capfleet.runners.state import ERRORS_DIR
 from capfleet.sources.files import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Caption and re-caption image datasets at scale.")
@@ -40,7 +41,7 @@ def _absolute(spec: str) -> str:
 def caption(
     ctx: typer.Context,
     inputs: list[str] = typer.Argument(..., help="Folders, images, file lists (one path/URL per line) or URLs."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output dataset folder (HF imagefolder layout)."),
+    output: str = typer.Option(..., "-o", "--output", help="Output dataset folder or fsspec URL (gs://, s3://)."),
     captioner: str = typer.Option("blip", help="blip | git | vit-gpt2 | none | HF hub id | local model folder."),
     scorer: str = typer.Option("clip", help="clip | siglip | HF hub id | local folder | none."),
     candidates: int = typer.Option(5, help="Candidate captions sampled per image; the best-scored is kept."),
@@ -80,7 +81,7 @@ def caption(
     _setup_logging()
     config = RunConfig(
         inputs=[_absolute(spec) for spec in inputs],
-        output=str(output.absolute()),
+        output=_absolute(output),
         captioner=captioner,
         scorer=scorer,
         candidates=candidates,
@@ -117,7 +118,7 @@ def caption(
     for line in summary.lines():
         typer.echo(line)
     if summary.stats.failed:
-        typer.echo(f"errors: {output / '_capfleet' / 'errors'}")
+        typer.echo(f"errors: {config.output}/{ERRORS_DIR}/")
 
 
 @app.command("list")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from capfleet.sinks.atomic import write_lines_atomic
 from capfleet.sinks.imagefolder import METADATA_NAME
+from capfleet.sinks.location import Location
 
 MERGED_NAME = "captions.jsonl"
 
@@ -32,5 +32,5 @@ def merge_shards(root: str | Path, output: str | Path | None = None) -> tuple[Pa
     target = Path(output) if output is not None else root / MERGED_NAME
     if target.name == METADATA_NAME:
         raise ValueError(f"refusing to name the merged file {METADATA_NAME}: the dataset would load every row twice")
-    write_lines_atomic(target, rows)
+    Location(target.parent).write_lines(target.name, rows)
     return target, len(rows)

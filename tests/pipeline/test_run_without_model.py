@@ -140,3 +140,18 @@ def test_a_shard_that_fails_once_is_retried_without_duplicates(tmp_path, monkeyp
     assert failed == {"000000006"}
     assert sorted(row["key"] for row in read_rows(tmp_path / "out")) == [f"{i:09d}" for i in range(8)]
     assert summary.stats.captioned == 8 and summary.stats.failed == 0
+
+
+def test_output_to_an_object_store_url(tmp_path):
+    """gs:// and s3:// go through fsspec like memory:// does: upload, then mark done."""
+    import fsspec
+
+    write_noise_images(tmp_path / "imgs", 5)
+    fs = fsspec.filesystem("memory")
+    run_local(config([tmp_path / "imgs"], "memory://bucket/run1"))
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls("/bucket/run1", detail=False)) == ["00000", "00001", "_capfleet"]
+    rows = [line for line in fs.cat_file("/bucket/run1/00001/metadata.jsonl").decode().splitlines() if line]
+    assert len(rows) == 1 and fs.exists("/bucket/run1/00001/000000004.jpg")
+    assert fs.exists("/bucket/run1/_capfleet/completions/00001.json")
+    summary = run_local(config([tmp_path / "imgs"], "memory://bucket/run1"))
+    assert summary.skipped == 5 and summary.stats.seen == 0

@@ -18,6 +18,7 @@ from capfleet.models.registry import (
 from capfleet.runners.progress import Progress
 from capfleet.runners.shard_processor import ShardProcessor, ShardStats
 from capfleet.runners.state import RunState
+from capfleet.sinks.location import Location
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
 
@@ -75,14 +76,15 @@ def prepare_run(config: RunConfig) -> tuple[RunState, list[ShardSpec], list[Shar
     """Check/record OUT, list inputs on a first run, and split shards into all and pending."""
     config.validate()
     check_model_names(config)
-    state = RunState(config.output)
+    state = RunState(Location(config.output))
     resuming = state.prepare(config)
     if resuming:
         log.info("resuming the run in %s", config.output)
     else:
         state.record_run(config, open_source(config.inputs).items())
     shards = state.plan(config)
-    pending = [shard for shard in shards if not state.is_done(shard)]
+    done = state.done_counts()
+    pending = [shard for shard in shards if done.get(shard.name) != len(shard.items)]
     return state, shards, pending
 
 

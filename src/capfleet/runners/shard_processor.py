@@ -18,8 +18,8 @@ from capfleet.config import RunConfig
 from capfleet.parallel import ordered_map
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
-from capfleet.sinks.atomic import write_lines_atomic
 from capfleet.sinks.imagefolder import ImageFolderSink
+from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
 from capfleet.stages.decode import decode_sample
 
@@ -77,8 +77,9 @@ class ShardProcessor:
         self.scorer = scorer
         self.executor = executor
         self.progress = progress
-        self.state = RunState(config.output)
-        self.sink = ImageFolderSink(config.output)
+        location = Location(config.output)
+        self.state = RunState(location)
+        self.sink = ImageFolderSink(location)
         self.window = max(4 * config.workers, 2 * config.batch_size)
         self._ticks = 0
         self.min_side = captioner.input_size() if captioner is not None else 384
@@ -121,7 +122,7 @@ class ShardProcessor:
         except BaseException:
             writer.abort()
             raise
-        write_lines_atomic(self.state.errors_file(shard), errors)
+        self.state.location.write_lines(self.state.errors_file(shard), errors)
         stats.seconds = time.perf_counter() - started
         self.state.mark_done(shard, stats.to_json())
         return stats

@@ -7,11 +7,12 @@ inside shard folders (see DESIGN.md, output contract).
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-from capfleet.sinks.atomic import publish_dir, staging_dir, write_lines_atomic
+from capfleet.sinks.location import Location
 
 METADATA_NAME = "metadata.jsonl"
 
@@ -19,8 +20,8 @@ METADATA_NAME = "metadata.jsonl"
 class ImageFolderShardWriter:
     """Collects one shard's images and rows in a staging folder; `commit` publishes it."""
 
-    def __init__(self, root: Path, name: str):
-        self.root = root
+    def __init__(self, location: Location, name: str):
+        self.location = location
         self.name = name
         self.rows: list[dict[str, Any]] = []
         self._staged: Path | None = None
@@ -28,7 +29,7 @@ class ImageFolderShardWriter:
     def write(self, record: dict[str, Any], image_bytes: bytes, extension: str) -> None:
         """Store the original image bytes verbatim (lossless, no re-encode) and its row."""
         if self._staged is None:
-            self._staged = staging_dir(self.root, self.name)
+            self._staged = self.location.staging_dir(self.name)
         file_name = f"{record['key']}{extension}"
         (self._staged / file_name).write_bytes(image_bytes)
         self.rows.append({"file_name": file_name, **record})
@@ -36,9 +37,11 @@ class ImageFolderShardWriter:
     def commit(self) -> int:
         """Publish the shard folder (none when every image failed); returns rows written."""
         if self._staged is None:
+            self.location.remove(self.name)  # a stale copy from an earlier, different attempt
             return 0
-        write_lines_atomic(self._staged / METADATA_NAME, self.rows)
-        publish_dir(self._staged, self.root / self.name)
+        with open(self._staged / METADATA_NAME, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in self.rows)
+        self.location.publish_dir(self._staged, self.name)
         self._staged = None
         return len(self.rows)
 
@@ -51,12 +54,8 @@ class ImageFolderShardWriter:
 class ImageFolderSink:
     """The default output: a self-contained dataset folder (images are copied in)."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, location: Location):
+        self.location = location
 
     def open(self, shard_name: str) -> ImageFolderShardWriter:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return ImageFolderShardWriter(self.root, shard_name)
-
-    def shard_names(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name.isdigit())
+        return ImageFolderShardWriter(self.location, shard_name)

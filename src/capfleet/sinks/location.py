@@ -1,0 +1,108 @@
+"""OUT_DIR as a local folder or any fsspec URL (gs://, s3://), with atomic publication.
+
+Locally a shard is staged in a hidden folder beside its final place and renamed into it, so a
+reader sees the whole shard or none of it. Object stores have no directory rename: there the
+shard is staged on local disk, uploaded, and only then marked done; the done-marker is the
+commit point (a single object write, which GCS and S3 make atomic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+from fsspec.implementations.local import LocalFileSystem
+
+from capfleet.sources.storage import filesystem
+
+
+def _unique() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+class Location:
+    def __init__(self, url: str | Path):
+        self.url = str(url).rstrip("/")
+        self.fs, self.root = filesystem(self.url)
+        self.is_local = isinstance(self.fs, LocalFileSystem)
+
+    def path(self, relative: str) -> str:
+        return f"{self.root}/{relative}" if relative else self.root
+
+    def exists(self, relative: str = "") -> bool:
+        return self.fs.exists(self.path(relative))
+
+    def list(self, relative: str = "") -> list[str]:
+        """Names directly inside `relative` (empty when it does not exist)."""
+        if not self.exists(relative):
+            return []
+        return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in self.fs.ls(self.path(relative), detail=False))
+
+    def read_text(self, relative: str) -> str:
+        return self.fs.cat_file(self.path(relative)).decode("utf-8")
+
+    def write_text(self, relative: str, text: str) -> None:
+        """Exists complete or not at all: temp name + rename locally, one PUT remotely."""
+        target = self.path(relative)
+        if not self.is_local:
+            self.fs.pipe_file(target, text.encode("utf-8"))
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        temp = f"{os.path.dirname(target)}/.{os.path.basename(target)}.{_unique()}"
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, target)
+
+    def write_json(self, relative: str, payload: dict) -> None:
+        self.write_text(relative, json.dumps(payload, indent=1, sort_keys=True))
+
+    def write_lines(self, relative: str, rows: list[dict]) -> None:
+        self.write_text(relative, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+    def remove(self, relative: str) -> None:
+        if self.exists(relative):
+            self.fs.rm(self.path(relative), recursive=True)
+
+    def staging_dir(self, name: str) -> Path:
+        """A unique local folder for one shard attempt.
+
+        Locally it is hidden (dot name, skipped by dataset loaders) and beside the final folder,
+        so publishing is a rename; unique names keep duplicate attempts (a Beam retry) apart.
+        """
+        if self.is_local:
+            path = Path(self.root) / f".tmp-{name}-{_unique()}"
+            path.mkdir(parents=True)
+            return path
+        return Path(tempfile.mkdtemp(prefix=f"capfleet-{name}-"))
+
+    def publish_dir(self, staged: Path, name: str) -> None:
+        """Replace folder `name` with `staged`; two identical duplicates may race harmlessly."""
+        if not self.is_local:
+            self.remove(name)
+            self.fs.put(f"{staged}/", self.path(name), recursive=True)
+            shutil.rmtree(staged, ignore_errors=True)
+            return
+        final = Path(self.path(name))
+        trash = final.with_name(f".old-{name}-{_unique()}")
+        try:
+            final.rename(trash)
+        except FileNotFoundError:
+            pass
+        try:
+            staged.rename(final)
+        except OSError:  # a concurrent duplicate published the same shard first
+            shutil.rmtree(staged, ignore_errors=True)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def remove_stale_staging(self) -> None:
+        """Drop what a killed run left half-staged (local outputs only stage in place)."""
+        if not self.is_local:
+            return
+        for path in Path(self.root).glob(".tmp-*"):
+            shutil.rmtree(path, ignore_errors=True)
+        for path in Path(self.root).glob(".old-*"):
+            shutil.rmtree(path, ignore_errors=True)
