@@ -10,6 +10,16 @@ import torch
 from tests.train.helpers import make_shapes_dataset
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box OpenMP spin-waiting makes
+    them ~50x slower; restore the previous setting for the rest of the session."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory) -> Path:
     """32 images of 32x32 px (4 colours x 2 shapes), two shard folders."""

@@ -85,7 +85,10 @@ def test_ddp_two_processes_match_one(shapes_dir, tmp_path):
     """2 gloo processes x batch 4 == 1 process x batch 8, within float summation noise (atol 1e-5)."""
     kw = dict(data_dir=str(shapes_dir), **FAST, max_steps=6)
     train(TrainConfig(output_dir=str(tmp_path / "one"), **kw))
-    launch_local(train, (TrainConfig(output_dir=str(tmp_path / "two"), **{**kw, "batch_size": 4}),), nprocs=2)
+    two_cfg = TrainConfig(output_dir=str(tmp_path / "two"), **{**kw, "batch_size": 4})
+    # fork (CPU only, 1 intra-op thread) skips re-importing torch in the children; the timeout turns a hang
+    # into a failure
+    launch_local(train, (two_cfg,), nprocs=2, start_method="fork", timeout=120)
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for key in one:
         torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=0, msg=key)
@@ -108,3 +111,14 @@ def test_training_skips_and_counts_bad_samples(tmp_path):
     assert result.steps == 2 and result.samples == 8
     assert result.skipped == {"missing_image": 1, "empty_caption": 2, "unreadable_image": 1, "bad_row": 2}
     assert json.loads((tmp_path / "m" / "train_result.json").read_text())["skipped"] == result.skipped
+
+
+def test_module_entry_point(shapes_dir, tmp_path, capsys):
+    """``python -m capfleet.train DATA -o DIR --flags`` (what torchrun runs) maps flags onto TrainConfig."""
+    from capfleet.train.__main__ import main
+
+    argv = [str(shapes_dir), "-o", str(tmp_path / "m"), "--image-size", "32", "--batch-size", "8"]
+    main([*argv, "--max-steps", "3", "--no-progress", "--no-plot", "--num-threads", "1", "--save-every", "0"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 3 and (tmp_path / "m" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "m" / "train_config.json").read_text())["batch_size"] == 8

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = vars(parser.parse_args(argv))
     data_dir, output_dir, nproc = args.pop("data_dir"), args.pop("output_dir"), args.pop("nproc")
     result = train_main(data_dir if len(data_dir) > 1 else data_dir[0], output_dir, nproc=nproc, **args)
-    if result is not None and os.environ.get("RANK", "0") == "0":
+    if os.environ.get("RANK", "0") == "0":
         print(
             json.dumps(
                 {

@@ -155,9 +155,22 @@ def _spawned(rank: int, world_size: int, port: int, fn: Any, args: tuple) -> Non
     fn(*args)
 
 
-def launch_local(fn: Any, args: tuple, nprocs: int) -> None:
-    """Run ``fn(*args)`` in ``nprocs`` fresh processes on this machine with torchrun-style env vars (for
-    machines without torchrun on PATH, and for tests). ``fn`` must be importable (module-level)."""
+def launch_local(fn: Any, args: tuple, nprocs: int, start_method: str = "spawn", timeout: float | None = None) -> None:
+    """Run ``fn(*args)`` in ``nprocs`` processes on this machine with torchrun-style env vars (for machines
+    without torchrun on PATH, and for tests). ``fn`` must be importable (module-level). "fork" starts in
+    milliseconds instead of re-importing torch, but is only safe before CUDA is initialised. A child's
+    exception is re-raised here; past ``timeout`` seconds all children are killed and TimeoutError raised."""
+    import time
+
     import torch.multiprocessing as mp
 
-    mp.spawn(_spawned, args=(nprocs, free_port(), fn, args), nprocs=nprocs, join=True)
+    ctx = mp.start_processes(
+        _spawned, args=(nprocs, free_port(), fn, args), nprocs=nprocs, join=False, start_method=start_method
+    )
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not ctx.join(timeout=0.5):
+        if deadline is not None and time.monotonic() > deadline:
+            for proc in ctx.processes:
+                if proc.is_alive():
+                    proc.kill()
+            raise TimeoutError(f"{nprocs} training processes still running after {timeout}s; killed")

@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -27,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt
 from . import distributed as D
+from .configuration import CapfleetCaptionerConfig, preset_config
 from .data import CaptionDataset, collate, image_transform, scan_imagefolder, split_by_key, text_tokenizer
 from .distributed import DistInfo, ShardedBatchSampler, all_reduce_sum, gather_with_local_grad
 from .logs import plot_losses, truncate_log
@@ -69,6 +71,7 @@ class TrainConfig:
     device: str = "auto"
     mixed_precision: str = "auto"  # "auto"/"bf16": bf16 autocast on CUDA (ignored on CPU); "no"
     num_threads: int | None = None
+    deterministic: bool = False  # torch.use_deterministic_algorithms: bit-exact resume on CUDA too (slower)
     progress: bool = True
     plot: bool = True
     stop_after: int | None = None  # checkpoint and stop at this step (time-boxed jobs, resume tests)
@@ -177,6 +180,21 @@ def _held_out_loss(raw: CapfleetCaptionerModel, data: CaptionDataset, cfg: Train
     return total / max(tokens, 1)
 
 
+def _model_config(cfg: TrainConfig, tokenizer: Any, resume_dir: Path | None) -> CapfleetCaptionerConfig:
+    """The checkpoint's config when resuming; else the preset sized to the tokenizer (positions cover at
+    least 64 tokens so long ``max_new_tokens`` at inference do not run off the table)."""
+    if resume_dir is not None:
+        return CapfleetCaptionerConfig.from_pretrained(resume_dir)
+    special = {
+        "max_position_embeddings": max(64, cfg.max_length),
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "decoder_start_token_id": tokenizer.bos_token_id,
+    }
+    return preset_config(cfg.preset, len(tokenizer), cfg.image_size, **{**special, **cfg.model_overrides})
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run (or resume) training; under torchrun every rank calls this. See :class:`TrainConfig`."""
     info = D.init_distributed(config.device)
@@ -190,6 +208,9 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     t0 = time.time()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     out = Path(cfg.output_dir)
     ckpt_root, log_path = out / CKPT_DIR, out / LOG_NAME
     resume_dir = ckpt.latest_checkpoint(ckpt_root) if cfg.resume else None
@@ -210,21 +231,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     data = CaptionDataset(train_recs, transform, tokenize, scan.skipped)
     held = CaptionDataset(held_recs, transform, tokenize) if held_recs else None
 
-    from .configuration import preset_config
-
-    model_cfg = preset_config(
-        cfg.preset,
-        len(tokenizer),
-        cfg.image_size,
-        **{
-            "max_position_embeddings": cfg.max_length,
-            "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "decoder_start_token_id": tokenizer.bos_token_id,
-            **cfg.model_overrides,
-        },
-    )
+    model_cfg = _model_config(cfg, tokenizer, resume_dir)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -368,7 +375,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     return result
 
 
-def train_main(data_dir: str | list[str], output_dir: str, nproc: int = 1, **options: Any) -> TrainResult | None:
+def train_main(data_dir: str | list[str], output_dir: str, nproc: int = 1, **options: Any) -> TrainResult:
     """Entry point for ``capfleet train DATA -o MODEL_DIR [--option value ...]``: ``options`` are
     :class:`TrainConfig` fields. ``nproc > 1`` spawns local DDP processes (prefer ``torchrun`` on clusters)."""
     known = {f.name for f in fields(TrainConfig)}
@@ -377,8 +384,9 @@ def train_main(data_dir: str | list[str], output_dir: str, nproc: int = 1, **opt
         raise ValueError(f"unknown training options: {sorted(unknown)}")
     cfg = TrainConfig(data_dir=data_dir, output_dir=str(output_dir), **options)
     if nproc > 1:
-        from .distributed import launch_local
-
-        launch_local(train, (cfg,), nproc)
-        return None
+        D.launch_local(train, (cfg,), nproc)
+        saved = json.loads((Path(output_dir) / "train_result.json").read_text())
+        for key in ("model_dir", "log_path", "plot_path"):
+            saved[key] = Path(saved[key]) if saved[key] else None
+        return TrainResult(**saved)
     return train(cfg)
