@@ -51,3 +51,9 @@ def tiny_clip(tmp_path_factory) -> Path:
 def tiny_siglip(tmp_path_factory) -> Path:
     """Dir with a tiny SiglipModel + SiglipProcessor (offline stand-in tokenizer, see tiny_models)."""
     return tiny_models.build_siglip(tmp_path_factory.mktemp("tiny_siglip"), tiny=True, seed=TINY_SEED)
+
+
+@pytest.fixture(scope="session")
+def tiny_smolvlm(tmp_path_factory) -> Path:
+    """Dir with a tiny Idefics3 (SmolVLM) chat VLM, its processor and chat template."""
+    return tiny_models.build_smolvlm(tmp_path_factory.mktemp("tiny_smolvlm"), tiny=True, seed=TINY_SEED)

@@ -38,7 +38,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-SHARED_MODELS = Path(os.environ.get("CAPFLEET_SHARED_MODELS", "/work/shared/models"))
+# The workspace's shared/ folder sits beside the checkout (CI lays a copy there too).
+SHARED_MODELS = Path(
+    os.environ.get("CAPFLEET_SHARED_MODELS", Path(__file__).resolve().parents[2] / "shared" / "models")
+)
 BLIP_SRC = SHARED_MODELS / "blip-image-captioning-base"
 VIT_GPT2_SRC = SHARED_MODELS / "vit-gpt2-image-captioning"
 CLIP_SRC = SHARED_MODELS / "clip-vit-base-patch32"
@@ -397,12 +400,44 @@ def build_siglip(out_dir: Path, tiny: bool = True, seed: int = 0) -> Path:
     return out_dir
 
 
+def build_smolvlm(out_dir: Path, tiny: bool = True, seed: int = 0) -> Path:
+    """SmolVLM-256M-Instruct (Idefics3): a chat VLM with its real processor and chat template.
+
+    Tiny keeps the 512-px vision input (the processor's fixed tile) but shrinks both towers, and
+    turns image splitting off so one image is one tile.
+    """
+    import shutil
+
+    from transformers import AutoConfig, Idefics3ForConditionalGeneration
+
+    src = SHARED_MODELS / "smolvlm-256m-instruct"
+    out_dir = _prepare(out_dir)
+    for path in src.iterdir():
+        shutil.copy(path, out_dir / path.name)
+    cfg = _read_json(src / "config.json")
+    if tiny:
+        cfg["text_config"].update(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+            head_dim=32,
+        )  # fmt: skip
+        cfg["vision_config"].update(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+        side = {"longest_edge": cfg["vision_config"]["image_size"]}
+        preprocessor = _read_json(src / "preprocessor_config.json")
+        preprocessor.update(do_image_splitting=False, size=side, max_image_size=side)
+        _write_json(out_dir / "preprocessor_config.json", preprocessor)
+    _write_json(out_dir / "config.json", cfg)
+    model = _init_model(Idefics3ForConditionalGeneration, AutoConfig.from_pretrained(out_dir), seed)
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
 BUILDERS = {
     "blip": build_blip,
     "vit_gpt2": build_vit_gpt2,
     "git": build_git,
     "clip": build_clip,
     "siglip": build_siglip,
+    "smolvlm": build_smolvlm,
 }
 
 __all__ = [
@@ -411,5 +446,6 @@ __all__ = [
     "build_clip",
     "build_git",
     "build_siglip",
+    "build_smolvlm",
     "build_vit_gpt2",
 ]

@@ -93,3 +93,10 @@ def test_git_and_blip_take_a_prompt(images, tmp_path, tiny_git, tiny_blip):
 def test_prompt_for_a_model_without_text_input_is_refused(images, tmp_path, tiny_vit_gpt2):
     with pytest.raises(ConfigError, match="takes no prompt"):
         run_local(config([images], tmp_path / "out", tiny_vit_gpt2, prompt="a photo of"))
+
+
+def test_chat_vlm_returns_only_the_answer(images, tmp_path, tiny_smolvlm, tiny_clip):
+    run_local(config([images], tmp_path / "out", tiny_smolvlm, tiny_clip, prompt="Describe the image.", limit=2))
+    rows = read_rows(tmp_path / "out")
+    assert len(rows) == 2
+    assert all("Describe the image." not in c and "Assistant" not in c for row in rows for c in row["candidates"])
