@@ -103,3 +103,22 @@ def test_auto_round_trip_generate_and_features(tiny_bundle):
     txt = model.get_text_features(**texts).pooler_output
     assert img.shape == (2, model.config.projection_dim) and txt.shape == (3, model.config.projection_dim)
     assert model.score(px, texts["input_ids"], texts["attention_mask"]).shape == (2, 3)
+
+
+def test_generate_dict_outputs_and_prompt(model):
+    px, _, _ = _batch()
+    out = model.generate(
+        pixel_values=px,
+        max_new_tokens=3,
+        num_beams=2,
+        num_return_sequences=2,
+        min_new_tokens=3,
+        return_dict_in_generate=True,
+        output_scores=True,
+        output_hidden_states=True,
+    )
+    assert out.sequences.shape == (4, 4) and out.sequences_scores.shape == (4,)
+    assert len(out.decoder_hidden_states) == 3 and len(out.encoder_hidden_states) == 3  # embeddings + 2 layers
+    prompt = torch.tensor([[1, 7], [1, 8]])
+    seqs = model.generate(pixel_values=px, input_ids=prompt, max_new_tokens=3)
+    assert torch.equal(seqs[:, :2], prompt)  # continues a caption prefix

@@ -40,6 +40,10 @@ class CapfleetCaptionerOutput(ModelOutput):
     text_embeds: torch.Tensor | None = None
     logit_scale: torch.Tensor | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
+    # for generate(output_hidden_states / output_attentions): SDPA gives no attention weights
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class Attention(nn.Module):
@@ -183,7 +187,9 @@ class TextDecoder(nn.Module):
         enc: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
+        states: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """Final-normed hidden states; ``states`` (if a list) collects every layer's input and the output."""
         bsz, q_len = input_ids.shape
         past = cache.get_seq_length() if cache is not None else 0
         if past + q_len > self.embed_positions.num_embeddings:
@@ -200,11 +206,18 @@ class TextDecoder(nn.Module):
             k_idx = torch.arange(kv_len, device=input_ids.device)
             mask = (k_idx[None, :] <= pos[:, None])[None, None]
             if padded:
+                if attention_mask.shape[1] < kv_len:  # mask given for the new tokens only
+                    attention_mask = F.pad(attention_mask, (kv_len - attention_mask.shape[1], 0), value=1)
                 mask = mask & attention_mask[:, None, None, -kv_len:].bool()
             mask = mask | (k_idx[None, :] == pos[:, None])[None, None]
         for layer in self.layers:
+            if states is not None:
+                states.append(x)
             x = layer(x, enc, mask, is_causal, cache)
-        return self.norm(x)
+        x = self.norm(x)
+        if states is not None:
+            states.append(x)
+        return x
 
 
 def contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
@@ -307,7 +320,9 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
             return out
         if use_cache and cache is None:
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        hidden = self.decoder(input_ids, enc=enc, attention_mask=attention_mask, cache=cache)
+        states: list[torch.Tensor] | None = [] if kwargs.get("output_hidden_states") else None
+        hidden = self.decoder(input_ids, enc=enc, attention_mask=attention_mask, cache=cache, states=states)
+        out.decoder_hidden_states = tuple(states) if states is not None else None
         keep = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
         out.logits = self._lm_logits(keep)
         out.cache = cache if use_cache is not False else None
@@ -362,6 +377,8 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
             inputs["pixel_values"] = kwargs.get("pixel_values")
         if logits_to_keep:
             inputs["logits_to_keep"] = logits_to_keep
+        if kwargs.get("output_hidden_states"):
+            inputs["output_hidden_states"] = True
         return inputs
 
     @torch.no_grad()
