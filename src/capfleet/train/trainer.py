@@ -278,6 +278,8 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
         scheduler.load_state_dict(state["scheduler"])
         step, epoch, offset, resumed_from = state["step"], state["epoch"], state["batch"], state["step"]
         rngs = state["rng"]
+        if state.get("global_batch") != sampler.global_batch * cfg.grad_accum:
+            log.warning("global batch changed since the checkpoint: the data position is only approximate")
         if len(rngs) == info.world_size:
             ckpt.restore_rng(rngs[info.rank])
         else:
@@ -356,19 +358,19 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
             plot_path = plot_losses(log_path, out / PLOT_NAME)
     D.barrier(info)
     result = TrainResult(
-        out,
-        step,
-        first_loss,
-        last_loss,
-        held_loss,
-        log_path,
-        plot_path,
-        resumed_from,
-        stopped,
-        info.world_size,
-        len(data),
-        dict(data.skipped),
-        round(time.time() - t0, 2),
+        model_dir=out,
+        steps=step,
+        first_loss=first_loss,
+        last_loss=last_loss,
+        held_out_loss=held_loss,
+        log_path=log_path,
+        plot_path=plot_path,
+        resumed_from=resumed_from,
+        stopped_early=stopped,
+        world_size=info.world_size,
+        samples=len(data),
+        skipped=dict(data.skipped),
+        seconds=round(time.time() - t0, 2),
     )
     if info.is_main:
         (out / "train_result.json").write_text(json.dumps(asdict(result), indent=2, default=str))
