@@ -169,6 +169,59 @@ def synth(
     typer.echo(f"wrote {summary.images} scenes in {summary.shards} shards to {output}")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def train(ctx: typer.Context) -> None:
+    """Train a captioner (ViT encoder + transformer decoder + contrastive heads): DATA -o MODEL_DIR.
+
+    All options are those of `python -m capfleet.train` (run `capfleet train --help`); under
+    torchrun use `torchrun --nproc_per_node 8 -m capfleet.train DATA -o MODEL_DIR`.
+    """
+    from capfleet.train.__main__ import main as train_main
+
+    train_main(list(ctx.args))
+
+
+@app.command("eval")
+def evaluate(
+    data: Path = typer.Argument(..., help="Dataset with reference captions (capfleet synth or caption output)."),
+    predictions: Path | None = typer.Option(None, "--predictions", help="A capfleet caption output folder."),
+    model: str | None = typer.Option(None, "--model", help="Caption DATA with this captioner first."),
+    model_scorer: str = typer.Option("none", help="With --model: the scorer that ranks its candidates."),
+    candidates: int = typer.Option(1, help="With --model: candidates per image."),
+    decoding: str = typer.Option("beam", help="With --model: sample | beam."),
+    scorer: str = typer.Option("none", help="CLIP-style scorer for CLIPScore and retrieval R@K, or none."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write all results to this JSON file."),
+    meteor: bool = typer.Option(True, "--meteor/--no-meteor", help="METEOR (needs Java; ~10 s JVM start)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+) -> None:
+    """Score captions against DATA's references: BLEU, METEOR, ROUGE-L, CIDEr, CLIPScore, retrieval R@K."""
+    from capfleet.evaluate import evaluate as run_evaluation
+    from capfleet.evaluate import format_table, read_references, write_json
+
+    if (predictions is None) == (model is None):
+        _fail("give exactly one of --predictions OUT_DIR or --model M")
+    _setup_logging()
+    try:
+        mapping = None
+        if model is not None:
+            from capfleet.evaluate.predict import caption_references
+
+            mapping = caption_references(
+                read_references(data), model, model_scorer, candidates=candidates, decoding=decoding, device=device
+            )
+        results = run_evaluation(
+            data, predictions, None if scorer == "none" else scorer, predictions=mapping, meteor=meteor, device=device
+        )
+    except (FileNotFoundError, ValueError, KeyError, ImportError, ModelLoadError) as exc:
+        _fail(str(exc))
+    typer.echo(format_table(results))
+    if json_path is not None:
+        typer.echo(f"wrote {write_json(results, json_path)}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

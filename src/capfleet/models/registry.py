@@ -10,6 +10,7 @@ import os
 import re
 from typing import Any
 
+BUILTIN = "builtin"
 CAPTIONER_ALIASES = {
     "blip": "Salesforce/blip-image-captioning-base",
     "blip-large": "Salesforce/blip-image-captioning-large",
@@ -35,6 +36,12 @@ class ModelLoadError(RuntimeError):
 
 def resolve_name(name: str, aliases: dict[str, str], role: str) -> str:
     """Alias -> hub id; local folders and `org/name` ids pass through; anything else is an error."""
+    if name == BUILTIN:
+        from capfleet.builtin import MODEL_DIR
+
+        if not (MODEL_DIR / "config.json").exists():
+            raise ModelLoadError(f"the built-in model is missing from {MODEL_DIR}: run scripts/build_builtin_model.py")
+        return str(MODEL_DIR)
     if name in aliases:
         return aliases[name]
     expanded = os.path.expanduser(name)
@@ -46,7 +53,7 @@ def resolve_name(name: str, aliases: dict[str, str], role: str) -> str:
         raise ModelLoadError(f"{role} {name}: no such model folder")
     if _HUB_ID.match(name):
         return name
-    known = ", ".join(sorted(aliases))
+    known = ", ".join(sorted([*aliases, BUILTIN]))
     raise ModelLoadError(f"unknown {role} '{name}': use one of {known}, a hub id (org/name) or a local model folder")
 
 

@@ -1,0 +1,82 @@
+"""Rebuild capfleet's built-in offline captioner + scorer from nothing but a seed.
+
+    python scripts/build_builtin_model.py [--work /tmp/capfleet-builtin] [--steps 1500]
+
+1. draws the training scenes with `capfleet synth` (seed 1; the evaluation scenes use seed 12345,
+   never seen in training),
+2. trains the small ViT-encoder + transformer-decoder model with contrastive heads on them
+   (single process, 2 torch threads, deterministic CPU kernels: the same machine type gives the
+   same weights bit for bit),
+3. copies the HF bundle (config, safetensors, tokenizer, image processor) into
+   src/capfleet/builtin/model, where `--captioner builtin --scorer builtin` finds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from capfleet.synth import generate_synthetic_dataset
+from capfleet.train.trainer import train_main
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = ROOT / "src" / "capfleet" / "builtin" / "model"
+BUNDLE_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "preprocessor_config.json",
+)
+TRAIN_SEED = 1
+SCENES = 20_000
+IMAGE_SIZE = 64
+MODEL = {
+    "encoder_hidden_size": 128,
+    "decoder_hidden_size": 128,
+    "encoder_layers": 4,
+    "decoder_layers": 3,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "projection_dim": 64,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/capfleet-builtin"))
+    parser.add_argument("--steps", type=int, default=1500)
+    args = parser.parse_args()
+    data = args.work / "scenes"
+    if not data.exists():
+        generate_synthetic_dataset(SCENES, data, seed=TRAIN_SEED, size=IMAGE_SIZE)
+    result = train_main(
+        str(data),
+        str(args.work / "model"),
+        preset="small",
+        model_overrides=MODEL,
+        image_size=IMAGE_SIZE,
+        batch_size=32,
+        max_steps=args.steps,
+        warmup_steps=100,
+        lr=1e-3,
+        contrastive_weight=0.1,
+        caption_mode="all",
+        save_every=250,
+        seed=0,
+        num_threads=2,
+        deterministic=True,
+    )
+    TARGET.mkdir(parents=True, exist_ok=True)
+    for name in BUNDLE_FILES:
+        shutil.copy(args.work / "model" / name, TARGET / name)
+    digest = hashlib.sha256((TARGET / "model.safetensors").read_bytes()).hexdigest()
+    print(json.dumps({"steps": result.steps, "last_loss": result.last_loss, "sha256": digest, "target": str(TARGET)}))
+
+
+if __name__ == "__main__":
+    main()
