@@ -20,7 +20,8 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype != "auto":
         return _DTYPES[dtype]
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # Emulated bf16 (T4, V100) is slow: only native support counts.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.float32
 
 

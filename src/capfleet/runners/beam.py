@@ -129,7 +129,8 @@ def _fill_from_metrics(summary: RunSummary, result) -> None:
 
     totals: dict[str, int] = {}
     for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + int(counter.committed or 0)
+        value = counter.committed if counter.committed is not None else counter.attempted  # some runners
+        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + int(value or 0)
     summary.stats.seen = totals.get("images_seen", 0)
     summary.stats.captioned = totals.get("images_captioned", 0)
     summary.stats.failed = totals.get("images_failed", 0)

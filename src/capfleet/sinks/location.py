@@ -82,7 +82,8 @@ class Location:
     def publish_dir(self, staged: Path, name: str) -> None:
         """Replace folder `name` with `staged`; two identical duplicates may race harmlessly."""
         if not self.is_local:
-            self.remove(name)
+            # Overwrite in place, never delete first: a duplicate attempt must not empty a shard
+            # that another attempt already marked done (the files are the same, name for name).
             self.fs.put(f"{staged}/", self.path(name), recursive=True)
             shutil.rmtree(staged, ignore_errors=True)
             return
