@@ -5,7 +5,7 @@
 1. draws the training scenes with `capfleet synth` (seed 1; the evaluation scenes use seed 12345,
    never seen in training),
 2. trains the small ViT-encoder + transformer-decoder model with contrastive heads on them
-   (single process, 2 torch threads, deterministic CPU kernels: the same machine type gives the
+   (single process, 1 torch thread, deterministic CPU kernels: the same machine type gives the
    same weights bit for bit),
 3. copies the HF bundle (config, safetensors, tokenizer, image processor) into
    src/capfleet/builtin/model, where `--captioner builtin --scorer builtin` finds it.
@@ -49,7 +49,7 @@ MODEL = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/capfleet-builtin"))
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=4000)
     args = parser.parse_args()
     data = args.work / "scenes"
     if not data.exists():
@@ -64,11 +64,11 @@ def main() -> None:
         max_steps=args.steps,
         warmup_steps=100,
         lr=1e-3,
-        contrastive_weight=0.1,
+        contrastive_weight=0.5,
         caption_mode="all",
         save_every=250,
         seed=0,
-        num_threads=2,
+        num_threads=1,
         deterministic=True,
     )
     TARGET.mkdir(parents=True, exist_ok=True)
