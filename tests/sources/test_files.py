@@ -78,3 +78,15 @@ def test_unreadable_file_becomes_an_error_sample(tmp_path):
         samples = list(source.read(shard, pool, window=4))
     assert samples[0].error is None and samples[0].data
     assert samples[1].error.startswith("read failed")
+
+
+def test_imagefolder_metadata_captions_become_original_captions(tmp_path):
+    import json
+
+    shard = tmp_path / "dataset" / "00000"
+    write_noise_images(shard, 3)
+    rows = [{"file_name": "img-000.jpg", "text": "from metadata"}, {"file_name": "img-001.jpg", "caption": "alt key"}]
+    (shard / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows) + "not json\n")
+    (shard / "img-001.txt").write_text("the sidecar wins")
+    listed = list(list_input(str(tmp_path / "dataset")))
+    assert [item.original_text for item in listed] == ["from metadata", "the sidecar wins", None]

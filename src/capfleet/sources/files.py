@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -15,6 +16,7 @@ from capfleet.sources.storage import filesystem, is_http, local_path, read_bytes
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 CAPTION_EXTENSIONS = (".txt", ".caption")
 KEY_WIDTH = 9
+METADATA_NAME = "metadata.jsonl"
 
 
 class InputError(ValueError):
@@ -35,11 +37,29 @@ def is_image_path(path: str) -> bool:
     return _extension(path) in IMAGE_EXTENSIONS
 
 
+def _metadata_captions(others: set[str], read_text) -> dict[str, str]:
+    """Captions from imagefolder `metadata.jsonl` files (HF datasets, capfleet's own output)."""
+    captions: dict[str, str] = {}
+    for path in sorted(p for p in others if os.path.basename(p) == METADATA_NAME):
+        folder = os.path.dirname(path)
+        for line in read_text(path).splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            text = row.get("text", row.get("caption")) if isinstance(row, dict) else None
+            if isinstance(text, str) and text.strip() and isinstance(row.get("file_name"), str):
+                captions[f"{folder}/{row['file_name']}"] = text.strip()
+    return captions
+
+
 def _with_sidecar_captions(images: list[str], others: set[str], read_text) -> Iterator[Listed]:
-    """Pair each image with `name.txt`/`name.caption` beside it: its original caption."""
+    """Pair each image with its original caption: `name.txt`/`name.caption` beside it, else the
+    `text` of its row in an imagefolder metadata.jsonl."""
+    from_metadata = _metadata_captions(others, read_text)
     for image in images:
         stem = os.path.splitext(image)[0]
-        caption = None
+        caption = from_metadata.get(image)
         for ext in CAPTION_EXTENSIONS:
             if stem + ext in others:
                 caption = read_text(stem + ext).strip() or None
@@ -73,7 +93,7 @@ def _list_remote_prefix(fs, url: str, root: str) -> Iterator[Listed]:
     protocol = url.split("://", 1)[0]
     paths = sorted(fs.find(root))
     images = [p for p in paths if is_image_path(p)]
-    others = {p for p in paths if p.endswith(CAPTION_EXTENSIONS)}
+    others = {p for p in paths if p.endswith(CAPTION_EXTENSIONS) or p.endswith("/" + METADATA_NAME)}
 
     def read_text(path: str) -> str:
         return fs.cat_file(path).decode("utf-8", errors="replace")
