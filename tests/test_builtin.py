@@ -27,8 +27,9 @@ def test_builtin_captions_unseen_scenes_far_better_than_a_constant(tmp_path):
     assert result.exit_code == 0, result.output
     rows = read_rows(tmp_path / "out")
     assert len(rows) == 40 and all(row["scores"] and row["original_text"] for row in rows)
-    references = read_references(tmp_path / "scenes").captions()
-    by_name = {ref.image_path.name: key for key, ref in read_references(tmp_path / "scenes").rows.items()}
+    refs = read_references(tmp_path / "scenes")
+    references = refs.captions()
+    by_name = {ref.image_path.name: key for key, ref in refs.rows.items()}
     predictions = {
         by_name[p.source.rsplit("/", 1)[1]]: p.text for p in read_predictions(tmp_path / "out").rows.values()
     }
