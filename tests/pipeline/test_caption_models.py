@@ -14,7 +14,7 @@ from capfleet.models.scorer import HFScorer
 from capfleet.runners.local import run_local
 from capfleet.stages.decode import decode_image
 from tests.image_zoo import write_noise_images
-from tests.pipeline.helpers import load_with_datasets, read_rows
+from tests.pipeline.helpers import load_with_datasets, read_errors, read_rows
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,26 @@ def test_chat_vlm_returns_only_the_answer(images, tmp_path, tiny_smolvlm, tiny_c
     rows = read_rows(tmp_path / "out")
     assert len(rows) == 2
     assert all("Describe the image." not in c and "Assistant" not in c for row in rows for c in row["candidates"])
+
+
+def test_a_failing_batch_is_retried_image_by_image(tmp_path, tiny_vit_gpt2, monkeypatch):
+    """One image the model chokes on costs one error record, not its whole batch."""
+    from PIL import Image
+
+    from capfleet.models.captioner import HFCaptioner
+
+    write_noise_images(tmp_path / "imgs", 5)
+    Image.new("RGB", (48, 40), (255, 0, 0)).save(tmp_path / "imgs" / "img-002-red.png")
+    real = HFCaptioner.generate
+
+    def choke_on_red(self, batch_images, *args, **kwargs):
+        if any(image.getpixel((5, 5)) == (255, 0, 0) for image in batch_images):
+            raise RuntimeError("CUDA out of memory")
+        return real(self, batch_images, *args, **kwargs)
+
+    monkeypatch.setattr(HFCaptioner, "generate", choke_on_red)
+    summary = run_local(config([tmp_path / "imgs"], tmp_path / "out", tiny_vit_gpt2, batch_size=4))
+    assert (summary.stats.captioned, summary.stats.failed) == (5, 1)
+    errors = read_errors(tmp_path / "out")
+    assert [e["source"].rsplit("/", 1)[1] for e in errors] == ["img-002-red.png"]
+    assert "CUDA out of memory" in errors[0]["error"]

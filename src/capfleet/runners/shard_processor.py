@@ -147,40 +147,43 @@ class ShardProcessor:
             self.progress.update(1)
 
     def _caption(self, batch: list[Sample]) -> list[dict | None]:
-        """Rows for a batch; a sample whose captioning fails gets `error` set instead."""
-        config = self.config
+        """Rows for a batch; a sample whose captioning fails gets `error` set and no row.
+
+        A batch that raises (a CUDA OOM, one image a processor rejects) is retried image by
+        image, so one bad image costs one error record, not the whole batch.
+        """
         if self.captioner is None:
-            candidates = [[] for _ in batch]
-        else:
-            images = [sample.image for sample in batch]
-            try:
-                seed = batch_seed(config.seed, batch[0].key)
-                candidates = self.captioner.generate(images, config.candidates, config.prompt, seed)
-                scores = self.scorer.score(images, candidates) if self.scorer is not None else None
-            except Exception as exc:  # e.g. CUDA OOM on one batch: record it, keep the run going
-                for sample in batch:
-                    sample.error = f"caption failed: {type(exc).__name__}: {exc}"
-                return [None] * len(batch)
+            return [self._row(sample, [], []) for sample in batch]
+        images = [sample.image for sample in batch]
+        try:
+            candidates = self.captioner.generate(
+                images, self.config.candidates, self.config.prompt, batch_seed(self.config.seed, batch[0].key)
+            )
+            scores = self.scorer.score(images, candidates) if self.scorer is not None else [[] for _ in batch]
+        except Exception as exc:
+            if len(batch) > 1:
+                return [row for sample in batch for row in self._caption([sample])]
+            batch[0].error = f"caption failed: {type(exc).__name__}: {exc}"
+            return [None]
         rows: list[dict | None] = []
-        for index, sample in enumerate(batch):
-            texts = candidates[index]
-            if self.captioner is not None and not texts:
+        for sample, texts, row_scores in zip(batch, candidates, scores, strict=True):
+            if not texts:
                 sample.error = "caption failed: the model produced only empty captions"
                 rows.append(None)
-                continue
-            row_scores = scores[index] if self.captioner is not None and scores is not None else None
-            best = max(range(len(texts)), key=row_scores.__getitem__) if row_scores else 0
-            # No nulls: the imagefolder loader cannot type a column that is null in a whole shard.
-            rows.append(
-                {
-                    "key": sample.key,
-                    "source": sample.item.source,
-                    "text": texts[best] if texts else (sample.item.original_text or ""),
-                    "candidates": texts,
-                    "scores": row_scores or [],
-                    "original_text": sample.item.original_text or "",
-                    "captioner": self.captioner_name,
-                    "scorer": self.scorer_name,
-                }
-            )
+            else:
+                rows.append(self._row(sample, texts, row_scores))
         return rows
+
+    def _row(self, sample: Sample, texts: list[str], scores: list[float]) -> dict:
+        """The output row. No nulls: the imagefolder loader cannot type a column null in a whole shard."""
+        best = max(range(len(texts)), key=scores.__getitem__) if scores else 0
+        return {
+            "key": sample.key,
+            "source": sample.item.source,
+            "text": texts[best] if texts else (sample.item.original_text or ""),
+            "candidates": texts,
+            "scores": scores,
+            "original_text": sample.item.original_text or "",
+            "captioner": self.captioner_name,
+            "scorer": self.scorer_name,
+        }
