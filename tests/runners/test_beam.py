@@ -82,6 +82,14 @@ def test_rerun_skips_finished_shards(tmp_path):
     assert sorted(row["key"] for row in read_rows(tmp_path / "out")) == [f"{i:09d}" for i in range(7)]
 
 
+def test_dataflow_with_a_local_output_is_refused_before_any_work(tmp_path):
+    from capfleet.config import ConfigError
+
+    with pytest.raises(ConfigError, match="gs://"):
+        run_beam(config([tmp_path], tmp_path / "out"), ["--project=p"], "DataflowRunner")
+    assert not (tmp_path / "out").exists()
+
+
 def test_direct_runner_never_needs_a_download():
     options = pipeline_options([], "DirectRunner").get_all_options()
     assert options["runner"] == "FnApiRunner"  # DirectRunner would first try to fetch Prism

@@ -103,6 +103,8 @@ def pipeline_options(beam_args: list[str], beam_runner: str):
 def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner: str = "DirectRunner") -> RunSummary:
     """Plan on the launcher, process pending shards on Beam workers, summarise from metrics."""
     beam = _beam()
+    if beam_runner == "DataflowRunner" and "://" not in config.output:
+        raise ConfigError("DataflowRunner workers cannot write to a local folder: use -o gs://bucket/path")
     started = time.perf_counter()
     _, shards, pending = prepare_run(config)
     summary = RunSummary(shards=len(shards), shards_done_before=len(shards) - len(pending))
