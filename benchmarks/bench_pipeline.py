@@ -1,0 +1,237 @@
+"""Throughput of capfleet against the loops it claims to beat, measured in one run.
+
+Why: the project states two speed goals, and they only mean something when both sides of each
+ratio run in the same process, on the same images, with the same loaded models and torch threads:
+
+1. captioning (BLIP captioner + CLIP scorer): `run_local` must reach >= 2x the images/s of a plain
+   per-image loop (open, PIL decode, processor, generate N candidates, CLIP score, write image +
+   JSON line; batch 1, one Python thread) that uses the very same model objects;
+2. without a model (`captioner="none"`: read, decode, shrink, write shards), capfleet must stay
+   within 10% of a tight read + `decode_image` loop (ratio >= 0.90).
+
+No weights can be downloaded, so the models are random-weight builds of the real architectures
+from tests/tiny_models.py (`--size full`: real sizes; `--size tiny`: seconds, for a smoke test).
+Random weights rarely emit EOS; generation is pinned to exactly --max-new-tokens anyway
+(min_new_tokens), so both sides generate the same number of tokens. Model loading is excluded.
+
+Run on demand, never in CI:  .venv/bin/python benchmarks/bench_pipeline.py [--size tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+ROOT = Path(__file__).resolve().parents[1]
+MIN_SIDE = 384  # what run_local shrinks to when there is no captioner (captioner="none")
+
+
+class FixedLength:
+    """Wraps capfleet's DecodingOptions so every candidate has exactly max_new_tokens tokens."""
+
+    def __init__(self, options):
+        self.options = options
+
+    def __getattr__(self, name):
+        return getattr(self.options, name)
+
+    def generate_kwargs(self, num_candidates: int) -> dict:
+        kwargs = self.options.generate_kwargs(num_candidates)
+        return {**kwargs, "min_new_tokens": kwargs["max_new_tokens"]}
+
+
+def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """Photo-like 640x480 JPEGs (q90): smooth gradients, blurred shapes, sensor-like noise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:480, 0:640].astype(np.float32)
+    paths = []
+    for index in range(count):
+        a, b = rng.uniform(0, 255, (2, 3))
+        t = (xx * rng.uniform(-1, 1) + yy * rng.uniform(-1, 1)) / 800 + 0.5
+        base = np.clip(a + (b - a) * t[..., None], 0, 255).astype(np.uint8)
+        image = Image.fromarray(base)
+        draw = ImageDraw.Draw(image)
+        for _ in range(int(rng.integers(4, 10))):
+            x0, y0 = int(rng.integers(0, 560)), int(rng.integers(0, 400))
+            box = (x0, y0, x0 + int(rng.integers(30, 300)), y0 + int(rng.integers(30, 250)))
+            color = tuple(int(c) for c in rng.integers(0, 256, 3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=color)
+        pixels = np.asarray(image.filter(ImageFilter.GaussianBlur(2)), dtype=np.float32)
+        pixels += rng.normal(0, 6, pixels.shape)
+        path = folder / f"img{index:05d}.jpg"
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def run_config(args, inputs: Path, out: Path | str, captioner: str, scorer: str):
+    """One RunConfig for loading and running: `run_local(config, models=...)` generates with the
+    decoding options the captioner was LOADED with, not with config.max_new_tokens."""
+    from capfleet.config import RunConfig
+
+    return RunConfig(
+        inputs=[str(inputs)],
+        output=str(out),
+        captioner=captioner,
+        scorer=scorer,
+        candidates=args.candidates,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device="cpu",
+        progress=False,
+    )
+
+
+def capfleet_run(config, models) -> float:
+    from capfleet.runners.local import run_local
+
+    summary = run_local(config, models=models)
+    assert summary.stats.failed == 0 and summary.stats.seen == summary.stats.captioned, summary.lines()
+    return summary.wall_seconds
+
+
+def plain_loop(paths: list[Path], out: Path, args, captioner, scorer) -> float:
+    """What a user writes by hand: one image at a time, everything in this thread."""
+    import torch
+
+    model, processor, tokenizer = captioner.model, captioner.processor, captioner.tokenizer
+    out.mkdir(parents=True)
+    torch.manual_seed(0)
+    started = time.perf_counter()
+    with open(out / "metadata.jsonl", "w", encoding="utf-8") as rows, torch.inference_mode():
+        for index, path in enumerate(paths):
+            data = path.read_bytes()
+            image = Image.open(io.BytesIO(data)).convert("RGB")
+            inputs = processor(images=[image], return_tensors="pt")
+            output = model.generate(
+                pixel_values=inputs["pixel_values"],
+                do_sample=True,
+                top_p=captioner.options.top_p,
+                top_k=0,
+                num_beams=1,
+                num_return_sequences=args.candidates,
+                max_new_tokens=args.max_new_tokens,
+                min_new_tokens=args.max_new_tokens,
+            )
+            texts = [t.strip() for t in tokenizer.batch_decode(output, skip_special_tokens=True)]
+            scores = scorer.score([image], [texts])[0]
+            best = texts[scores.index(max(scores))]
+            (out / f"{index:09d}.jpg").write_bytes(data)
+            row = {"file_name": f"{index:09d}.jpg", "text": best, "candidates": texts, "scores": scores}
+            rows.write(json.dumps(row) + "\n")
+    return time.perf_counter() - started
+
+
+def raw_decode(paths: list[Path], max_pixels: int) -> float:
+    """The floor for the model-free pipeline: read bytes + capfleet's own decode_image, one thread."""
+    from capfleet.stages.decode import decode_image
+
+    started = time.perf_counter()
+    for path in paths:
+        decode_image(path.read_bytes(), max_pixels, min_side=MIN_SIDE)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=("tiny", "full"), default="full", help="model architecture sizes")
+    parser.add_argument("--images", type=int, help="images for the model rows (default: full 16, tiny 64)")
+    parser.add_argument("--decode-images", type=int, default=400, help="images for the model-free rows")
+    parser.add_argument("--candidates", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=8, help="capfleet's batch size (RunConfig default)")
+    parser.add_argument("--workers", type=int, default=4, help="capfleet's I/O threads (RunConfig default)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
+    parser.add_argument("--keep", help="work folder to use and keep (default: a temp folder, removed)")
+    args = parser.parse_args()
+    args.images = args.images or (16 if args.size == "full" else 64)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(ROOT))
+    import torch
+    import transformers
+
+    from capfleet.runners.local import load_models
+    from capfleet.stages.decode import decode_image
+    from tests import tiny_models
+
+    torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), "
+        f"python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"transformers {transformers.__version__}"
+    )
+
+    with tempfile.TemporaryDirectory(prefix="capfleet-bench-") as temp:
+        work = Path(args.keep or temp)
+        print(f"building {args.size} random-weight BLIP + CLIP and {args.decode_images} images in {work} ...")
+        tiny = args.size == "tiny"
+        blip = tiny_models.build_blip(work / f"blip-{args.size}", tiny=tiny)
+        clip = tiny_models.build_clip(work / f"clip-{args.size}", tiny=tiny)
+        paths = make_images(work / "images", max(args.images, args.decode_images))
+        model_paths = paths[: args.images]
+        model_list = work / "model-images.txt"
+        model_list.write_text("".join(f"{p}\n" for p in model_paths))
+
+        config = run_config(args, model_list, "-", str(blip), str(clip))
+        captioner, scorer = load_models(config)
+        assert captioner.options.max_new_tokens == args.max_new_tokens
+        captioner.options = FixedLength(type(captioner.options)(**asdict(captioner.options)))
+        # First-call costs (allocator, oneDNN kernels for each shape) off the clock, for both sides.
+        plain_loop(model_paths[:1], work / "warmup", args, captioner, scorer)
+        warm = [decode_image(p.read_bytes(), config.max_pixels, captioner.input_size())[0] for p in model_paths]
+        scorer.score(warm[: args.batch_size], captioner.generate(warm[: args.batch_size], args.candidates))
+        cases = {
+            "plain": lambda rep: plain_loop(model_paths, work / f"plain-{rep}", args, captioner, scorer),
+            "capfleet": lambda rep: capfleet_run(
+                run_config(args, model_list, work / f"capfleet-{rep}", str(blip), str(clip)), (captioner, scorer)
+            ),
+            "raw": lambda rep: raw_decode(paths[: args.decode_images], config.max_pixels),
+            "none": lambda rep: capfleet_run(
+                run_config(args, work / "images", work / f"none-{rep}", "none", "none"), (None, None)
+            ),
+        }
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for rep in range(args.repeats):  # interleaved, so a slow spell on a shared machine hits every case
+            for name, run in cases.items():
+                times[name].append(run(rep))
+            print(f"repetition {rep + 1}/{args.repeats}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()))
+        seconds = {name: sum(values) / len(values) for name, values in times.items()}
+
+    counts = {"plain": args.images, "capfleet": args.images, "raw": args.decode_images, "none": args.decode_images}
+    rates = {name: counts[name] / value for name, value in seconds.items()}
+    best = {name: counts[name] / min(values) for name, values in times.items()}
+    speedup, model_free = rates["capfleet"] / rates["plain"], rates["none"] / rates["raw"]
+    rows = [
+        (f"plain loop (batch 1, one Python thread), {args.size} BLIP + CLIP", "plain", 1.0),
+        (f"capfleet run_local (batch {args.batch_size}, {args.workers} workers)", "capfleet", speedup),
+        ("raw read + decode_image (1 thread)", "raw", 1.0),
+        ("capfleet run_local, captioner=none", "none", model_free),
+    ]
+    print(f"\n{args.candidates} candidates x {args.max_new_tokens} new tokens, mean of {args.repeats} run(s), "
+          f"load average now {os.getloadavg()[0]:.1f}\n")  # fmt: skip
+    print("| case | images | seconds | images/s | ratio |\n|---|---:|---:|---:|---:|")
+    for label, name, ratio in rows:
+        print(f"| {label} | {counts[name]} | {seconds[name]:.2f} | {rates[name]:.3f} | {ratio:.2f} |")
+    print(f"\ncapfleet / plain loop = {speedup:.2f}x (goal >= 2x)")
+    print(f"model-free pipeline / raw decode = {model_free:.2f} (goal >= 0.90)")
+    print(f"(best runs instead of means: {best['capfleet'] / best['plain']:.2f}x and {best['none'] / best['raw']:.2f})")
+
+
+if __name__ == "__main__":
+    main()
