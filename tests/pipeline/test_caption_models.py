@@ -123,3 +123,13 @@ def test_a_failing_batch_is_retried_image_by_image(tmp_path, tiny_vit_gpt2, monk
     errors = read_errors(tmp_path / "out")
     assert [e["source"].rsplit("/", 1)[1] for e in errors] == ["img-002-red.png"]
     assert "CUDA out of memory" in errors[0]["error"]
+
+
+def test_preloaded_models_follow_the_runs_decoding_settings(images, tmp_path, tiny_blip):
+    """Models loaded once (Beam workers, benchmarks) still decode as each run asks."""
+    from capfleet.runners.local import load_models
+
+    models = load_models(config([images], tmp_path / "unused", tiny_blip, max_new_tokens=30))
+    run_local(config([images], tmp_path / "a", tiny_blip, decoding="beam", max_new_tokens=3), models=models)
+    run_local(config([images], tmp_path / "b", tiny_blip, decoding="beam", max_new_tokens=3))
+    assert [r["candidates"] for r in read_rows(tmp_path / "a")] == [r["candidates"] for r in read_rows(tmp_path / "b")]

@@ -121,9 +121,17 @@ class HFCaptioner:
 
     @torch.inference_mode()
     def generate(
-        self, images: list, num_candidates: int, prompt: str | None = None, seed: int | None = None
+        self,
+        images: list,
+        num_candidates: int,
+        prompt: str | None = None,
+        seed: int | None = None,
+        options: DecodingOptions | None = None,
     ) -> list[list[str]]:
-        """Up to `num_candidates` distinct non-empty captions per image, in generation order."""
+        """Up to `num_candidates` distinct non-empty captions per image, in generation order.
+
+        `options` overrides the decoding chosen at load time (a run's own settings win).
+        """
         inputs, prompt_tokens = self._inputs(images, prompt)
         inputs = {
             key: value.to(self.device, self.dtype if value.is_floating_point() else None)
@@ -132,7 +140,7 @@ class HFCaptioner:
         }
         if seed is not None:
             seed_everything(seed)
-        output = self.model.generate(**inputs, **self.options.generate_kwargs(num_candidates))
+        output = self.model.generate(**inputs, **(options or self.options).generate_kwargs(num_candidates))
         texts = self.tokenizer.batch_decode(output[:, prompt_tokens:], skip_special_tokens=True)
         candidates = []
         for index in range(len(images)):

@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from capfleet.config import RunConfig
+from capfleet.models.captioner import DecodingOptions
 from capfleet.parallel import ordered_map
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
@@ -82,6 +83,7 @@ class ShardProcessor:
         self.sink = ImageFolderSink(location)
         self.window = max(4 * config.workers, 2 * config.batch_size)
         self._ticks = 0
+        self.decoding = DecodingOptions(config.decoding, config.top_p, config.max_new_tokens)
         self.min_side = captioner.input_size() if captioner is not None else 384
         self.captioner_name = captioner.name if captioner is not None else "none"
         self.scorer_name = scorer.name if scorer is not None else "none"
@@ -156,8 +158,9 @@ class ShardProcessor:
             return [self._row(sample, [], []) for sample in batch]
         images = [sample.image for sample in batch]
         try:
+            seed = batch_seed(self.config.seed, batch[0].key)
             candidates = self.captioner.generate(
-                images, self.config.candidates, self.config.prompt, batch_seed(self.config.seed, batch[0].key)
+                images, self.config.candidates, self.config.prompt, seed, self.decoding
             )
             scores = self.scorer.score(images, candidates) if self.scorer is not None else [[] for _ in batch]
         except Exception as exc:
