@@ -107,8 +107,7 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
         raise ConfigError("DataflowRunner workers cannot write to a local folder: use -o gs://bucket/path")
     started = time.perf_counter()
     _, shards, pending = prepare_run(config)
-    summary = RunSummary(shards=len(shards), shards_done_before=len(shards) - len(pending))
-    summary.skipped = sum(len(s.items) for s in shards) - sum(len(s.items) for s in pending)
+    summary = RunSummary.planned(shards, pending)
     if pending:
         # Beam options are the launcher's business; workers see only capfleet's own settings.
         worker_config = RunConfig(**{**asdict(config), "overwrite": False, "progress": False})

@@ -33,6 +33,12 @@ class RunSummary:
     stats: ShardStats = field(default_factory=ShardStats)
     wall_seconds: float = 0.0
 
+    @classmethod
+    def planned(cls, shards: list[ShardSpec], pending: list[ShardSpec]) -> RunSummary:
+        """What a run starts from: its shards, and the images earlier runs already finished."""
+        skipped = sum(len(s.items) for s in shards) - sum(len(s.items) for s in pending)
+        return cls(shards=len(shards), shards_done_before=len(shards) - len(pending), skipped=skipped)
+
     @property
     def images_per_second(self) -> float:
         return self.stats.seen / self.wall_seconds if self.wall_seconds > 0 else 0.0
@@ -91,8 +97,7 @@ def prepare_run(config: RunConfig) -> tuple[RunState, list[ShardSpec], list[Shar
 def run_local(config: RunConfig, models=None) -> RunSummary:
     started = time.perf_counter()
     state, shards, pending = prepare_run(config)
-    summary = RunSummary(shards=len(shards), shards_done_before=len(shards) - len(pending))
-    summary.skipped = sum(len(s.items) for s in shards) - sum(len(s.items) for s in pending)
+    summary = RunSummary.planned(shards, pending)
     if pending:
         captioner, scorer = models if models is not None else load_models(config)
         progress = Progress(sum(len(s.items) for s in pending), config.progress)
