@@ -9,7 +9,7 @@ gets one torch thread (OMP_NUM_THREADS=1): one worker per core is how Beam scale
 it makes "2 workers on 2 cores" a fair doubling. Goals (issue 3): beam-2 >= 1.7x beam-1, and
 beam-1 within 15% of local.
 
-    python benchmarks/bench_beam.py [--images 24]
+    python benchmarks/bench_beam.py [--images 64]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def run_case(name: str, images: Path, out: Path, model: Path, extra: list[str]) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--images", type=int, default=64)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         temp = Path(temp)
