@@ -41,6 +41,11 @@ def test_missing_input_is_one_clear_line(tmp_path):
     assert result.exit_code == 2 and "input not found" in result.output
 
 
+def test_unknown_url_scheme_is_one_clear_line(tmp_path):
+    result = runner.invoke(app, ["caption", "foo://bucket/x", "-o", str(tmp_path / "out"), "--captioner", "none"])
+    assert result.exit_code == 2 and "Protocol not known: foo" in result.output
+
+
 def test_bad_option_value_is_refused(tmp_path):
     result = runner.invoke(app, ["caption", str(tmp_path), "-o", str(tmp_path / "out"), "--decoding", "greedy"])
     assert result.exit_code == 2 and "--decoding must be one of" in result.output

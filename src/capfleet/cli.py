@@ -13,6 +13,7 @@ from capfleet.config import ConfigError, RunConfig
 from capfleet.models.registry import ModelLoadError
 from capfleet.runners.state import ERRORS_DIR
 from capfleet.sources.files import InputError
+from capfleet.sources.storage import is_url
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Caption and re-caption image datasets at scale.")
 log = logging.getLogger("capfleet")
@@ -34,7 +35,7 @@ def _fail(message: str) -> None:
 
 
 def _absolute(spec: str) -> str:
-    return spec if "://" in spec or spec.startswith("pipe:") else os.path.abspath(spec)
+    return spec if is_url(spec) else os.path.abspath(spec)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -110,7 +111,7 @@ def caption(
             from capfleet.runners.local import run_local
 
             summary = run_local(config)
-    except (ConfigError, ModelLoadError, InputError) as exc:
+    except (ConfigError, ModelLoadError, InputError, OSError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         typer.secho("interrupted: rerun the same command to resume", err=True)

@@ -184,8 +184,7 @@ def _fetch(item: Item) -> Sample:
     try:
         return Sample(item, data=read_bytes(item.source))
     except OSError as exc:
-        reason = exc.strerror or str(exc) if isinstance(exc, FileNotFoundError) else str(exc)
-        return Sample(item, error=f"read failed: {reason}")
+        return Sample(item, error=f"read failed: {exc}")
     except Exception as exc:  # any backend error becomes this sample's error record
         return Sample(item, error=f"read failed: {type(exc).__name__}: {exc}")
 

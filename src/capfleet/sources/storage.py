@@ -11,7 +11,7 @@ _HTTP_PREFIXES = ("http://", "https://")
 
 
 def is_url(path: str) -> bool:
-    return "://" in path or path.startswith("pipe:")
+    return "://" in path
 
 
 def is_http(path: str) -> bool:
@@ -53,6 +53,8 @@ def filesystem(url: str):
         return fsspec.core.url_to_fs(url)
     except ImportError as exc:
         raise OSError(f"{exc} (install the matching extra, e.g. pip install 'capfleet[gcs]')") from exc
+    except ValueError as exc:  # e.g. "Protocol not known: foo"
+        raise OSError(f"cannot open {url}: {exc}") from exc
 
 
 def local_path(path: str) -> str | None:
