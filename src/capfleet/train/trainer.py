@@ -33,6 +33,7 @@ from .data import CaptionDataset, collate, image_transform, scan_imagefolder, sp
 from .distributed import DistInfo, ShardedBatchSampler, all_reduce_sum, gather_with_local_grad
 from .logs import plot_losses, truncate_log
 from .modeling import CapfleetCaptionerModel, contrastive_loss
+from .negatives import swap_one_token
 from .tokenization import build_image_processor, build_tokenizer, save_bundle
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     max_grad_norm: float = 1.0
     contrastive_weight: float = 0.1
+    hard_negatives: bool = False  # add a one-word-swapped caption per image to the contrastive loss
     caption_mode: str = "text"
     min_freq: int = 1
     held_out_fraction: float = 0.0
@@ -120,6 +122,19 @@ def _micro_batches(loader_for: Any, epoch: int, offset: int):
         offset = 0
 
 
+def _with_hard_negatives(model: Any, batch: dict, img: torch.Tensor, sims: torch.Tensor, scale, info) -> torch.Tensor:
+    """CLIP loss whose image->text side also ranks each image's own one-word-swapped caption."""
+    negative_ids, negative_mask = swap_one_token(batch["input_ids"], batch["attention_mask"])
+    module = model.module if hasattr(model, "module") else model
+    negatives = gather_with_local_grad(
+        module.get_text_features(negative_ids, negative_mask).pooler_output.float(), info
+    )
+    hard = scale * (F.normalize(negatives, dim=-1) * F.normalize(img, dim=-1)).sum(dim=-1, keepdim=True)
+    target = torch.arange(sims.shape[0], device=sims.device)
+    image_to_text = F.cross_entropy(torch.cat([sims.t(), hard], dim=1), target)
+    return (F.cross_entropy(sims, target) + image_to_text) / 2
+
+
 def _step_losses(
     model: Any, micro: list[dict[str, torch.Tensor]], cfg: TrainConfig, info: DistInfo, autocast: Any
 ) -> dict[str, float]:
@@ -152,6 +167,8 @@ def _step_losses(
                 scale = scale.detach() + (scale - scale.detach()) / w
                 sims = scale * F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).t()
                 cl = contrastive_loss(sims)
+                if cfg.hard_negatives:
+                    cl = _with_hard_negatives(model, batch, img, sims, scale, info)
                 loss = loss + cfg.contrastive_weight * cl * w / len(micro)
                 cl_sum += cl.detach() / len(micro)
         loss.backward()
