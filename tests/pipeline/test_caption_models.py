@@ -133,3 +133,11 @@ def test_preloaded_models_follow_the_runs_decoding_settings(images, tmp_path, ti
     run_local(config([images], tmp_path / "a", tiny_blip, decoding="beam", max_new_tokens=3), models=models)
     run_local(config([images], tmp_path / "b", tiny_blip, decoding="beam", max_new_tokens=3))
     assert [r["candidates"] for r in read_rows(tmp_path / "a")] == [r["candidates"] for r in read_rows(tmp_path / "b")]
+
+
+def test_siglip_style_scorer_ranks_candidates(images, tmp_path, tiny_blip, tiny_siglip):
+    run_local(config([images], tmp_path / "out", tiny_blip, tiny_siglip, limit=3))
+    rows = read_rows(tmp_path / "out")
+    assert len(rows) == 3
+    assert all(len(r["scores"]) == len(r["candidates"]) and r["scorer"] == str(tiny_siglip) for r in rows)
+    assert all(r["text"] == r["candidates"][r["scores"].index(max(r["scores"]))] for r in rows)
