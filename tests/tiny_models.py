@@ -157,6 +157,17 @@ def _finish_tokenizer_config(out_dir: Path, **extra: Any) -> None:
 # --------------------------------------------------------------------------- captioners
 
 
+def _add_bpe_tokenizer_and_preprocessor(src: Path, out_dir: Path, tiny: bool) -> Path:
+    """The published byte-level BPE tokenizer files, and the preprocessor resized for tiny models."""
+    _copy_files(
+        src, out_dir, ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"]
+    )
+    _write_json(
+        out_dir / "preprocessor_config.json", _resized_preprocessor(_read_json(src / "preprocessor_config.json"), tiny)
+    )
+    return out_dir
+
+
 def build_blip(out_dir: Path, tiny: bool = True, seed: int = 0) -> Path:
     """Salesforce/blip-image-captioning-base: BlipForConditionalGeneration + BlipProcessor.
 
@@ -227,14 +238,7 @@ def build_vit_gpt2(out_dir: Path, tiny: bool = True, seed: int = 0) -> Path:
     model.generation_config = GenerationConfig.from_pretrained(VIT_GPT2_SRC)
     model.save_pretrained(out_dir)
 
-    _copy_files(
-        VIT_GPT2_SRC,
-        out_dir,
-        ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"],
-    )
-    pre = _resized_preprocessor(_read_json(VIT_GPT2_SRC / "preprocessor_config.json"), tiny)
-    _write_json(out_dir / "preprocessor_config.json", pre)
-    return out_dir
+    return _add_bpe_tokenizer_and_preprocessor(VIT_GPT2_SRC, out_dir, tiny)
 
 
 def build_git(out_dir: Path, tiny: bool = True, seed: int = 0) -> Path:
@@ -321,14 +325,7 @@ def build_clip(out_dir: Path, tiny: bool = True, seed: int = 0) -> Path:
     model = _init_model(CLIPModel, config, seed)
     model.save_pretrained(out_dir)
 
-    _copy_files(
-        CLIP_SRC,
-        out_dir,
-        ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"],
-    )
-    pre = _resized_preprocessor(_read_json(CLIP_SRC / "preprocessor_config.json"), tiny)
-    _write_json(out_dir / "preprocessor_config.json", pre)
-    return out_dir
+    return _add_bpe_tokenizer_and_preprocessor(CLIP_SRC, out_dir, tiny)
 
 
 def _siglip_like_tokenizer():
