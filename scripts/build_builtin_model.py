@@ -4,7 +4,8 @@
 
 1. draws the training scenes with `capfleet synth` (seed 1; the evaluation scenes use seed 12345,
    never seen in training),
-2. trains the small ViT-encoder + transformer-decoder model with contrastive heads on them
+2. trains the small ViT-encoder + transformer-decoder model with contrastive heads (with
+   one-word-swapped hard negatives, so that it can rank near-miss candidates) on them
    (single process, 1 torch thread, deterministic CPU kernels: the same machine type gives the
    same weights bit for bit),
 3. copies the HF bundle (config, safetensors, tokenizer, image processor) into
@@ -65,6 +66,7 @@ def main() -> None:
         warmup_steps=100,
         lr=1e-3,
         contrastive_weight=0.5,
+        hard_negatives=True,
         caption_mode="all",
         save_every=250,
         seed=0,
