@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 DECODINGS = ("sample", "beam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -53,7 +53,6 @@ class RunConfig:
     overwrite: bool = False
     shard_retries: int = 2  # a shard that raises (disk, network, OOM) is redone this many times
     progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
         if not self.inputs:

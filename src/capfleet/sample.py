@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -35,7 +35,6 @@ class Sample:
     image: Any = None  # PIL.Image.Image once decoded
     extension: str = ".jpg"
     error: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
