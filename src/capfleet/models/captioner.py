@@ -12,6 +12,7 @@ from capfleet.models.registry import load_config, wrap_load_errors
 from capfleet.models.runtime import pick_device, pick_dtype, seed_everything
 
 DEFAULT_CHAT_PROMPT = "Describe this image in one detailed sentence."
+FLORENCE_TASK = "<MORE_DETAILED_CAPTION>"
 # model_type -> how prompts and outputs work for that family
 _PREFIX_FAMILIES = {"blip": "blip", "git": "git"}
 _ENCODER_DECODER_TYPES = {"vision-encoder-decoder", "capfleet-captioner"}
@@ -108,16 +109,23 @@ class HFCaptioner:
                 ids = [self.tokenizer.cls_token_id, *ids]
                 inputs["input_ids"] = torch.tensor([ids] * len(images))
             return inputs, 0
-        messages = [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt or DEFAULT_CHAT_PROMPT}]}
-        ]
-        text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
-        inputs = dict(
-            self.processor(
-                images=[[image] for image in images], text=[text] * len(images), return_tensors="pt", padding=True
+        if not getattr(self.processor, "chat_template", None):
+            # Task-prompt models (Florence-2): the prompt is the whole text input.
+            default = FLORENCE_TASK if self.model.config.model_type.startswith("florence") else DEFAULT_CHAT_PROMPT
+            text = [prompt or default] * len(images)
+            inputs = dict(self.processor(images=images, text=text, return_tensors="pt", padding=True))
+        else:
+            content = [{"type": "image"}, {"type": "text", "text": prompt or DEFAULT_CHAT_PROMPT}]
+            chat = self.processor.apply_chat_template(
+                [{"role": "user", "content": content}], add_generation_prompt=True
             )
-        )
-        return inputs, inputs["input_ids"].shape[1]
+            inputs = dict(
+                self.processor(
+                    images=[[image] for image in images], text=[chat] * len(images), return_tensors="pt", padding=True
+                )
+            )
+        # Decoder-only models echo the prompt before the answer; encoder-decoders do not.
+        return inputs, 0 if self.model.config.is_encoder_decoder else inputs["input_ids"].shape[1]
 
     @torch.inference_mode()
     def generate(
