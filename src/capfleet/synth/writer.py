@@ -2,15 +2,13 @@
 
 Image ``i`` depends only on ``(seed, i)``, so runs are reproducible byte for byte, a short run is a
 prefix of a long one, and an interrupted run can resume: shards are built in a hidden ``.tmp-NNNNN``
-folder and ``os.replace``-d into place, so a visible shard is always complete and can be skipped.
+folder and renamed into place (``sinks.location``), so a visible shard is always complete and can be skipped.
 """
 
 from __future__ import annotations
 
 import json
 import numbers
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from capfleet.sinks.location import Location
 
 from .render import render_scene
 from .scene import Scene, describe, sample_scene
@@ -95,10 +95,8 @@ def _shard_is_ours(folder: Path, first: int, count: int, seed: int, size: int) -
 
 def _write_shard(out_dir: Path, shard: int, first: int, count: int, seed: int, size: int, bar) -> None:
     name = str(shard).zfill(SHARD_DIGITS)
-    tmp = out_dir / f".tmp-{name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left over from an interrupted run
-    tmp.mkdir()
+    location = Location(out_dir)
+    tmp = location.staging_dir(name)
     lines = []
     for i in range(first, first + count):
         ex = make_example(seed, i, size)
@@ -106,7 +104,7 @@ def _write_shard(out_dir: Path, shard: int, first: int, count: int, seed: int, s
         lines.append(json.dumps(_record(ex, seed)))
         bar.update(1)
     (tmp / "metadata.jsonl").write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out_dir / name)
+    location.publish_dir(tmp, name)
 
 
 def generate_synthetic_dataset(
@@ -143,6 +141,7 @@ def generate_synthetic_dataset(
             f"({stale[:3]}); they would add rows to the dataset, so remove them or "
             "use another directory"
         )
+    Location(out_dir).remove_stale_staging()  # left over from an interrupted run
     with tqdm(total=n, unit="img", desc="synth", disable=not progress) as bar:
         bar.update(n - sum(count for _, _, count in todo))  # images in shards already present
         for shard, first, count in todo:
