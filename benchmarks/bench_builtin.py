@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-from collections import Counter
 from pathlib import Path
 
 import torch
 
 from capfleet.config import RunConfig
-from capfleet.evaluate import caption_scores, read_predictions, read_references
+from capfleet.evaluate import caption_scores, most_frequent_caption_baseline, read_predictions, read_references
 from capfleet.models.registry import CAPTIONER_ALIASES, resolve_name
 from capfleet.runners.local import run_local
 from capfleet.synth import generate_synthetic_dataset
@@ -53,12 +52,12 @@ def main() -> None:
         )
         beam, beam_rate = caption(temp / "scenes", temp / "beam", args.model, scorer="none", decoding="beam",
                                   candidates=1)  # fmt: skip
-    most_frequent = Counter(t for texts in references.values() for t in texts).most_common(1)[0][0]
+    baseline = most_frequent_caption_baseline(references)
     systems = {
         f"best of {args.candidates} sampled, ranked by the model's scorer": {k: v[0] for k, v in sampled.items()},
         "first sample alone (no ranking)": {k: v[1] for k, v in sampled.items()},
         "beam search (3 beams), 1 caption": {k: v[0] for k, v in beam.items()},
-        f"baseline: most frequent caption ({most_frequent!r})": {k: most_frequent for k in references},
+        f"baseline: most frequent caption ({next(iter(baseline.values()))!r})": baseline,
     }
     size_mb = sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6
     print(f"\nheld-out scenes: {len(references)} (seed {HELD_OUT_SEED})  model: {model_dir} ({size_mb:.1f} MB)")

@@ -13,6 +13,7 @@ import logging
 import re
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,12 @@ def _meteor(gts: dict, res: dict) -> float | None:
     except Exception as exc:
         log.warning("METEOR failed (%s: %s); reported as unavailable", type(exc).__name__, exc)
         return None
+
+
+def most_frequent_caption_baseline(references: Mapping[str, list[str]]) -> dict[str, str]:
+    """The trivial baseline: the most frequent reference caption, predicted for every key."""
+    constant = Counter(text for texts in references.values() for text in texts).most_common(1)[0][0]
+    return dict.fromkeys(references, constant)
 
 
 def caption_scores(
