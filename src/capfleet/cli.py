@@ -34,6 +34,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _exit_now(code: int) -> None:
+    """Exit without joining worker threads: one stuck on a dead mount or a silent server would
+    otherwise keep a Ctrl-C'd run alive. Shards are published atomically, so nothing is lost."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _absolute(spec: str) -> str:
     return spec if is_url(spec) else os.path.abspath(spec)
 
@@ -58,6 +66,9 @@ def caption(
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     dtype: str = typer.Option("auto", help="auto (bf16/fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16."),
     max_pixels: int = typer.Option(89_478_485, help="Decompression-bomb guard: larger images become errors."),
+    max_bytes: int = typer.Option(
+        100_000_000, help="Files larger than this (bytes) become errors; enforced while reading."
+    ),
     overwrite: bool = typer.Option(False, help="Discard an earlier run in OUTPUT and start over."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
     shard_retries: int = typer.Option(2, help="Times a shard that raised is redone from scratch."),
@@ -98,6 +109,7 @@ def caption(
         device=device,
         dtype=dtype,
         max_pixels=max_pixels,
+        max_bytes=max_bytes,
         overwrite=overwrite,
         progress=progress,
         shard_retries=shard_retries,
@@ -115,7 +127,7 @@ def caption(
         _fail(str(exc))
     except KeyboardInterrupt:
         typer.secho("interrupted: rerun the same command to resume", err=True)
-        raise typer.Exit(130) from None
+        _exit_now(130)
     for line in summary.lines():
         typer.echo(line)
     if summary.stats.failed:

@@ -25,6 +25,9 @@ _FINGERPRINT_FIELDS = (
     "top_p",
     "max_pixels",
 )
+# Added after runs were recorded: part of the fingerprint only when changed from the default,
+# so upgrading capfleet does not refuse to resume a run started with the older version.
+_FINGERPRINT_FIELDS_IF_SET = ("max_bytes",)
 
 
 class ConfigError(ValueError):
@@ -50,6 +53,7 @@ class RunConfig:
     device: str = "auto"
     dtype: str = "auto"
     max_pixels: int = 89_478_485  # Pillow's own decompression-bomb threshold
+    max_bytes: int = 100_000_000  # larger files become error records; enforced while reading
     overwrite: bool = False
     shard_retries: int = 2  # a shard that raises (disk, network, OOM) is redone this many times
     progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
@@ -69,6 +73,7 @@ class RunConfig:
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
             (self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}"),
             (self.max_pixels >= 1, "--max-pixels must be >= 1"),
+            (self.max_bytes >= 1, "--max-bytes must be >= 1"),
             (self.shard_retries >= 0, "--shard-retries must be >= 0"),
         ]
         for ok, message in checks:
@@ -77,8 +82,12 @@ class RunConfig:
         return self
 
     def fingerprint_fields(self) -> dict:
-        values = asdict(self)
-        return {name: values[name] for name in _FINGERPRINT_FIELDS}
+        values, defaults = asdict(self), RunConfig(inputs=[], output="")
+        fields = {name: values[name] for name in _FINGERPRINT_FIELDS}
+        fields.update(
+            {name: values[name] for name in _FINGERPRINT_FIELDS_IF_SET if values[name] != getattr(defaults, name)}
+        )
+        return fields
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.fingerprint_fields(), sort_keys=True).encode()

@@ -107,7 +107,7 @@ def test_foreign_non_empty_output_is_refused(tmp_path):
     (tmp_path / "out" / "thesis.docx").write_text("precious")
     with pytest.raises(ConfigError, match="not empty"):
         run_local(config([tmp_path / "imgs"], tmp_path / "out"))
-    with pytest.raises(ConfigError, match="did not write"):
+    with pytest.raises(ConfigError, match="only ever deletes what a capfleet run wrote"):
         run_local(config([tmp_path / "imgs"], tmp_path / "out", overwrite=True))
     assert (tmp_path / "out" / "thesis.docx").exists()
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from capfleet.config import ConfigError, RunConfig
-from capfleet.runners.local import RunSummary, load_models, prepare_run
+from capfleet.runners.local import RunSummary, load_models, start_run
 from capfleet.runners.shard_processor import ShardProcessor
 from capfleet.sample import Item
 from capfleet.sources import open_source
@@ -67,7 +67,11 @@ def make_caption_shard_fn(config: RunConfig):
             models = self.shared.acquire(lambda: _Models(self.config), tag=self.config.fingerprint())
             self.executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="capfleet-io")
             self.processor = ShardProcessor(
-                self.config, open_source(self.config.inputs), models.captioner, models.scorer, self.executor
+                self.config,
+                open_source(self.config.inputs, max_bytes=self.config.max_bytes),
+                models.captioner,
+                models.scorer,
+                self.executor,
             )
             self.counters = {
                 name: Metrics.counter(NAMESPACE, name)
@@ -106,21 +110,21 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
     if beam_runner == "DataflowRunner" and "://" not in config.output:
         raise ConfigError("DataflowRunner workers cannot write to a local folder: use -o gs://bucket/path")
     started = time.perf_counter()
-    _, shards, pending = prepare_run(config)
-    summary = RunSummary.planned(shards, pending)
-    if pending:
-        # Beam options are the launcher's business; workers see only capfleet's own settings.
-        worker_config = RunConfig(**{**asdict(config), "overwrite": False, "progress": False})
-        pipeline = beam.Pipeline(options=pipeline_options(beam_args or [], beam_runner))
-        _ = (
-            pipeline
-            | "PlanShards" >> beam.Create([shard_to_element(shard) for shard in pending], reshuffle=False)
-            | "FanOut" >> beam.Reshuffle()
-            | "CaptionShard" >> beam.ParDo(make_caption_shard_fn(worker_config))
-        )
-        result = pipeline.run()
-        result.wait_until_finish()
-        _fill_from_metrics(summary, result)
+    with start_run(config) as run:  # the launcher holds OUT's lock while the workers write
+        summary = RunSummary.planned(run.shards, run.pending)
+        if run.pending:
+            # Beam options are the launcher's business; workers see only capfleet's own settings.
+            worker_config = RunConfig(**{**asdict(config), "overwrite": False, "progress": False})
+            pipeline = beam.Pipeline(options=pipeline_options(beam_args or [], beam_runner))
+            _ = (
+                pipeline
+                | "PlanShards" >> beam.Create([shard_to_element(shard) for shard in run.pending], reshuffle=False)
+                | "FanOut" >> beam.Reshuffle()
+                | "CaptionShard" >> beam.ParDo(make_caption_shard_fn(worker_config))
+            )
+            result = pipeline.run()
+            result.wait_until_finish()
+            _fill_from_metrics(summary, result)
     summary.wall_seconds = time.perf_counter() - started
     return summary
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from capfleet.config import ConfigError, RunConfig
@@ -15,12 +17,14 @@ from capfleet.models.registry import (
     load_scorer,
     resolve_name,
 )
+from capfleet.runners.lock import RunLock
 from capfleet.runners.progress import Progress
 from capfleet.runners.shard_processor import ShardProcessor, ShardStats
 from capfleet.runners.state import RunState
 from capfleet.sinks.location import Location
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
+from capfleet.sources.storage import local_path
 
 log = logging.getLogger("capfleet")
 
@@ -78,35 +82,87 @@ def load_models(config: RunConfig):
     return captioner, scorer
 
 
-def prepare_run(config: RunConfig) -> tuple[RunState, list[ShardSpec], list[ShardSpec]]:
-    """Check/record OUT, list inputs on a first run, and split shards into all and pending."""
+def check_output_is_not_an_input(config: RunConfig) -> None:
+    """An output equal to an input, or holding one, would caption (and --overwrite) the user's files.
+
+    An output inside an input folder is allowed: listing skips folders that hold a capfleet run.
+    """
+    output = local_path(config.output)
+    if output is None:
+        return
+    for spec in config.inputs:
+        source = local_path(spec)
+        if source is not None and (source == output or source.startswith(output.rstrip("/") + "/")):
+            raise ConfigError(f"output {config.output} is also an input ({spec}): write to another folder")
+
+
+@dataclass
+class StartedRun:
+    state: RunState
+    shards: list[ShardSpec]
+    pending: list[ShardSpec]
+    models: tuple | None
+
+
+@contextmanager
+def start_run(config: RunConfig, load: Callable[[], tuple] | None = None) -> Iterator[StartedRun]:
+    """Check everything, then take OUT's lock and record the run; the lock is held until exit.
+
+    Nothing is written before the settings, the inputs and the models (`load`, when this run
+    has work) have been checked, so a failed start leaves OUT_DIR as it was and the retry with
+    corrected settings is not refused as "other settings".
+    """
     config.validate()
     check_model_names(config)
+    check_output_is_not_an_input(config)
     state = RunState(Location(config.output))
-    resuming = state.prepare(config)
-    if resuming:
-        log.info("resuming the run in %s", config.output)
-    else:
-        state.record_run(config, open_source(config.inputs).items())
-    shards = state.plan(config)
+    resuming = state.check(config)
+    items = None if resuming else list(open_source(config.inputs, exclude=config.output).items())
+    pending = _pending(state, config) if resuming else None
+    models = load() if load is not None and (pending is None or pending) else None
+    with RunLock(state.location):
+        if state.prepare(config):  # again under the lock: another run may have started meanwhile
+            log.info("resuming the run in %s", config.output)
+        else:
+            if items is None:  # an --overwrite of a run: list now
+                items = list(open_source(config.inputs, exclude=config.output).items())
+            state.record_run(config, items)
+        shards = state.plan(config)
+        done = state.done_counts()
+        pending = [shard for shard in shards if done.get(shard.name) != len(shard.items)]
+        if pending and models is None and load is not None:
+            models = load()
+        yield StartedRun(state, shards, pending, models)
+
+
+def _pending(state: RunState, config: RunConfig) -> list[ShardSpec]:
     done = state.done_counts()
-    pending = [shard for shard in shards if done.get(shard.name) != len(shard.items)]
-    return state, shards, pending
+    return [shard for shard in state.plan(config) if done.get(shard.name) != len(shard.items)]
 
 
 def run_local(config: RunConfig, models=None) -> RunSummary:
     started = time.perf_counter()
-    state, shards, pending = prepare_run(config)
-    summary = RunSummary.planned(shards, pending)
-    if pending:
-        captioner, scorer = models if models is not None else load_models(config)
-        progress = Progress(sum(len(s.items) for s in pending), config.progress)
-        try:
-            with ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io") as executor:
-                processor = ShardProcessor(config, open_source(config.inputs), captioner, scorer, executor, progress)
-                for shard in pending:
+    load = (lambda: models) if models is not None else (lambda: load_models(config))
+    with start_run(config, load) as run:
+        summary = RunSummary.planned(run.shards, run.pending)
+        if run.pending:
+            captioner, scorer = run.models
+            progress = Progress(sum(len(s.items) for s in run.pending), config.progress)
+            executor = ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io")
+            try:
+                processor = ShardProcessor(
+                    config,
+                    open_source(config.inputs, max_bytes=config.max_bytes),
+                    captioner,
+                    scorer,
+                    executor,
+                    progress,
+                )
+                for shard in run.pending:
                     summary.stats.add(processor.process_with_retries(shard))
-        finally:
-            progress.close()
+            finally:
+                # Never wait for a reader stuck on a dead mount or a silent server: Ctrl-C must end the run.
+                executor.shutdown(wait=False, cancel_futures=True)
+                progress.close()
     summary.wall_seconds = time.perf_counter() - started
     return summary

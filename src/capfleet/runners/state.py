@@ -2,17 +2,24 @@
 
 A shard counts as done only when its marker exists and lists as many items as the plan gives
 it, so a `--limit` run's cut-short last shard is redone by the full run that follows.
+
+What capfleet may delete is decided here, and only from what a recorded run says it wrote:
+the shard names its manifest implies, their staging/trash folders, its merged files and
+`_capfleet/` itself. Anything else in OUT_DIR makes `--overwrite` refuse before it deletes
+a single file.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable
 
 from capfleet import __version__
 from capfleet.config import ConfigError, RunConfig
 from capfleet.sample import Item
-from capfleet.sinks.location import Location
+from capfleet.sinks.location import STAGING_NAME, Location
 from capfleet.sources.plan import ShardSpec, plan_shards
 
 STATE_DIR = "_capfleet"
@@ -20,10 +27,10 @@ RUN_FILE = f"{STATE_DIR}/run.json"
 MANIFEST_FILE = f"{STATE_DIR}/manifest.jsonl"
 COMPLETIONS_DIR = f"{STATE_DIR}/completions"
 ERRORS_DIR = f"{STATE_DIR}/errors"
-
-
-def _is_ours(name: str) -> bool:
-    return name.isdigit() or name == STATE_DIR or name.startswith((".tmp-", ".old-"))
+MERGED_FILE = f"{STATE_DIR}/merged.json"
+# What a first start leaves in _capfleet before run.json exists: the lock and a manifest
+# (complete, or a temp file cut short by a kill or a full disk).
+_START_LEFTOVERS = re.compile(r"lock|lease\.json|manifest\.jsonl|\.(manifest\.jsonl|run\.json)\.[0-9a-f]{8}")
 
 
 class RunState:
@@ -36,19 +43,40 @@ class RunState:
     def errors_file(self, shard: ShardSpec) -> str:
         return f"{ERRORS_DIR}/errors-{shard.name}.jsonl"
 
-    def prepare(self, config: RunConfig) -> bool:
-        """Check OUT against the settings; returns True when resuming an earlier run."""
-        if config.overwrite:
-            self.clear()
-        if self.location.exists(RUN_FILE):
+    # -- starting a run -------------------------------------------------------------------
+    def has_run(self) -> bool:
+        return self.location.exists(RUN_FILE)
+
+    def check(self, config: RunConfig) -> bool:
+        """Read-only: may this run use OUT? True when it resumes an earlier run.
+
+        Raises ConfigError before anything is written or deleted: other settings without
+        --overwrite, or files that no recorded capfleet run wrote.
+        """
+        if self.has_run():
+            if config.overwrite:
+                self.foreign_entries_or_raise()
+                return False
             stored = json.loads(self.location.read_text(RUN_FILE))
             if stored.get("fingerprint") != config.fingerprint():
                 raise ConfigError(_mismatch_message(self.location.url, stored.get("settings", {}), config))
-            self.location.remove_stale_staging()
             return True
-        if self.location.list():
-            raise ConfigError(f"{self.location.url} is not empty and holds no capfleet run: pick an empty folder")
+        if not self._is_empty_or_interrupted_start():
+            detail = " (--overwrite only ever deletes what a capfleet run wrote)" if config.overwrite else ""
+            raise ConfigError(
+                f"{self.location.url} is not empty and holds no capfleet run: pick an empty folder{detail}"
+            )
         return False
+
+    def prepare(self, config: RunConfig) -> bool:
+        """Under the run lock: check OUT, clear it for --overwrite, drop stale staging."""
+        resuming = self.check(config)
+        if config.overwrite and self.has_run():
+            self.clear()
+        elif not resuming:
+            self._clear_interrupted_start()
+        self.location.remove_stale_staging()  # safe: the caller holds the run lock
+        return resuming
 
     def record_run(self, config: RunConfig, items: Iterable[Item]) -> None:
         """Save the listing first, then run.json: a run.json always has its manifest beside it."""
@@ -56,6 +84,20 @@ class RunState:
         payload = {"fingerprint": config.fingerprint(), "settings": config.fingerprint_fields(), "version": __version__}
         self.location.write_json(RUN_FILE, payload)
 
+    def _is_empty_or_interrupted_start(self) -> bool:
+        top = self.location.list()
+        if not top:
+            return True
+        if top != [STATE_DIR]:
+            return False
+        return all(_START_LEFTOVERS.fullmatch(name) for name in self.location.list(STATE_DIR))
+
+    def _clear_interrupted_start(self) -> None:
+        for name in self.location.list(STATE_DIR):
+            if _START_LEFTOVERS.fullmatch(name) and name not in ("lock", "lease.json"):
+                self.location.remove(f"{STATE_DIR}/{name}")
+
+    # -- what belongs to the run ----------------------------------------------------------
     def load_items(self) -> list[Item]:
         lines = self.location.read_text(MANIFEST_FILE).splitlines()
         return [Item.from_json(json.loads(line)) for line in lines if line.strip()]
@@ -63,6 +105,59 @@ class RunState:
     def plan(self, config: RunConfig) -> list[ShardSpec]:
         return plan_shards(self.load_items(), config.shard_size, config.limit)
 
+    def shard_names(self) -> set[str]:
+        """Every shard name the recorded run can have written (its own shard size, no limit)."""
+        settings = json.loads(self.location.read_text(RUN_FILE)).get("settings", {})
+        count = sum(1 for line in self.location.read_text(MANIFEST_FILE).splitlines() if line.strip())
+        shards = math.ceil(count / max(1, int(settings.get("shard_size", 1))))
+        return {f"{index:05d}" for index in range(shards)}
+
+    def merged_files(self) -> list[str]:
+        if not self.location.exists(MERGED_FILE):
+            return []
+        return json.loads(self.location.read_text(MERGED_FILE)).get("files", [])
+
+    def record_merged(self, name: str) -> None:
+        """`capfleet merge` wrote OUT/name: --overwrite may delete it later."""
+        files = sorted({*self.merged_files(), name})
+        self.location.write_json(MERGED_FILE, {"files": files})
+
+    def _is_owned(self, name: str, shards: set[str], merged: set[str]) -> bool:
+        if name == STATE_DIR or name in merged:
+            return True
+        staging = STAGING_NAME.fullmatch(name)
+        if staging:
+            return staging.group(2) in shards
+        return name.split(".", 1)[0] in shards  # a shard folder, or a shard file (00003.tar)
+
+    def foreign_entries_or_raise(self) -> list[str]:
+        """The entries --overwrite would delete; raises, deleting nothing, if any is not ours."""
+        try:
+            shards, merged = self.shard_names(), set(self.merged_files())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot tell which files in {self.location.url} capfleet wrote ({exc}): nothing was deleted"
+            ) from exc
+        entries = self.location.list()
+        foreign = [name for name in entries if not self._is_owned(name, shards, merged)]
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise ConfigError(
+                f"{self.location.url} holds files capfleet did not write ({shown}): nothing was deleted; "
+                "move them away or pick another output folder"
+            )
+        return entries
+
+    def clear(self) -> None:
+        """--overwrite: remove only what the recorded run wrote; keep the lock we hold."""
+        for name in self.foreign_entries_or_raise():
+            if name != STATE_DIR:
+                self.location.remove(name)
+        for name in self.location.list(STATE_DIR):
+            if name not in ("lock", "lease.json"):
+                self.location.remove(f"{STATE_DIR}/{name}")
+
+    # -- progress -------------------------------------------------------------------------
     def done_counts(self) -> dict[str, int]:
         """Shard name -> items its marker covers, listing the markers once (not one stat each)."""
         counts = {}
@@ -80,18 +175,13 @@ class RunState:
     def mark_done(self, shard: ShardSpec, stats: dict) -> None:
         self.location.write_json(self.marker(shard), {"items": len(shard.items), **stats})
 
-    def clear(self) -> None:
-        """--overwrite: remove only what capfleet wrote, never other files of the user's."""
-        for name in self.location.list():
-            if _is_ours(name):
-                self.location.remove(name)
-        if self.location.list():
-            raise ConfigError(f"{self.location.url} holds files capfleet did not write: pick an empty folder")
-
 
 def _mismatch_message(where: str, stored: dict, config: RunConfig) -> str:
     now = config.fingerprint_fields()
-    changed = [f"{name}: {stored.get(name)!r} -> {now[name]!r}" for name in now if stored.get(name) != now[name]]
+    names = [*now, *(name for name in stored if name not in now)]
+    changed = [
+        f"{name}: {stored.get(name)!r} -> {now.get(name)!r}" for name in names if stored.get(name) != now.get(name)
+    ]
     return (
         f"{where} holds a run with other settings ({'; '.join(changed) or 'different version'}). "
         "Rerun with the same settings to resume, pass --overwrite to start over, or pick another output folder."

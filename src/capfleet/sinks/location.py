@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -18,6 +19,9 @@ from pathlib import Path
 from fsspec.implementations.local import LocalFileSystem
 
 from capfleet.sources.storage import filesystem
+
+# A shard's staging and trash folders: `.tmp-00003-1a2b3c4d`, `.old-00003-1a2b3c4d`.
+STAGING_NAME = re.compile(r"\.(tmp|old)-(\d{5,})-[0-9a-f]{8}")
 
 
 def _unique() -> str:
@@ -80,12 +84,13 @@ class Location:
         return Path(tempfile.mkdtemp(prefix=f"capfleet-{name}-"))
 
     def publish_dir(self, staged: Path, name: str) -> None:
-        """Replace folder `name` with `staged`; two identical duplicates may race harmlessly."""
+        """Replace folder `name` with `staged`, or raise: the caller marks the shard done only after.
+
+        Two attempts of the same shard (a Beam retry, speculative execution) write the same
+        files, so whichever lands last is the shard; a failed rename puts the old folder back.
+        """
         if not self.is_local:
-            # Overwrite in place, never delete first: a duplicate attempt must not empty a shard
-            # that another attempt already marked done (the files are the same, name for name).
-            self.fs.put(f"{staged}/", self.path(name), recursive=True)
-            shutil.rmtree(staged, ignore_errors=True)
+            self._upload_replacing(staged, name)
             return
         final = Path(self.path(name))
         trash = final.with_name(f".old-{name}-{_unique()}")
@@ -95,15 +100,37 @@ class Location:
             pass
         try:
             staged.rename(final)
-        except OSError:  # a concurrent duplicate published the same shard first
-            shutil.rmtree(staged, ignore_errors=True)
+        except OSError:
+            if final.exists():
+                shutil.rmtree(staged, ignore_errors=True)  # a concurrent duplicate published it first
+            else:
+                if trash.exists() and not final.exists():
+                    trash.rename(final)  # never leave the shard missing
+                raise
         shutil.rmtree(trash, ignore_errors=True)
 
+    def _upload_replacing(self, staged: Path, name: str) -> None:
+        """Upload over the old copy, then delete what the new one does not have.
+
+        Overwrite in place, never delete first: a duplicate attempt must not empty a shard that
+        another attempt already marked done. Stray files of an earlier, different attempt (one
+        that had more images) are removed after the upload, so the folder ends as `staged`.
+        """
+        target = self.path(name)
+        self.fs.put(f"{staged}/", target, recursive=True)
+        wanted = {path.relative_to(staged).as_posix() for path in staged.rglob("*") if path.is_file()}
+        for remote in self.fs.find(target):
+            if remote.lstrip("/")[len(target.lstrip("/")) + 1 :] not in wanted:
+                self.fs.rm(remote)
+        shutil.rmtree(staged, ignore_errors=True)
+
     def remove_stale_staging(self) -> None:
-        """Drop what a killed run left half-staged (local outputs only stage in place)."""
+        """Drop what a killed run left half-staged; the caller makes sure no other run is writing.
+
+        Only names of capfleet's own staging pattern go, never another `.tmp-*` of the user's.
+        """
         if not self.is_local:
-            return
-        for path in Path(self.root).glob(".tmp-*"):
-            shutil.rmtree(path, ignore_errors=True)
-        for path in Path(self.root).glob(".old-*"):
-            shutil.rmtree(path, ignore_errors=True)
+            return  # object-store outputs stage on local disk, never in the bucket
+        for name in self.list():
+            if STAGING_NAME.fullmatch(name):
+                shutil.rmtree(self.path(name), ignore_errors=True)

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 
 from capfleet.parallel import ordered_map
 from capfleet.sample import Item, Sample
@@ -17,6 +18,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 CAPTION_EXTENSIONS = (".txt", ".caption")
 KEY_WIDTH = 9
 METADATA_NAME = "metadata.jsonl"
+RUN_STATE_DIR = "_capfleet"  # a folder holding this is a capfleet output: never listed as input
 
 
 class InputError(ValueError):
@@ -42,10 +44,10 @@ def _metadata_captions(others: set[str], read_text) -> dict[str, str]:
     captions: dict[str, str] = {}
     for path in sorted(p for p in others if os.path.basename(p) == METADATA_NAME):
         folder = os.path.dirname(path)
-        for line in read_text(path).splitlines():
+        for line in _read_or_empty(read_text, path).splitlines():
             try:
                 row = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # malformed, or nested deeper than the parser allows
                 continue
             text = row.get("text", row.get("caption")) if isinstance(row, dict) else None
             if isinstance(text, str) and text.strip() and isinstance(row.get("file_name"), str):
@@ -62,21 +64,40 @@ def _with_sidecar_captions(images: list[str], others: set[str], read_text) -> It
         caption = from_metadata.get(image)
         for ext in CAPTION_EXTENSIONS:
             if stem + ext in others:
-                caption = read_text(stem + ext).strip() or None
+                caption = _read_or_empty(read_text, stem + ext).strip() or None
                 break
         yield Listed(image, caption)
 
 
 def _read_local_text(path: str) -> str:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return handle.read()
+    """Regular files only (see storage.read_bytes): a FIFO named `x.txt` must not hang the listing."""
+    return read_bytes(path).decode("utf-8", errors="replace")
 
 
-def _list_local_dir(root: str) -> Iterator[Listed]:
+def _read_or_empty(read_text, path: str) -> str:
+    """A sidecar or metadata file that cannot be read gives no caption; the image is still listed."""
+    try:
+        return read_text(path)
+    except OSError:
+        return ""
+
+
+def _holds_capfleet_run(folder: str) -> bool:
+    return os.path.isdir(os.path.join(folder, RUN_STATE_DIR))
+
+
+def _list_local_dir(root: str, exclude: str | None = None) -> Iterator[Listed]:
+    """Images under `root`, skipping hidden folders, capfleet outputs and `exclude` (this run's output)."""
     images: list[str] = []
     others: set[str] = set()
     for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and os.path.join(folder, d) != exclude
+            and not _holds_capfleet_run(os.path.join(folder, d))
+        ]
         for name in files:
             if name.startswith("."):
                 continue
@@ -118,12 +139,12 @@ def parse_file_list(text: str, base: str | None) -> Iterator[Listed]:
         yield Listed(source, caption.strip() or None)
 
 
-def list_input(spec: str) -> Iterator[Listed]:
-    """Every image one INPUT names, in a deterministic (sorted) order."""
+def list_input(spec: str, exclude: str | None = None) -> Iterator[Listed]:
+    """Every image one INPUT names, in a deterministic (sorted) order; `exclude` is a local folder to skip."""
     local = local_path(spec)
     if local is not None:
         if os.path.isdir(local):
-            yield from _list_local_dir(local)
+            yield from _list_local_dir(local, exclude)
         elif os.path.isfile(local):
             if is_image_path(local):
                 yield from _with_sidecar_captions([local], _siblings(local), _read_local_text)
@@ -157,15 +178,17 @@ def _siblings(path: str) -> set[str]:
 class FileSource:
     """A source whose items are individually addressable files or URLs."""
 
-    def __init__(self, inputs: list[str]):
+    def __init__(self, inputs: list[str], exclude: str | None = None, max_bytes: int | None = None):
         self.inputs = list(inputs)
+        self.exclude = local_path(exclude) if exclude is not None else None
+        self.max_bytes = max_bytes
 
     def items(self) -> Iterator[Item]:
         """All inputs in order, each sorted; a source named twice is kept once."""
         seen: set[str] = set()
         index = 0
         for spec in self.inputs:
-            for listed in list_input(spec):
+            for listed in list_input(spec, self.exclude):
                 if listed.source in seen:
                     continue
                 seen.add(listed.source)
@@ -177,18 +200,21 @@ class FileSource:
 
     def read(self, shard: ShardSpec, executor: Executor, window: int) -> Iterator[Sample]:
         """The shard's samples with their bytes, fetched in parallel, in shard order."""
-        return ordered_map(_fetch, shard.items, executor, window)
+        return ordered_map(partial(_fetch, max_bytes=self.max_bytes), shard.items, executor, window)
 
 
-def _fetch(item: Item) -> Sample:
+def _fetch(item: Item, max_bytes: int | None) -> Sample:
     try:
-        return Sample(item, data=read_bytes(item.source))
+        return Sample(item, data=read_bytes(item.source, max_bytes))
     except OSError as exc:
         return Sample(item, error=f"read failed: {exc}")
     except Exception as exc:  # any backend error becomes this sample's error record
         return Sample(item, error=f"read failed: {type(exc).__name__}: {exc}")
 
 
-def open_source(inputs: list[str]) -> FileSource:
-    """The source for a run's INPUTs (later: webdataset shards, HF datasets)."""
-    return FileSource(inputs)
+def open_source(inputs: list[str], exclude: str | None = None, max_bytes: int | None = None) -> FileSource:
+    """The source for a run's INPUTs (later: webdataset shards, HF datasets).
+
+    `exclude` is the run's own output, never listed as input; `max_bytes` caps each read.
+    """
+    return FileSource(inputs, exclude, max_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import urllib.error
 import urllib.request
 
@@ -18,27 +19,58 @@ def is_http(path: str) -> bool:
     return path.startswith(_HTTP_PREFIXES)
 
 
-def read_bytes(path: str) -> bytes:
-    """All bytes of one object. Raises OSError with a readable reason on any failure."""
+def read_bytes(path: str, max_bytes: int | None = None) -> bytes:
+    """All bytes of one object, at most `max_bytes`. Raises OSError with a readable reason on any failure.
+
+    The cap is enforced while reading, so a symlink to /dev/zero or a huge sparse file costs
+    `max_bytes` of memory at most, never the whole file.
+    """
     if not is_url(path):
-        with open(path, "rb") as handle:
-            return handle.read()
+        return _read_local(path, max_bytes)
     if is_http(path):
-        return _read_http(path)
+        return _read_http(path, max_bytes)
     import fsspec
 
     try:
         with fsspec.open(path, "rb") as handle:
-            return handle.read()
+            return _read_capped(handle, max_bytes)
     except ImportError as exc:  # a cloud backend that is not installed
         raise OSError(f"{exc} (install the matching extra, e.g. pip install 'capfleet[gcs]')") from exc
 
 
-def _read_http(url: str) -> bytes:
+def _read_capped(handle, max_bytes: int | None) -> bytes:
+    data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise OSError(f"larger than --max-bytes {max_bytes}")
+    return data
+
+
+def _read_local(path: str, max_bytes: int | None) -> bytes:
+    """Regular files only: a FIFO would block forever, a device (/dev/zero) never ends.
+
+    O_NONBLOCK makes opening a FIFO return at once, so the check after `fstat` cannot hang
+    even when a file is swapped for a FIFO after listing.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file (a FIFO, device or socket)")
+        if max_bytes is not None and os.fstat(fd).st_size > max_bytes:
+            raise OSError(f"larger than --max-bytes {max_bytes} ({os.fstat(fd).st_size} bytes)")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return _read_capped(handle, max_bytes)
+    finally:
+        os.close(fd)
+
+
+def _read_http(url: str, max_bytes: int | None) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "capfleet"})
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-            return response.read()
+            length = response.headers.get("Content-Length")
+            if max_bytes is not None and length and length.isdigit() and int(length) > max_bytes:
+                raise OSError(f"larger than --max-bytes {max_bytes} (Content-Length {length})")
+            return _read_capped(response, max_bytes)
     except urllib.error.HTTPError as exc:
         raise OSError(f"HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, TimeoutError) as exc:

@@ -1,0 +1,123 @@
+"""One run at a time per output: an OS file lock locally, a lease file on object stores.
+
+Two runs writing into one OUT_DIR race on staging folders and done-markers and can lose a
+shard, so the launcher holds this lock for the whole run. Beam workers of the same run do not
+take it: the launcher holds it for them while the pipeline runs.
+
+- Local outputs: `fcntl.flock` on `OUT/_capfleet/lock`. The kernel drops it when the process
+  dies, however it dies (kill -9 included), so a crashed run never leaves a stale lock.
+- Object stores (gs://, s3://, any fsspec URL) have no locks. The lock is a lease object
+  `OUT/_capfleet/lease.json` naming its owner and an expiry; a heartbeat thread renews it every
+  `ttl / 3` seconds. A run refuses while another owner's lease is unexpired, and takes over an
+  expired one (the owner was killed). Object stores offer no portable compare-and-swap through
+  fsspec, so two runs starting within the same second could both win: the lease guards against
+  the common mistake (a second run started by hand or by a scheduler), not against a race
+  engineered to the millisecond.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+
+from capfleet.config import ConfigError
+from capfleet.sinks.location import Location
+
+LOCK_FILE = "_capfleet/lock"
+LEASE_FILE = "_capfleet/lease.json"
+LEASE_TTL_S = 120.0
+
+
+def _busy_message(where: str, owner: str) -> str:
+    return (
+        f"another capfleet run ({owner}) is writing to {where}: wait for it to finish, stop it, "
+        "or pick another output folder"
+    )
+
+
+class RunLock:
+    """Context manager: exclusive ownership of an output for one run."""
+
+    def __init__(self, location: Location, ttl_s: float = LEASE_TTL_S):
+        self.location = location
+        self.ttl_s = ttl_s
+        self.owner = f"{socket.gethostname()} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
+        self._handle = None
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def __enter__(self) -> RunLock:
+        if self.location.is_local:
+            self._lock_file()
+        else:
+            self._take_lease()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    # -- local ---------------------------------------------------------------------------
+    def _lock_file(self) -> None:
+        import fcntl
+
+        path = self.location.path(LOCK_FILE)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown process"
+            handle.close()
+            raise ConfigError(_busy_message(self.location.url, owner)) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(self.owner)
+        handle.flush()
+        self._handle = handle
+
+    # -- object stores -------------------------------------------------------------------
+    def _read_lease(self) -> dict | None:
+        try:
+            return json.loads(self.location.read_text(LEASE_FILE))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _write_lease(self) -> None:
+        lease = {"owner": self.owner, "expires": time.time() + self.ttl_s, "ttl_s": self.ttl_s}
+        self.location.write_json(LEASE_FILE, lease)
+
+    def _take_lease(self) -> None:
+        lease = self._read_lease()
+        if lease is not None and lease.get("owner") != self.owner and lease.get("expires", 0) > time.time():
+            raise ConfigError(_busy_message(self.location.url, lease.get("owner", "unknown")))
+        self._write_lease()
+        time.sleep(min(0.5, self.ttl_s / 10))  # let a writer that raced us land, then check who won
+        lease = self._read_lease()
+        if lease is None or lease.get("owner") != self.owner:
+            raise ConfigError(_busy_message(self.location.url, (lease or {}).get("owner", "unknown")))
+        self._heartbeat = threading.Thread(target=self._renew, name="capfleet-lease", daemon=True)
+        self._heartbeat.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl_s / 3):
+            try:
+                self._write_lease()
+            except Exception:  # a transient store error: the next beat retries well before expiry
+                continue
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing drops the flock
+            self._handle = None
+        if self._heartbeat is not None:
+            self._stop.set()
+            self._heartbeat.join()
+            self._heartbeat = None
+            lease = self._read_lease()
+            if lease is not None and lease.get("owner") == self.owner:
+                self.location.remove(LEASE_FILE)
