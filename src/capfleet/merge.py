@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from capfleet.runners.state import RunState
 from capfleet.sinks.imagefolder import METADATA_NAME
 from capfleet.sinks.location import Location
 
@@ -33,4 +34,6 @@ def merge_shards(root: str | Path, output: str | Path | None = None) -> tuple[Pa
     if target.name == METADATA_NAME:
         raise ValueError(f"refusing to name the merged file {METADATA_NAME}: the dataset would load every row twice")
     Location(target.parent).write_lines(target.name, rows)
+    if target.parent.resolve() == root.resolve():
+        RunState(Location(root)).record_merged(target.name)  # so --overwrite may remove it later
     return target, len(rows)

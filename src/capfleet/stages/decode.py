@@ -33,10 +33,7 @@ def _sniff(data: bytes) -> None:
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Flatten any mode to 8-bit RGB: scale 16-bit/float ranges, put transparency on white."""
     if image.mode in _HIGH_BIT_MODES:
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
-        scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
-        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+        image = _stretch_to_8bit(image)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -44,6 +41,22 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _stretch_to_8bit(image: Image.Image, rows_per_chunk: int = 256) -> Image.Image:
+    """16-bit/int/float grey -> 8-bit, min..max stretched to 0..255, a band of rows at a time.
+
+    Converting the whole array at once goes through float64: 8 bytes a pixel, 650 MB for one
+    9000x9000 image. Bands keep the extra memory to a few MB beyond the 8-bit result.
+    """
+    array = np.asarray(image)
+    low, high = float(array.min()), float(array.max())
+    scale = 255.0 / (high - low) if high > low else 0.0
+    out = np.empty(array.shape, dtype=np.uint8)
+    for start in range(0, array.shape[0], rows_per_chunk):
+        band = array[start : start + rows_per_chunk].astype(np.float32)
+        out[start : start + rows_per_chunk] = np.clip((band - low) * scale, 0, 255).astype(np.uint8)
+    return Image.fromarray(out, mode="L")
 
 
 def _shrink(image: Image.Image, min_side: int) -> Image.Image:
@@ -54,7 +67,8 @@ def _shrink(image: Image.Image, min_side: int) -> Image.Image:
         return image
     scale = min_side / shorter
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    gap = None if image.mode in _HIGH_BIT_MODES else 3.0  # Pillow's reduce() has no 16-bit support
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=gap)
 
 
 def decode_image(data: bytes, max_pixels: int, min_side: int | None = 384) -> tuple[Image.Image, str]:
@@ -79,6 +93,8 @@ def decode_image(data: bytes, max_pixels: int, min_side: int | None = 384) -> tu
                 image.draft("RGB", (min_side, min_side))  # decode at reduced scale: much faster
             image.load()  # first frame of an animation; raises on truncated data
             image = ImageOps.exif_transpose(image)
+            if image.mode in _HIGH_BIT_MODES and min_side:
+                image = _shrink(image, min_side)  # before widening to RGB: 16-bit pixels are costly
             image = _to_rgb(image)
     except DecodeError:
         raise
