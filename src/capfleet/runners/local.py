@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -90,8 +91,10 @@ def check_output_is_not_an_input(config: RunConfig) -> None:
     output = local_path(config.output)
     if output is None:
         return
+    output = os.path.realpath(output)  # a symlinked output is the folder it points to
     for spec in config.inputs:
         source = local_path(spec)
+        source = os.path.realpath(source) if source is not None else None
         if source is not None and (source == output or source.startswith(output.rstrip("/") + "/")):
             raise ConfigError(f"output {config.output} is also an input ({spec}): write to another folder")
 
