@@ -42,6 +42,14 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _batch_size(value: str) -> int | None:
+    if value == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        _fail(f"--batch-size must be auto or a whole number >= 1, not {value!r}")
+    return int(value)
+
+
 def _absolute(spec: str) -> str:
     return spec if is_url(spec) else os.path.abspath(spec)
 
@@ -59,7 +67,9 @@ def caption(
     max_new_tokens: int = typer.Option(30, help="Longest caption, in tokens."),
     prompt: str | None = typer.Option(None, help="Text prefix (BLIP, GIT) or instruction (chat VLMs)."),
     seed: int = typer.Option(0, help="Sampling seed; same seed and settings give the same rows."),
-    batch_size: int = typer.Option(8, help="Images per model call."),
+    batch_size: str = typer.Option(
+        "auto", help="Images per model call, or auto: measured on CPU, largest that fits on CUDA (cached)."
+    ),
     workers: int = typer.Option(4, help="Threads reading and decoding ahead of the model."),
     shard_size: int = typer.Option(1000, help="Images per output shard (unit of resume)."),
     limit: int | None = typer.Option(None, help="Only the first N images (exactly those a full run does first)."),
@@ -102,7 +112,7 @@ def caption(
         max_new_tokens=max_new_tokens,
         prompt=prompt,
         seed=seed,
-        batch_size=batch_size,
+        batch_size=_batch_size(batch_size),
         workers=workers,
         shard_size=shard_size,
         limit=limit,
@@ -162,6 +172,38 @@ def merge(
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"wrote {rows} rows to {target}")
+
+
+@app.command()
+def bench(
+    captioner: str = typer.Option("blip", help="Any name --captioner takes in `capfleet caption`."),
+    scorer: str = typer.Option("clip", help="Any name --scorer takes, or none."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    batch_sizes: str = typer.Option("1,2,4,8,16", help="Comma-separated batch sizes to time."),
+    candidates: int = typer.Option(5, help="Candidate captions per image, as in the run you plan."),
+    max_new_tokens: int = typer.Option(30, help="Longest caption, as in the run you plan."),
+) -> None:
+    """Time your models on this machine per dtype and batch size, and recommend run settings."""
+    from capfleet.bench import decode_rate, model_rows, recommend
+
+    try:
+        sizes = sorted({int(size) for size in batch_sizes.split(",")})
+    except ValueError:
+        _fail(f"--batch-sizes must be comma-separated whole numbers, not {batch_sizes!r}")
+    if not sizes or sizes[0] < 1 or candidates < 1 or max_new_tokens < 1:
+        _fail("--batch-sizes, --candidates and --max-new-tokens must be >= 1")
+    _setup_logging()
+    try:
+        rows, side = model_rows(captioner, scorer, device, sizes, candidates, max_new_tokens)
+    except (ModelLoadError, RuntimeError, OSError) as exc:
+        _fail(str(exc))
+    per_thread = decode_rate(side)
+    typer.echo("| dtype | batch size | images/s |")
+    typer.echo("| --- | ---: | ---: |")
+    for row in rows:
+        typer.echo(f"| {row.dtype} | {row.batch_size} | {row.images_per_second:.2f} |")
+    typer.echo(f"decoding: {per_thread:.0f} photo-sized images/s per reader thread")
+    typer.echo(f"recommended: {recommend(rows, per_thread)}")
 
 
 @app.command()

@@ -46,7 +46,7 @@ class RunConfig:
     max_new_tokens: int = 30
     prompt: str | None = None
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int | None = None  # None: chosen by measurement (capfleet.tuning)
     workers: int = 4
     shard_size: int = 1000
     limit: int | None = None
@@ -66,7 +66,7 @@ class RunConfig:
             (self.decoding in DECODINGS, f"--decoding must be one of {', '.join(DECODINGS)}"),
             (0 < self.top_p <= 1, "--top-p must be in (0, 1]"),
             (self.max_new_tokens >= 1, "--max-new-tokens must be >= 1"),
-            (self.batch_size >= 1, "--batch-size must be >= 1"),
+            (self.batch_size is None or self.batch_size >= 1, "--batch-size must be auto or >= 1"),
             (self.workers >= 1, "--workers must be >= 1"),
             (self.shard_size >= 1, "--shard-size must be >= 1"),
             (self.limit is None or self.limit >= 1, "--limit must be >= 1"),

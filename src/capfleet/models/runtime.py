@@ -15,6 +15,13 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def cpu_has_native_bf16() -> bool:
+    """AMX or AVX-512 BF16: bf16 matmuls run natively instead of being emulated (slower than fp32)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """`auto`: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU."""
     if dtype != "auto":

@@ -153,14 +153,8 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
             progress = Progress(sum(len(s.items) for s in run.pending), config.progress)
             executor = ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io")
             try:
-                processor = ShardProcessor(
-                    config,
-                    open_source(config.inputs, max_bytes=config.max_bytes),
-                    captioner,
-                    scorer,
-                    executor,
-                    progress,
-                )
+                source = open_source(config.inputs, max_bytes=config.max_bytes)
+                processor = ShardProcessor(config, source, captioner, scorer, executor, progress, progress.total)
                 for shard in run.pending:
                     summary.stats.add(processor.process_with_retries(shard))
             finally:

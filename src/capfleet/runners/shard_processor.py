@@ -23,8 +23,10 @@ from capfleet.sinks.imagefolder import ImageFolderSink
 from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
 from capfleet.stages.decode import decode_sample
+from capfleet.tuning import DEFAULT_BATCH_SIZE, MIN_IMAGES_TO_TUNE, choose_batch_size
 
 log = logging.getLogger("capfleet")
+STARVED_FRACTION = 0.10
 
 
 @dataclass
@@ -33,12 +35,14 @@ class ShardStats:
     captioned: int = 0
     failed: int = 0
     seconds: float = 0.0
+    waited: float = 0.0  # seconds the model waited for decoded images
 
     def add(self, other: ShardStats) -> None:
         self.seen += other.seen
         self.captioned += other.captioned
         self.failed += other.failed
         self.seconds += other.seconds
+        self.waited += other.waited
 
     def to_json(self) -> dict:
         return {
@@ -46,6 +50,7 @@ class ShardStats:
             "captioned": self.captioned,
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
+            "waited_seconds": round(self.waited, 3),
         }
 
 
@@ -71,7 +76,10 @@ def _batches(samples: Iterator[Sample], size: int, on_error: Callable[[Sample], 
 class ShardProcessor:
     """Holds the loaded models and a worker pool; processes shards one at a time."""
 
-    def __init__(self, config: RunConfig, source, captioner, scorer, executor: Executor, progress=None):
+    def __init__(
+        self, config: RunConfig, source, captioner, scorer, executor: Executor, progress=None, pending_images=None
+    ):
+        """`pending_images`: how much work lies ahead, for `--batch-size auto` (None: unknown, a Beam worker)."""
         self.config = config
         self.source = source
         self.captioner = captioner
@@ -81,9 +89,10 @@ class ShardProcessor:
         location = Location(config.output)
         self.state = RunState(location)
         self.sink = ImageFolderSink(location)
-        self.window = max(4 * config.workers, 2 * config.batch_size)
         self._ticks = 0
         self.decoding = DecodingOptions(config.decoding, config.top_p, config.max_new_tokens)
+        self.batch_size = config.batch_size or self._auto_batch_size(pending_images)
+        self.window = max(4 * config.workers, 2 * self.batch_size)
         self.min_side = captioner.input_size() if captioner is not None else 384
         self.captioner_name = captioner.name if captioner is not None else "none"
         self.scorer_name = scorer.name if scorer is not None else "none"
@@ -110,7 +119,7 @@ class ShardProcessor:
             self._tick()
 
         try:
-            for batch in _batches(self._decoded(shard), self.config.batch_size, fail):
+            for batch in self._timed(_batches(self._decoded(shard), self.batch_size, fail), stats):
                 for sample, record in zip(batch, self._caption(batch), strict=True):
                     if sample.error is not None:
                         fail(sample)
@@ -127,7 +136,34 @@ class ShardProcessor:
         self.state.location.write_lines(self.state.errors_file(shard), errors)
         stats.seconds = time.perf_counter() - started
         self.state.mark_done(shard, stats.to_json())
+        self._warn_if_starved(shard, stats)
         return stats
+
+    def _warn_if_starved(self, shard: ShardSpec, stats: ShardStats) -> None:
+        """Readers, not the model, limit speed when the model waits more than 10% of the time."""
+        if self.captioner is None or stats.seconds <= 0 or stats.waited / stats.seconds <= STARVED_FRACTION:
+            return
+        log.warning(
+            "shard %s: the model waited for images %.0f%% of the time: reading/decoding is the bottleneck "
+            "(raise --workers, now %d, or move the data closer)",
+            shard.name, 100 * stats.waited / stats.seconds, self.config.workers,
+        )  # fmt: skip
+
+    def _auto_batch_size(self, pending_images: int | None) -> int:
+        if self.captioner is None:
+            return DEFAULT_BATCH_SIZE  # no model call to size: batches only group decoded images
+        pending = pending_images if pending_images is not None else MIN_IMAGES_TO_TUNE
+        return choose_batch_size(self.captioner, self.scorer, self.config.candidates, self.decoding, pending)
+
+    def _timed(self, batches: Iterator[list[Sample]], stats: ShardStats) -> Iterator[list[Sample]]:
+        """Count the seconds the model waits for decoded images (`stats.waited`)."""
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, None)
+            stats.waited += time.perf_counter() - started
+            if batch is None:
+                return
+            yield batch
 
     def process_with_retries(self, shard: ShardSpec) -> ShardStats:
         """Retry a shard that raised: each attempt starts from nothing, so no row is written twice."""

@@ -1,0 +1,65 @@
+"""--batch-size auto and `capfleet bench`, on the real built-in model (and the CUDA search's halving logic)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from typer.testing import CliRunner
+
+from capfleet.cli import app
+from capfleet.models.captioner import DecodingOptions
+from capfleet.models.registry import load_captioner, load_scorer
+from capfleet.tuning import best_cpu_batch, choose_batch_size, largest_that_fits
+
+runner = CliRunner()
+
+
+def test_bench_prints_a_row_per_dtype_and_batch_and_a_recommendation():
+    args = ["bench", "--captioner", "builtin", "--scorer", "builtin", "--batch-sizes", "1,2", "--candidates", "2",
+            "--max-new-tokens", "8"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("| float") or line.startswith("| bfloat")]
+    assert {row.split("|")[2].strip() for row in rows} == {"1", "2"}
+    assert all(float(row.split("|")[3]) > 0 for row in rows)
+    assert "recommended: --dtype " in result.output and "--batch-size " in result.output
+
+
+def test_bench_refuses_bad_batch_sizes_in_one_line():
+    result = runner.invoke(app, ["bench", "--batch-sizes", "4,x"])
+    assert result.exit_code == 2 and "--batch-sizes must be" in result.output
+
+
+def test_best_cpu_batch_prefers_the_smallest_batch_near_the_best_rate():
+    assert best_cpu_batch({1: 10.0, 2: 19.0, 4: 30.0, 8: 31.0, 16: 29.0}) == 4
+    assert best_cpu_batch({1: 5.0, 2: 4.0}) == 1
+
+
+def test_cuda_search_halves_on_out_of_memory_then_keeps_headroom():
+    torch = pytest.importorskip("torch")
+    tried = []
+
+    def try_batch(size):
+        tried.append(size)
+        if size > 48:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    assert largest_that_fits(try_batch, start=256) == 16
+    assert tried == [256, 128, 64, 32]
+
+
+def test_auto_batch_size_is_measured_once_then_cached(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    captioner, scorer = load_captioner("builtin", device="cpu"), load_scorer("builtin", device="cpu")
+    options = DecodingOptions("sample", 0.9, 6)
+    monkeypatch.setattr("capfleet.tuning.CPU_BATCH_SIZES", (1, 2))
+    with caplog.at_level(logging.INFO, logger="capfleet"):
+        first = choose_batch_size(captioner, scorer, 2, options, pending_images=10_000)
+        second = choose_batch_size(captioner, scorer, 2, options, pending_images=10_000)
+    assert first in (1, 2) and second == first
+    assert "best measured images/s" in caplog.text and "cached" in caplog.text
+    cache = json.loads((tmp_path / "capfleet" / "batch-sizes.json").read_text())
+    assert list(cache.values()) == [first]
+    assert choose_batch_size(captioner, scorer, 3, options, pending_images=5) == 8  # too few images to measure
