@@ -51,27 +51,25 @@ class _Models:
         self.captioner, self.scorer = load_models(config)
 
 
-def make_caption_shard_fn(config: RunConfig):
+def make_caption_shard_fn(config: RunConfig, pending_images: int | None = None):
     """Build the DoFn class lazily so that importing capfleet never needs Beam."""
     beam = _beam()
     from apache_beam.metrics import Metrics
     from apache_beam.utils.shared import Shared
 
     class CaptionShardFn(beam.DoFn):
-        def __init__(self, settings: dict):
+        def __init__(self, settings: dict, pending_images: int | None):
             self.settings = settings
+            self.pending_images = pending_images  # of the whole run: sizes --batch-size auto's search
             self.shared = Shared()
 
         def setup(self):
             self.config = RunConfig(**self.settings)
             models = self.shared.acquire(lambda: _Models(self.config), tag=self.config.fingerprint())
             self.executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="capfleet-io")
+            source = open_source(self.config.inputs, max_bytes=self.config.max_bytes)
             self.processor = ShardProcessor(
-                self.config,
-                open_source(self.config.inputs, max_bytes=self.config.max_bytes),
-                models.captioner,
-                models.scorer,
-                self.executor,
+                self.config, source, models.captioner, models.scorer, self.executor, None, self.pending_images
             )
             self.counters = {
                 name: Metrics.counter(NAMESPACE, name)
@@ -94,7 +92,7 @@ def make_caption_shard_fn(config: RunConfig):
         def teardown(self):
             self.executor.shutdown(wait=True)
 
-    return CaptionShardFn(asdict(config))
+    return CaptionShardFn(asdict(config), pending_images)
 
 
 def pipeline_options(beam_args: list[str], beam_runner: str):
@@ -120,13 +118,17 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
                 pipeline
                 | "PlanShards" >> beam.Create([shard_to_element(shard) for shard in run.pending], reshuffle=False)
                 | "FanOut" >> beam.Reshuffle()
-                | "CaptionShard" >> beam.ParDo(make_caption_shard_fn(worker_config))
+                | "CaptionShard" >> beam.ParDo(make_caption_shard_fn(worker_config, pending_image_count(run.pending)))
             )
             result = pipeline.run()
             result.wait_until_finish()
             _fill_from_metrics(summary, result)
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def pending_image_count(pending: list[ShardSpec]) -> int:
+    return sum(len(shard.items) for shard in pending)
 
 
 def _fill_from_metrics(summary: RunSummary, result) -> None:
