@@ -63,3 +63,26 @@ def test_auto_batch_size_is_measured_once_then_cached(tmp_path, monkeypatch, cap
     cache = json.loads((tmp_path / "capfleet" / "batch-sizes.json").read_text())
     assert list(cache.values()) == [first]
     assert choose_batch_size(captioner, scorer, 3, options, pending_images=5) == 8  # too few images to measure
+
+
+def test_a_run_whose_readers_starve_the_model_says_so(tmp_path, monkeypatch, caplog):
+    from capfleet.config import RunConfig
+    from capfleet.runners.local import run_local
+    from capfleet.sources import files
+    from tests.image_zoo import write_noise_images
+
+    write_noise_images(tmp_path / "imgs", 4)
+    real = files._fetch
+
+    def slow_disk(item, max_bytes):
+        import time
+
+        time.sleep(0.5)
+        return real(item, max_bytes)
+
+    monkeypatch.setattr(files, "_fetch", slow_disk)
+    config = RunConfig(inputs=[str(tmp_path / "imgs")], output=str(tmp_path / "out"), captioner="builtin",
+                       scorer="none", candidates=1, max_new_tokens=4, workers=1, progress=False)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="capfleet"):
+        run_local(config)
+    assert "the model waited for images" in caplog.text and "raise --workers, now 1" in caplog.text
