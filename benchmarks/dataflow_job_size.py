@@ -12,6 +12,7 @@ and the request that creates the job. Needs apache-beam[gcp]:
     pip install "apache-beam[gcp]==2.77.0"
     python benchmarks/dataflow_job_size.py                       # 10k, 100k and 1M pending images
     python benchmarks/dataflow_job_size.py --images 100000 --keep /tmp/jobs
+    python benchmarks/dataflow_job_size.py --images 100000 --prefix gs://bucket/a/much/longer/folder/
 
 `pipeline.pb` is the Beam pipeline that Dataflow builds the job graph from (Runner v2 sends no
 steps in the request); `job.json` is the creation request.
@@ -38,21 +39,18 @@ class NotSubmitted(Exception):
     """Raised where DataflowRunner would send the job to the Dataflow service."""
 
 
-def pending_shards(images: int, shard_size: int) -> list[ShardSpec]:
-    items = [
-        Item(f"{i:09d}", f"gs://my-bucket/photos/{hashlib.sha1(str(i).encode()).hexdigest()}.jpg")
-        for i in range(images)
-    ]
+def pending_shards(images: int, shard_size: int, prefix: str) -> list[ShardSpec]:
+    items = [Item(f"{i:09d}", f"{prefix}{hashlib.sha1(str(i).encode()).hexdigest()}.jpg") for i in range(images)]
     starts = range(0, images, shard_size)
     return [ShardSpec(n, tuple(items[start : start + shard_size])) for n, start in enumerate(starts)]
 
 
-def job_sizes(images: int, shard_size: int, folder: str) -> tuple[int, int]:
+def job_sizes(images: int, shard_size: int, prefix: str, folder: str) -> tuple[int, int]:
     """(bytes of job.json, bytes of the staged pipeline.pb) for `images` pending images."""
     from apache_beam.options.pipeline_options import GoogleCloudOptions
     from apache_beam.runners.dataflow.internal.apiclient import DataflowApplicationClient
 
-    shards = pending_shards(images, shard_size)
+    shards = pending_shards(images, shard_size, prefix)
     config = RunConfig(inputs=["gs://my-bucket/photos"], output="gs://my-bucket/captions", shard_size=shard_size)
     args = [
         "--project=my-project",
@@ -95,8 +93,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--shard-size", type=int, default=1000)
+    parser.add_argument("--prefix", default="gs://my-bucket/photos/", help="what precedes each hashed file name")
     parser.add_argument("--keep", help="write the job files here (one folder per size) instead of a temp folder")
     args = parser.parse_args()
+    print(f"image URLs: {args.prefix}<40 hex digits>.jpg")
     print("| pending images | job.json (request) | pipeline.pb (graph) | bytes per image | fits 10 MB | seconds |")
     print("| ---: | ---: | ---: | ---: | --- | ---: |")
     for images in args.images:
@@ -104,7 +104,7 @@ def main() -> None:
             folder = os.path.join(args.keep, str(images)) if args.keep else scratch
             os.makedirs(folder, exist_ok=True)
             started = time.perf_counter()
-            request, graph = job_sizes(images, args.shard_size, folder)
+            request, graph = job_sizes(images, args.shard_size, args.prefix, folder)
             fits = "yes" if graph <= GRAPH_LIMIT and request <= REQUEST_LIMIT else "no"
             print(
                 f"| {images:,} | {request / MB:.2f} MB | {graph / MB:.2f} MB | {graph / images:.0f} | {fits} "
