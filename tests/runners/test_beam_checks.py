@@ -19,7 +19,7 @@ SHARED = [
     ("FlinkRunner", None, "[local]", None),
     ("FlinkRunner", "PROCESS", "[auto]", None),  # processes start on this machine
     ("FlinkRunner", "LOOPBACK", "flink-jobmanager:8081", None),  # workers run in the launcher
-    ("flink", "beam:env:loopback:v1", "http://flink:8081", None),
+    ("flink", "beam:env:embedded_python_loopback:v1", "http://flink:8081", None),
     ("SparkRunner", None, None, None),  # --spark_master_url defaults to local[4]
     ("SparkRunner", None, None, "local"),
     ("SparkRunner", "LOOPBACK", None, "spark://master:7077"),
@@ -132,3 +132,17 @@ def test_cli_refuses_local_inputs_before_writing_the_remote_output(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"error: input {tmp_path / 'imgs'} is a local path that SparkRunner workers cannot read" in result.output
     assert not fsspec.filesystem("memory").exists("/capfleet-beam-checks")
+
+
+def test_local_paths_inside_a_remote_file_list_are_refused_before_submission(tmp_path):
+    pytest.importorskip("apache_beam")
+    from capfleet.runners.beam import run_beam
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/capfleet-beam-checks-list/images.txt", f"{tmp_path / 'a.jpg'}\n".encode())
+    config = _config(["memory://capfleet-beam-checks-list/images.txt"], "memory://capfleet-beam-checks-list/out")
+    try:
+        with pytest.raises(ConfigError, match=f"input image {tmp_path / 'a.jpg'} .* rerun with --overwrite"):
+            run_beam(config, ["--project=p"], "DataflowRunner")
+    finally:
+        memory.rm("/capfleet-beam-checks-list", recursive=True)

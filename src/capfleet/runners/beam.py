@@ -127,7 +127,10 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
     started = time.perf_counter()
     _, shards, pending = prepare_run(config)
     summary = RunSummary.planned(shards, pending)
-    check_item_paths((item.source for shard in pending for item in shard.items), **placement)
+    try:  # paths from a file list in a bucket, or from the manifest of an earlier run
+        check_item_paths((item.source for shard in pending for item in shard.items), **placement)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (the run's listing in {config.output} names it: rerun with --overwrite)") from None
     if pending:
         # Beam options are the launcher's business; workers see only capfleet's own settings.
         worker_config = RunConfig(**{**asdict(config), "overwrite": False, "progress": False})

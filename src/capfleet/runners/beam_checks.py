@@ -36,9 +36,9 @@ def environment_kind(environment_type: str | None) -> str | None:
     if not environment_type:
         return None
     lowered = environment_type.lower()
-    for kind in ("docker", "process", "external", "loopback", "embedded"):
+    for kind in ("docker", "process", "external", "loopback"):
         if kind in lowered:
-            return "LOOPBACK" if kind == "embedded" else kind.upper()
+            return kind.upper()
     return environment_type.upper()
 
 
