@@ -15,7 +15,9 @@
 #   PYTHON_VERSION   3.11     the launcher's Python major.minor
 #   BEAM_VERSION     2.77.0   the launcher's apache-beam
 #   TORCH_VERSION    2.13.0   the torch that capfleet is tested with
-#   TORCH_INDEX_URL  https://download.pytorch.org/whl/cu128   which CUDA build of torch (see below)
+#   TORCH_INDEX_URL  https://download.pytorch.org/whl/cu126   which CUDA build of torch (see below);
+#                    https://download.pytorch.org/whl/cu130 where every worker has an R580+ driver
+#   (docker/torch_builds.toml lists the builds each torch version has; CI checks these defaults.)
 #   CAPFLEET_EXTRAS  beam,gcs extras to install (add s3 for s3:// inputs or outputs)
 #   MODELS           Hugging Face hub ids, space-separated, baked into the image's HF cache;
 #                    "" bakes nothing
@@ -37,12 +39,13 @@ FROM python:${PYTHON_VERSION}-slim-bookworm
 
 ARG BEAM_VERSION
 ARG TORCH_VERSION=2.13.0
-# CUDA 12.8: its user-space libraries run on any NVIDIA driver from R525 on (CUDA minor-version
-# compatibility), which covers the drivers Dataflow installs with `install-nvidia-driver`
-# (Dataflow documents driver >= 525 and CUDA >= 12.0 for its L4 workers), and it has kernels for
-# both T4 (compute capability 7.5) and L4 (8.9). The plain PyPI wheel of torch 2.13.0 is a CUDA
-# 13.0 build, which needs an R580 or newer driver: use it only where workers have one.
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+# CUDA 12.6, PyTorch's "legacy" build (torch 2.12 and 2.13 publish cu126, cu130 and cu132, no
+# cu128): its user-space libraries run on any NVIDIA driver from R525 on (CUDA minor-version
+# compatibility), which covers what Dataflow's `install-nvidia-driver` installs (Dataflow documents
+# driver >= 525 and CUDA >= 12.0 for L4 workers, and does not pin the version), and it has kernels
+# for T4 (compute capability 7.5) and Ampere (8.6), which L4 (8.9) runs. The cu130 build (also the
+# plain PyPI wheel of torch 2.13.0) needs an R580 or newer driver: use it only where workers have one.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
 ARG CAPFLEET_EXTRAS=beam,gcs
 ARG MODELS="Salesforce/blip-image-captioning-base openai/clip-vit-base-patch32"
 ARG HUB_OFFLINE=1

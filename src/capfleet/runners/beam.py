@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.runners.beam_checks import check_item_paths, check_paths_for_runner
 from capfleet.runners.local import RunSummary, load_models, start_run
 from capfleet.runners.shard_processor import ShardProcessor
 from capfleet.sample import Item
@@ -102,18 +103,42 @@ def pipeline_options(beam_args: list[str], beam_runner: str):
     return PipelineOptions([f"--runner={runner}", *beam_args])
 
 
+def worker_placement(options) -> dict:
+    """What decides whether workers see the launcher's files: runner, environment, cluster address."""
+    from apache_beam.options.pipeline_options import (
+        FlinkRunnerOptions,
+        PortableOptions,
+        SparkRunnerOptions,
+        StandardOptions,
+    )
+
+    return {
+        "runner": options.view_as(StandardOptions).runner,
+        "environment_type": options.view_as(PortableOptions).environment_type,
+        "flink_master": options.view_as(FlinkRunnerOptions).flink_master,
+        "spark_master": options.view_as(SparkRunnerOptions).spark_master_url,
+    }
+
+
 def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner: str = "DirectRunner") -> RunSummary:
     """Plan on the launcher, process pending shards on Beam workers, summarise from metrics."""
     beam = _beam()
-    if beam_runner == "DataflowRunner" and "://" not in config.output:
-        raise ConfigError("DataflowRunner workers cannot write to a local folder: use -o gs://bucket/path")
+    options = pipeline_options(beam_args or [], beam_runner)
+    placement = worker_placement(options)
+    check_paths_for_runner(config, **placement)
     started = time.perf_counter()
     with start_run(config) as run:  # the launcher holds OUT's lock while the workers write
         summary = RunSummary.planned(run.shards, run.pending)
+        try:  # paths from a file list in a bucket, or from the manifest of an earlier run
+            check_item_paths((item.source for shard in run.pending for item in shard.items), **placement)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{exc} (the run's listing in {config.output} names it: rerun with --overwrite)"
+            ) from None
         if run.pending:
             # Beam options are the launcher's business; workers see only capfleet's own settings.
             worker_config = RunConfig(**{**asdict(config), "overwrite": False, "progress": False})
-            pipeline = beam.Pipeline(options=pipeline_options(beam_args or [], beam_runner))
+            pipeline = beam.Pipeline(options=options)
             _ = (
                 pipeline
                 | "PlanShards" >> beam.Create([shard_to_element(shard) for shard in run.pending], reshuffle=False)
