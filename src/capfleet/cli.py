@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -38,6 +39,16 @@ def _absolute(spec: str) -> str:
     return spec if is_url(spec) else os.path.abspath(spec)
 
 
+with warnings.catch_warnings():  # typer marks flag_value deprecated, yet click honours it: `--txt` alone = best
+    warnings.simplefilter("ignore", DeprecationWarning)
+    _TXT_OPTION = typer.Option(
+        "none",
+        "--txt",
+        flag_value="best",
+        help="Also write KEY.txt beside each image (LoRA trainers' layout); --txt all: every candidate, best first.",
+    )
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def caption(
     ctx: typer.Context,
@@ -61,6 +72,13 @@ def caption(
     overwrite: bool = typer.Option(False, help="Discard an earlier run in OUTPUT and start over."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
     shard_retries: int = typer.Option(2, help="Times a shard that raised is redone from scratch."),
+    output_format: str = typer.Option(
+        "imagefolder", "--format", help="imagefolder | webdataset (a tar per shard) | parquet | artifacts."
+    ),
+    txt: str = _TXT_OPTION,
+    images: bool = typer.Option(True, "--images/--no-images", help="parquet: --no-images writes captions only."),
+    image_column: str | None = typer.Option(None, help="Table inputs: the image column (default: autodetect)."),
+    caption_column: str | None = typer.Option(None, help="Table inputs: the original caption column."),
     runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
@@ -101,6 +119,11 @@ def caption(
         overwrite=overwrite,
         progress=progress,
         shard_retries=shard_retries,
+        format=output_format,
+        txt=txt,
+        images=images,
+        image_column=image_column,
+        caption_column=caption_column,
     )
     try:
         if runner == "beam":

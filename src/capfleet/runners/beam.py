@@ -16,7 +16,6 @@ from dataclasses import asdict
 from capfleet.config import ConfigError, RunConfig
 from capfleet.runners.local import RunSummary, load_models, prepare_run
 from capfleet.runners.shard_processor import ShardProcessor
-from capfleet.sample import Item
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
 
@@ -37,11 +36,12 @@ def _beam():
 
 
 def shard_to_element(shard: ShardSpec) -> dict:
-    return {"shard_id": shard.shard_id, "items": [item.to_json() for item in shard.items]}
+    """Natural shards travel as (file, row range); listed shards with their items."""
+    return shard.to_json()
 
 
 def element_to_shard(element: dict) -> ShardSpec:
-    return ShardSpec(element["shard_id"], tuple(Item.from_json(row) for row in element["items"]))
+    return ShardSpec.from_json(element)
 
 
 class _Models:
@@ -66,9 +66,8 @@ def make_caption_shard_fn(config: RunConfig):
             self.config = RunConfig(**self.settings)
             models = self.shared.acquire(lambda: _Models(self.config), tag=self.config.fingerprint())
             self.executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="capfleet-io")
-            self.processor = ShardProcessor(
-                self.config, open_source(self.config.inputs), models.captioner, models.scorer, self.executor
-            )
+            source = open_source(self.config.inputs, self.config)
+            self.processor = ShardProcessor(self.config, source, models.captioner, models.scorer, self.executor)
             self.counters = {
                 name: Metrics.counter(NAMESPACE, name)
                 for name in ("images_seen", "images_captioned", "images_failed", "images_skipped", "shards_done")
@@ -77,7 +76,7 @@ def make_caption_shard_fn(config: RunConfig):
         def process(self, element):
             shard = element_to_shard(element)
             if self.processor.state.is_done(shard):  # finished by an earlier attempt or a duplicate
-                self.counters["images_skipped"].inc(len(shard.items))
+                self.counters["images_skipped"].inc(shard.size_hint)
                 return
             stats = self.processor.process_with_retries(shard)
             self.counters["images_seen"].inc(stats.seen)

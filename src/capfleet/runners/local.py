@@ -36,7 +36,7 @@ class RunSummary:
     @classmethod
     def planned(cls, shards: list[ShardSpec], pending: list[ShardSpec]) -> RunSummary:
         """What a run starts from: its shards, and the images earlier runs already finished."""
-        skipped = sum(len(s.items) for s in shards) - sum(len(s.items) for s in pending)
+        skipped = sum(s.size_hint for s in shards) - sum(s.size_hint for s in pending)
         return cls(shards=len(shards), shards_done_before=len(shards) - len(pending), skipped=skipped)
 
     @property
@@ -83,14 +83,15 @@ def prepare_run(config: RunConfig) -> tuple[RunState, list[ShardSpec], list[Shar
     config.validate()
     check_model_names(config)
     state = RunState(Location(config.output))
+    source = open_source(config.inputs, config)
     resuming = state.prepare(config)
     if resuming:
         log.info("resuming the run in %s", config.output)
     else:
-        state.record_run(config, open_source(config.inputs).items())
-    shards = state.plan(config)
+        state.record_run(config, source.listing())
+    shards = state.plan(config, source)
     done = state.done_counts()
-    pending = [shard for shard in shards if done.get(shard.name) != len(shard.items)]
+    pending = [shard for shard in shards if shard.name not in done or done[shard.name] != shard.planned]
     return state, shards, pending
 
 
@@ -100,10 +101,11 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
     summary = RunSummary.planned(shards, pending)
     if pending:
         captioner, scorer = models if models is not None else load_models(config)
-        progress = Progress(sum(len(s.items) for s in pending), config.progress)
+        progress = Progress(sum(s.size_hint for s in pending), config.progress)
         try:
             with ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io") as executor:
-                processor = ShardProcessor(config, open_source(config.inputs), captioner, scorer, executor, progress)
+                source = open_source(config.inputs, config)
+                processor = ShardProcessor(config, source, captioner, scorer, executor, progress)
                 for shard in pending:
                     summary.stats.add(processor.process_with_retries(shard))
         finally:

@@ -19,7 +19,7 @@ from capfleet.models.captioner import DecodingOptions
 from capfleet.parallel import ordered_map
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
-from capfleet.sinks.imagefolder import ImageFolderSink
+from capfleet.sinks import shard_writer_factory
 from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
 from capfleet.stages.decode import decode_sample
@@ -80,7 +80,7 @@ class ShardProcessor:
         self.progress = progress
         location = Location(config.output)
         self.state = RunState(location)
-        self.sink = ImageFolderSink(location)
+        self.open_writer = shard_writer_factory(config, location)
         self.window = max(4 * config.workers, 2 * config.batch_size)
         self._ticks = 0
         self.decoding = DecodingOptions(config.decoding, config.top_p, config.max_new_tokens)
@@ -101,7 +101,7 @@ class ShardProcessor:
         self._ticks = 0
         stats = ShardStats()
         errors: list[dict] = []
-        writer = self.sink.open(shard.name)
+        writer = self.open_writer(shard.name)
 
         def fail(sample: Sample) -> None:
             errors.append(sample.error_record())
@@ -115,8 +115,9 @@ class ShardProcessor:
                     if sample.error is not None:
                         fail(sample)
                         continue
-                    writer.write(record, sample.data or b"", sample.extension)
+                    writer.write(record, sample)
                     sample.data = sample.image = None
+                    sample.members = ()
                     stats.seen += 1
                     stats.captioned += 1
                     self._tick()

@@ -11,9 +11,8 @@ from collections.abc import Iterable
 
 from capfleet import __version__
 from capfleet.config import ConfigError, RunConfig
-from capfleet.sample import Item
 from capfleet.sinks.location import Location
-from capfleet.sources.plan import ShardSpec, plan_shards
+from capfleet.sources.plan import ShardSpec
 
 STATE_DIR = "_capfleet"
 RUN_FILE = f"{STATE_DIR}/run.json"
@@ -23,7 +22,8 @@ ERRORS_DIR = f"{STATE_DIR}/errors"
 
 
 def _is_ours(name: str) -> bool:
-    return name.isdigit() or name == STATE_DIR or name.startswith((".tmp-", ".old-"))
+    """Shard outputs are named by shard number: a folder `00000`, or a file `00000.tar`/`.parquet`."""
+    return name.split(".", 1)[0].isdigit() or name == STATE_DIR or name.startswith((".tmp-", ".old-"))
 
 
 class RunState:
@@ -50,20 +50,24 @@ class RunState:
             raise ConfigError(f"{self.location.url} is not empty and holds no capfleet run: pick an empty folder")
         return False
 
-    def record_run(self, config: RunConfig, items: Iterable[Item]) -> None:
-        """Save the listing first, then run.json: a run.json always has its manifest beside it."""
-        self.location.write_lines(MANIFEST_FILE, [item.to_json() for item in items])
+    def record_run(self, config: RunConfig, listing: Iterable[dict]) -> None:
+        """Save the listing first, then run.json: a run.json always has its manifest beside it.
+
+        The listing is the source's: one row per image for listed inputs, one per file for
+        natural shards (tars, parquet), so a run over 100,000 tars records 100,000 rows.
+        """
+        self.location.write_lines(MANIFEST_FILE, list(listing))
         payload = {"fingerprint": config.fingerprint(), "settings": config.fingerprint_fields(), "version": __version__}
         self.location.write_json(RUN_FILE, payload)
 
-    def load_items(self) -> list[Item]:
+    def manifest_rows(self) -> list[dict]:
         lines = self.location.read_text(MANIFEST_FILE).splitlines()
-        return [Item.from_json(json.loads(line)) for line in lines if line.strip()]
+        return [json.loads(line) for line in lines if line.strip()]
 
-    def plan(self, config: RunConfig) -> list[ShardSpec]:
-        return plan_shards(self.load_items(), config.shard_size, config.limit)
+    def plan(self, config: RunConfig, source) -> list[ShardSpec]:
+        return source.plan(self.manifest_rows(), config.shard_size, config.limit)
 
-    def done_counts(self) -> dict[str, int]:
+    def done_counts(self) -> dict[str, int | None]:
         """Shard name -> items its marker covers, listing the markers once (not one stat each)."""
         counts = {}
         for name in self.location.list(COMPLETIONS_DIR):
@@ -75,10 +79,11 @@ class RunState:
     def is_done(self, shard: ShardSpec) -> bool:
         if not self.location.exists(self.marker(shard)):
             return False
-        return json.loads(self.location.read_text(self.marker(shard))).get("items") == len(shard.items)
+        return json.loads(self.location.read_text(self.marker(shard))).get("items") == shard.planned
 
     def mark_done(self, shard: ShardSpec, stats: dict) -> None:
-        self.location.write_json(self.marker(shard), {"items": len(shard.items), **stats})
+        """`items` is what the plan asked of the shard (null: a whole input file), not what it held."""
+        self.location.write_json(self.marker(shard), {"items": shard.planned, **stats})
 
     def clear(self) -> None:
         """--overwrite: remove only what capfleet wrote, never other files of the user's."""
