@@ -86,17 +86,23 @@ def caption(
 ) -> None:
     """Caption images, rank candidates with a CLIP-style scorer, write a resumable dataset.
 
-    With --runner beam, any further --option=value is passed to Beam's PipelineOptions
-    (e.g. --project=P --region=R --temp_location=gs://... --direct_num_workers=2); give values
-    with '=' so they cannot be mistaken for INPUTs.
+    With --runner beam, any further option is passed to Beam's PipelineOptions, as
+    `--direct_num_workers 2` or `--direct_num_workers=2` (e.g. --project P --region R
+    --temp_location gs://...); options Beam does not define need '='.
     """
     # Unknown --options land among the INPUTs (a variadic argument): they are Beam's.
-    beam_args = [*(spec for spec in inputs if spec.startswith("-")), *ctx.args]
-    inputs = [spec for spec in inputs if not spec.startswith("-")]
     if runner not in ("local", "beam"):
         _fail("--runner must be local or beam")
-    if beam_args and runner != "beam":
-        _fail(f"unknown option(s) {' '.join(beam_args)} (Beam pipeline options need --runner beam)")
+    if runner == "beam":
+        from capfleet.runners.beam import split_beam_options
+
+        inputs, beam_args = split_beam_options([*inputs, *ctx.args])
+    else:
+        beam_args = [*(spec for spec in inputs if spec.startswith("-")), *ctx.args]
+        if beam_args:
+            _fail(f"unknown option(s) {' '.join(beam_args)} (Beam pipeline options need --runner beam)")
+    if not inputs:
+        _fail("give at least one INPUT (a folder, an image, a file list or a URL)")
     _setup_logging()
     config = RunConfig(
         inputs=[_absolute(spec) for spec in inputs],
@@ -150,10 +156,13 @@ def list_images(
     inputs: list[str] = typer.Argument(..., help="Folders, bucket prefixes or file lists."),
 ) -> None:
     """Print one image path/URL per line (TAB original caption when one exists): a file list."""
-    from capfleet.sources import open_source
+    from capfleet.sources import FileSource, open_source
 
     try:
-        for item in open_source([_absolute(spec) for spec in inputs]).items():
+        source = open_source([_absolute(spec) for spec in inputs])
+        if not isinstance(source, FileSource):
+            _fail("capfleet list takes folders and file lists; tars and tables are read file by file by caption")
+        for item in source.items():
             caption = f"\t{item.original_text}" if item.original_text else ""
             sys.stdout.write(f"{item.source}{caption}\n")
     except (InputError, OSError) as exc:

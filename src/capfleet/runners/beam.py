@@ -92,6 +92,35 @@ def make_caption_shard_fn(config: RunConfig):
     return CaptionShardFn(asdict(config))
 
 
+def split_beam_options(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """(INPUTs, Beam options) from the command line's leftovers, `--opt value` or `--opt=value`.
+
+    Whether `--opt` takes a value is asked of Beam's own option definitions (every
+    PipelineOptions class, as `PipelineOptions.get_all_options` builds them), so the value of
+    `--direct_num_workers 2` is never taken for an INPUT. Options Beam does not know must use `=`.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for options_class in PipelineOptions.__subclasses__():
+        options_class._add_argparse_args(parser)
+    actions = parser._option_string_actions
+    inputs: list[str] = []
+    beam_args: list[str] = []
+    remaining = iter(tokens)
+    for token in remaining:
+        if not token.startswith("-"):
+            inputs.append(token)
+            continue
+        beam_args.append(token)
+        action = actions.get(token)
+        if "=" not in token and action is not None and action.nargs != 0:
+            value = next(remaining, None)
+            if value is not None:
+                beam_args.append(value)
+    return inputs, beam_args
+
+
 def pipeline_options(beam_args: list[str], beam_runner: str):
     from apache_beam.options.pipeline_options import PipelineOptions
 
