@@ -157,12 +157,13 @@ def list_images(
 ) -> None:
     """Print one image path/URL per line (TAB original caption when one exists): a file list."""
     from capfleet.sources import FileSource, open_source
+    from capfleet.sources.lists import ListSource
 
+    specs = [_absolute(spec) for spec in inputs]
     try:
-        source = open_source([_absolute(spec) for spec in inputs])
-        if not isinstance(source, FileSource):
+        if not isinstance(open_source(specs), (FileSource, ListSource)):
             _fail("capfleet list takes folders and file lists; tars and tables are read file by file by caption")
-        for item in source.items():
+        for item in FileSource(specs).items():
             caption = f"\t{item.original_text}" if item.original_text else ""
             sys.stdout.write(f"{item.source}{caption}\n")
     except (InputError, OSError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from capfleet.sources.files import FileSource, InputError
+from capfleet.sources.lists import ListSource, is_list_spec
 from capfleet.sources.table import TableSource, is_table_spec
 from capfleet.sources.webdataset import ArchiveSource, is_archive_spec
 
@@ -18,4 +19,6 @@ def open_source(inputs: list[str], config=None):
         image = getattr(config, "image_column", None)
         caption = getattr(config, "caption_column", None)
         return TableSource(inputs, image, caption)
+    if all(is_list_spec(spec) for spec in inputs):
+        return ListSource(inputs)  # planned from line offsets: no item listing held in memory
     return FileSource(inputs)

@@ -28,6 +28,11 @@ class ShardSpec:
     origin: str | None = None
     start: int = 0
     stop: int | None = None
+    # File lists only: the byte offset of a line at or before row `start` (row `seek_row`), so a
+    # worker seeks instead of reading the list from its top; `key_base` numbers rows globally.
+    seek_offset: int = 0
+    seek_row: int = 0
+    key_base: int = 0
 
     @property
     def name(self) -> str:
@@ -48,13 +53,14 @@ class ShardSpec:
     def to_json(self) -> dict[str, Any]:
         if self.origin is None:
             return {"shard_id": self.shard_id, "items": [item.to_json() for item in self.items]}
-        return {"shard_id": self.shard_id, "origin": self.origin, "start": self.start, "stop": self.stop}
+        fields = ("shard_id", "origin", "start", "stop", "seek_offset", "seek_row", "key_base")
+        return {name: getattr(self, name) for name in fields}
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> ShardSpec:
         if "origin" not in row:
             return cls(row["shard_id"], tuple(Item.from_json(item) for item in row["items"]))
-        return cls(row["shard_id"], origin=row["origin"], start=row["start"], stop=row["stop"])
+        return cls(**row)
 
 
 def plan_shards(items: Iterable[Item], shard_size: int, limit: int | None = None) -> list[ShardSpec]:
