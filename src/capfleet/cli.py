@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import typer
@@ -39,16 +38,6 @@ def _absolute(spec: str) -> str:
     return spec if is_url(spec) else os.path.abspath(spec)
 
 
-with warnings.catch_warnings():  # typer marks flag_value deprecated, yet click honours it: `--txt` alone = best
-    warnings.simplefilter("ignore", DeprecationWarning)
-    _TXT_OPTION = typer.Option(
-        "none",
-        "--txt",
-        flag_value="best",
-        help="Also write KEY.txt beside each image (LoRA trainers' layout); --txt all: every candidate, best first.",
-    )
-
-
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def caption(
     ctx: typer.Context,
@@ -75,7 +64,9 @@ def caption(
     output_format: str = typer.Option(
         "imagefolder", "--format", help="imagefolder | webdataset (a tar per shard) | parquet | artifacts."
     ),
-    txt: str = _TXT_OPTION,
+    txt: str = typer.Option(
+        "none", help="best | all: also write KEY.txt beside each image (LoRA trainers' layout); all: every candidate."
+    ),
     images: bool = typer.Option(True, "--images/--no-images", help="parquet: --no-images writes captions only."),
     image_column: str | None = typer.Option(None, help="Table inputs: the image column (default: autodetect)."),
     caption_column: str | None = typer.Option(None, help="Table inputs: the original caption column."),
