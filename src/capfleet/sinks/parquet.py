@@ -27,8 +27,9 @@ def _schema(images: bool):
     fields = [pa.field(name, pa.string()) for name in _STRING_FIELDS]
     fields += [pa.field("candidates", pa.list_(pa.string())), pa.field("scores", pa.list_(pa.float64()))]
     features: dict[str, Any] = {name: {"dtype": "string", "_type": "Value"} for name in _STRING_FIELDS}
-    features["candidates"] = {"feature": {"dtype": "string", "_type": "Value"}, "_type": "List"}
-    features["scores"] = {"feature": {"dtype": "float64", "_type": "Value"}, "_type": "List"}
+    # "Sequence" (not datasets 4's "List") so that datasets 3 reads it too
+    features["candidates"] = {"feature": {"dtype": "string", "_type": "Value"}, "_type": "Sequence"}
+    features["scores"] = {"feature": {"dtype": "float64", "_type": "Value"}, "_type": "Sequence"}
     if images:
         fields.append(pa.field("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])))
         features["image"] = {"_type": "Image"}
