@@ -70,6 +70,7 @@ def caption(
     images: bool = typer.Option(True, "--images/--no-images", help="parquet: --no-images writes captions only."),
     image_column: str | None = typer.Option(None, help="Table inputs: the image column (default: autodetect)."),
     caption_column: str | None = typer.Option(None, help="Table inputs: the original caption column."),
+    retry_errors: bool = typer.Option(False, help="Redo only the images recorded as errors in finished shards."),
     runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
@@ -121,6 +122,7 @@ def caption(
         images=images,
         image_column=image_column,
         caption_column=caption_column,
+        retry_errors=retry_errors,
     )
     try:
         if runner == "beam":

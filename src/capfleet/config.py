@@ -65,6 +65,7 @@ class RunConfig:
     images: bool = True  # parquet output: False writes only key, source and captions (a sidecar)
     image_column: str | None = None  # table inputs; None: autodetect
     caption_column: str | None = None
+    retry_errors: bool = False  # redo only the images recorded as errors in finished shards
 
     def validate(self) -> RunConfig:
         if not self.inputs:

@@ -139,3 +139,44 @@ def test_format_options_that_do_not_fit_are_refused():
         RunConfig(["x"], "o", format="webdataset", images=False).validate()
     with pytest.raises(ConfigError, match="--format must be"):
         RunConfig(["x"], "o", format="csv").validate()
+
+
+def _outage_then_recovery(tmp_path, run, output_format):
+    """A list whose images 1 and 4 are missing at first (an outage), then appear."""
+    images = write_noise_images(tmp_path / "imgs", 6)
+    (tmp_path / "list.txt").write_text("".join(f"{p}\n" for p in images))
+    held_back = {1: images[1].read_bytes(), 4: images[4].read_bytes()}
+    for index in held_back:
+        images[index].unlink()
+    run(config([tmp_path / "list.txt"], tmp_path / "out", format=output_format, shard_size=3))
+    assert len(read_errors(tmp_path / "out")) == 2
+    for index, data in held_back.items():
+        images[index].write_bytes(data)
+    return images
+
+
+@pytest.mark.parametrize("output_format", ["imagefolder", "webdataset", "parquet", "artifacts"])
+def test_retry_errors_adds_the_recovered_rows_and_drops_their_errors(tmp_path, output_format):
+    _outage_then_recovery(tmp_path, run_local, output_format)
+    unchanged = run_local(config([tmp_path / "list.txt"], tmp_path / "out", format=output_format, shard_size=3))
+    assert unchanged.stats.seen == 0  # without the flag a finished shard stays as it is
+    summary = run_local(
+        config([tmp_path / "list.txt"], tmp_path / "out", format=output_format, shard_size=3, retry_errors=True)
+    )
+    assert summary.stats.seen == 2 and summary.stats.captioned == 2  # only the failed images were read
+    _, count = merge_shards(tmp_path / "out")
+    keys = [json.loads(line)["key"] for line in (tmp_path / "out" / "captions.jsonl").read_text().splitlines()]
+    assert count == 6 and sorted(keys) == [f"{i:09d}" for i in range(6)]
+    assert read_errors(tmp_path / "out") == []
+    marker = json.loads((tmp_path / "out" / "_capfleet" / "completions" / "00001.json").read_text())
+    assert marker["captioned"] == 3 and marker["failed"] == 0
+
+
+def test_retry_errors_on_beam(tmp_path):
+    pytest.importorskip("apache_beam")
+    from capfleet.runners.beam import run_beam
+
+    _outage_then_recovery(tmp_path, run_beam, "webdataset")
+    run_beam(config([tmp_path / "list.txt"], tmp_path / "out", format="webdataset", shard_size=3, retry_errors=True))
+    _, count = merge_shards(tmp_path / "out")
+    assert count == 6 and read_errors(tmp_path / "out") == []

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from capfleet.config import ConfigError, RunConfig
-from capfleet.runners.local import RunSummary, load_models, prepare_run
+from capfleet.runners.local import RunSummary, load_models, prepare_run, shards_to_retry
 from capfleet.runners.shard_processor import ShardProcessor
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
@@ -41,7 +41,7 @@ def shard_to_element(shard: ShardSpec) -> dict:
 
 
 def element_to_shard(element: dict) -> ShardSpec:
-    return ShardSpec.from_json(element)
+    return ShardSpec.from_json({name: value for name, value in element.items() if name != "retry_errors"})
 
 
 class _Models:
@@ -74,11 +74,18 @@ def make_caption_shard_fn(config: RunConfig):
             }
 
         def process(self, element):
+            retry = element.get("retry_errors", False)
             shard = element_to_shard(element)
-            if self.processor.state.is_done(shard):  # finished by an earlier attempt or a duplicate
+            if retry:  # the errors as recorded now: a duplicate attempt after the first finds none left
+                keys = self.processor.state.failed_keys(shard)
+                if not keys:
+                    return
+                stats = self.processor.process_with_retries(shard, keys)
+            elif self.processor.state.is_done(shard):  # finished by an earlier attempt or a duplicate
                 self.counters["images_skipped"].inc(shard.size_hint)
                 return
-            stats = self.processor.process_with_retries(shard)
+            else:
+                stats = self.processor.process_with_retries(shard)
             self.counters["images_seen"].inc(stats.seen)
             self.counters["images_captioned"].inc(stats.captioned)
             self.counters["images_failed"].inc(stats.failed)
@@ -134,15 +141,19 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
     if beam_runner == "DataflowRunner" and "://" not in config.output:
         raise ConfigError("DataflowRunner workers cannot write to a local folder: use -o gs://bucket/path")
     started = time.perf_counter()
-    _, shards, pending = prepare_run(config)
+    state, shards, pending = prepare_run(config)
     summary = RunSummary.planned(shards, pending)
-    if pending:
+    elements = [shard_to_element(shard) for shard in pending]
+    elements += [
+        {**shard_to_element(shard), "retry_errors": True} for shard in shards_to_retry(config, state, shards, pending)
+    ]
+    if elements:
         # Beam options are the launcher's business; workers see only capfleet's own settings.
         worker_config = RunConfig(**{**asdict(config), "overwrite": False, "progress": False})
         pipeline = beam.Pipeline(options=pipeline_options(beam_args or [], beam_runner))
         _ = (
             pipeline
-            | "PlanShards" >> beam.Create([shard_to_element(shard) for shard in pending], reshuffle=False)
+            | "PlanShards" >> beam.Create(elements, reshuffle=False)
             | "FanOut" >> beam.Reshuffle()
             | "CaptionShard" >> beam.ParDo(make_caption_shard_fn(worker_config))
         )

@@ -95,11 +95,20 @@ def prepare_run(config: RunConfig) -> tuple[RunState, list[ShardSpec], list[Shar
     return state, shards, pending
 
 
+def shards_to_retry(config: RunConfig, state: RunState, shards: list[ShardSpec], pending: list[ShardSpec]):
+    """--retry-errors: finished shards that recorded errors (pending shards are redone anyway)."""
+    if not config.retry_errors:
+        return []
+    failed = state.shards_with_errors() - {shard.name for shard in pending}
+    return [shard for shard in shards if shard.name in failed]
+
+
 def run_local(config: RunConfig, models=None) -> RunSummary:
     started = time.perf_counter()
     state, shards, pending = prepare_run(config)
     summary = RunSummary.planned(shards, pending)
-    if pending:
+    retries = shards_to_retry(config, state, shards, pending)
+    if pending or retries:
         captioner, scorer = models if models is not None else load_models(config)
         progress = Progress(sum(s.size_hint for s in pending), config.progress)
         try:
@@ -108,6 +117,8 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
                 processor = ShardProcessor(config, source, captioner, scorer, executor, progress)
                 for shard in pending:
                     summary.stats.add(processor.process_with_retries(shard))
+                for shard in retries:
+                    summary.stats.add(processor.process_with_retries(shard, state.failed_keys(shard)))
         finally:
             progress.close()
     summary.wall_seconds = time.perf_counter() - started

@@ -91,20 +91,26 @@ class ShardProcessor:
         self.captioner_name = captioner.name if captioner is not None else "none"
         self.scorer_name = scorer.name if scorer is not None else "none"
 
-    def _decoded(self, shard: ShardSpec) -> Iterator[Sample]:
+    def _decoded(self, shard: ShardSpec, only: set[str] | None) -> Iterator[Sample]:
         def decode(sample: Sample) -> Sample:
             return decode_sample(sample, self.config.max_pixels, self.min_side)
 
-        fetched = self.source.read(shard, self.executor, self.window)
+        fetched = self.source.read(shard, self.executor, self.window, only)
         return ordered_map(decode, fetched, self.executor, self.window)
 
-    def process(self, shard: ShardSpec) -> ShardStats:
-        """Write the shard atomically, then its errors, then its done-marker (written last)."""
+    def process(self, shard: ShardSpec, retry: set[str] | None = None) -> ShardStats:
+        """Write the shard atomically, then its errors, then its done-marker (written last).
+
+        `retry` (--retry-errors): only these keys, recorded as errors, are read again; the
+        shard is republished with its earlier rows plus theirs, and their old errors dropped.
+        """
         started = time.perf_counter()
         self._ticks = 0
         stats = ShardStats()
         errors: list[dict] = []
         writer = self.open_writer(shard.name)
+        if retry is not None:
+            writer.keep_published()
 
         def fail(sample: Sample) -> None:
             errors.append(sample.error_record())
@@ -113,7 +119,7 @@ class ShardProcessor:
             self._tick()
 
         try:
-            for batch in _batches(self._decoded(shard), self.config.batch_size, fail):
+            for batch in _batches(self._decoded(shard, retry), self.config.batch_size, fail):
                 for sample, record in zip(batch, self._caption(batch), strict=True):
                     if sample.error is not None:
                         fail(sample)
@@ -124,21 +130,24 @@ class ShardProcessor:
                     stats.seen += 1
                     stats.captioned += 1
                     self._tick()
-            writer.commit()
+            rows = writer.commit()
         except BaseException:
             writer.abort()
             raise
         self.state.location.write_lines(self.state.errors_file(shard), errors)
         stats.seconds = time.perf_counter() - started
-        self.state.mark_done(shard, stats.to_json())
+        marker = stats.to_json()
+        if retry is not None:  # the marker counts the whole shard
+            marker.update(seen=rows + stats.failed, captioned=rows)
+        self.state.mark_done(shard, marker)
         return stats
 
-    def process_with_retries(self, shard: ShardSpec) -> ShardStats:
+    def process_with_retries(self, shard: ShardSpec, retry: set[str] | None = None) -> ShardStats:
         """Retry a shard that raised: each attempt starts from nothing, so no row is written twice."""
         failures = 0
         while True:
             try:
-                return self.process(shard)
+                return self.process(shard, retry)
             except Exception as exc:
                 failures += 1
                 if failures > self.config.shard_retries:

@@ -81,6 +81,22 @@ class RunState:
             return False
         return json.loads(self.location.read_text(self.marker(shard))).get("items") == shard.planned
 
+    def failed_keys(self, shard: ShardSpec) -> set[str]:
+        """The keys the shard's error records name (`--retry-errors` reads them again)."""
+        if not self.location.exists(self.errors_file(shard)):
+            return set()
+        lines = self.location.read_text(self.errors_file(shard)).splitlines()
+        return {json.loads(line)["key"] for line in lines if line.strip()}
+
+    def shards_with_errors(self) -> set[str]:
+        """Names of shards whose error file is not empty, listing the folder once."""
+        names = set()
+        for name in self.location.list(ERRORS_DIR):
+            if name.startswith("errors-") and name.endswith(".jsonl"):
+                if self.location.read_text(f"{ERRORS_DIR}/{name}").strip():
+                    names.add(name[len("errors-") : -len(".jsonl")])
+        return names
+
     def mark_done(self, shard: ShardSpec, stats: dict) -> None:
         """`items` is what the plan asked of the shard (null: a whole input file), not what it held."""
         self.location.write_json(self.marker(shard), {"items": shard.planned, **stats})

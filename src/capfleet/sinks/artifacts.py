@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,11 @@ class ArtifactsShardWriter(ShardWriter):
         self._pending.append(self._pool.submit(_write_pair, self.staged, digest, sample.extension, data, record))
         while len(self._pending) > IN_FLIGHT:
             self._pending.popleft().result()  # re-raises a failed write: the shard is redone
+
+    def _include(self, published: Path) -> int:
+        for path in published.iterdir():
+            shutil.copyfile(path, self.staged / path.name)
+        return sum(1 for _ in published.glob("*.json"))
 
     def _finish(self, staged: Path) -> None:
         while self._pending:

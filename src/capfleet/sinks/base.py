@@ -7,6 +7,7 @@ the empty-shard case, publication through `Location` and cleanup live here, once
 from __future__ import annotations
 
 import shutil
+import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,20 @@ class ShardWriter(ABC):
         if self._staged is None:
             self._staged = self.location.staging_dir(self.name)
         return self._staged
+
+    def keep_published(self) -> None:
+        """Start from the shard as published (`--retry-errors` adds the retried rows to it)."""
+        if not self.location.exists(self.output_name):
+            return  # every image of the shard had failed: nothing was published
+        if self.location.is_local:
+            self.count += self._include(Path(self.location.path(self.output_name)))
+            return
+        copy = Path(tempfile.mkdtemp(prefix="capfleet-published-")) / self.output_name
+        try:
+            self.location.fs.get(self.location.path(self.output_name), str(copy), recursive=True)
+            self.count += self._include(copy)
+        finally:
+            shutil.rmtree(copy.parent, ignore_errors=True)
 
     def write(self, record: dict[str, Any], sample: Sample) -> None:
         self._add(record, sample)
@@ -69,6 +84,10 @@ class ShardWriter(ABC):
     @abstractmethod
     def _finish(self, staged: Path) -> None:
         """Complete the staged shard: metadata files, file footers."""
+
+    @abstractmethod
+    def _include(self, published: Path) -> int:
+        """Copy a published shard's rows into the staging area; returns how many."""
 
     def _close(self) -> None:  # noqa: B027 - an optional hook, a no-op for formats without open files
         """Release open handles before an abort (formats that stream into one file)."""

@@ -10,6 +10,7 @@ loader ignores those files.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,16 @@ class ImageFolderShardWriter(ShardWriter):
         if self.txt != "none":
             (self.staged / f"{record['key']}.txt").write_text(caption_lines(record, self.txt), encoding="utf-8")
         self.rows.append({"file_name": file_name, **record})
+
+    def _include(self, published: Path) -> int:
+        rows = [
+            json.loads(line) for line in (published / METADATA_NAME).read_text(encoding="utf-8").splitlines() if line
+        ]
+        for path in published.iterdir():
+            if path.name != METADATA_NAME:
+                shutil.copyfile(path, self.staged / path.name)
+        self.rows.extend(rows)
+        return len(rows)
 
     def _finish(self, staged: Path) -> None:
         with open(staged / METADATA_NAME, "w", encoding="utf-8") as handle:

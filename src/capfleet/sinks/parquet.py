@@ -55,6 +55,16 @@ class ParquetShardWriter(ShardWriter):
         if len(self._rows) >= ROW_GROUP_ROWS:
             self._flush()
 
+    def _include(self, published: Path) -> int:
+        import pyarrow.parquet as pq
+
+        rows = 0
+        for batch in pq.ParquetFile(published).iter_batches(batch_size=ROW_GROUP_ROWS):
+            self._rows.extend(batch.to_pylist())
+            rows += batch.num_rows
+            self._flush()
+        return rows
+
     def _flush(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -47,9 +47,21 @@ class WebDatasetShardWriter(ShardWriter):
         super().__init__(location, name)
         self._tar: tarfile.TarFile | None = None
 
-    def _add(self, record: dict[str, Any], sample: Sample) -> None:
+    def _open(self) -> tarfile.TarFile:
         if self._tar is None:
             self._tar = tarfile.open(self.staged / self.output_name, "w", format=tarfile.PAX_FORMAT)
+        return self._tar
+
+    def _include(self, published: Path) -> int:
+        target, rows = self._open(), 0
+        with tarfile.open(published) as archive:
+            for member in archive:
+                target.addfile(member, archive.extractfile(member))
+                rows += member.name.endswith(".json")
+        return rows
+
+    def _add(self, record: dict[str, Any], sample: Sample) -> None:
+        self._open()
         key = sample.archive_key or record["key"]
         members = list(sample.members) or [(sample.extension.lstrip("."), sample.data or b"")]
         original_json = dict(members).get("json")

@@ -179,9 +179,10 @@ class FileSource:
     def plan(self, rows: Iterable[dict], shard_size: int, limit: int | None = None) -> list[ShardSpec]:
         return plan_shards((Item.from_json(row) for row in rows), shard_size, limit)
 
-    def read(self, shard: ShardSpec, executor: Executor, window: int) -> Iterator[Sample]:
-        """The shard's samples with their bytes, fetched in parallel, in shard order."""
-        return ordered_map(fetch_item, shard.items, executor, window)
+    def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
+        """The shard's samples with their bytes, fetched in parallel, in shard order; `only`: just these keys."""
+        items = shard.items if only is None else [item for item in shard.items if item.key in only]
+        return ordered_map(fetch_item, items, executor, window)
 
 
 def fetch_item(item: Item) -> Sample:

@@ -67,8 +67,9 @@ class ListSource:
             planned.append(dataclasses.replace(shard, key_base=key_base, **seek))
         return planned
 
-    def read(self, shard: ShardSpec, executor: Executor, window: int) -> Iterator[Sample]:
-        return ordered_map(fetch_item, self._items(shard), executor, window)
+    def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
+        items = (item for item in self._items(shard) if only is None or item.key in only)
+        return ordered_map(fetch_item, items, executor, window)
 
     def _items(self, shard: ShardSpec) -> Iterator[Item]:
         row = shard.seek_row

@@ -147,10 +147,10 @@ class TableSource:
     def plan(self, rows: Iterable[dict], shard_size: int, limit: int | None = None) -> list[ShardSpec]:
         return plan_row_ranges(((row["origin"], row["rows"]) for row in rows), shard_size, limit)
 
-    def read(self, shard: ShardSpec, executor: Executor, window: int) -> Iterator[Sample]:
+    def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
         image, caption = self._columns_of(shard.origin)
         columns = [image] if caption is None else [image, caption]
-        rows = self._rows(shard, image, caption, columns)
+        rows = (row for row in self._rows(shard, image, caption, columns) if only is None or row[0] in only)
         return ordered_map(_fetch, rows, executor, window)
 
     def _columns_of(self, path: str) -> tuple[str, str | None]:

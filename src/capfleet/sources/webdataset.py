@@ -83,9 +83,10 @@ class ArchiveSource:
                 shards.append(ShardSpec(len(shards), origin=row["origin"]))
         return shards
 
-    def read(self, shard: ShardSpec, executor: Executor, window: int) -> Iterator[Sample]:
+    def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
         """Samples in archive order (reading a tar is sequential; decoding runs ahead in the pool)."""
-        return self._samples(shard.origin, shard.start, shard.stop)
+        samples = self._samples(shard.origin, shard.start, shard.stop)
+        return samples if only is None else (sample for sample in samples if sample.key in only)
 
     def _samples(self, origin: str, start: int, stop: int | None) -> Iterator[Sample]:
         stem = archive_stem(origin)
