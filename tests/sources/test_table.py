@@ -81,3 +81,16 @@ def test_columns_are_chosen_by_flag_or_refused_with_the_columns_found(tmp_path):
         run_local(config([tmp_path / "none.parquet"], tmp_path / "none"))
     with pytest.raises(InputError, match="--caption-column 'nope'"):
         run_local(config([tmp_path / "odd.parquet"], tmp_path / "bad", caption_column="nope"))
+
+
+def test_the_cli_reports_input_mistakes_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from capfleet.cli import app
+
+    pq.write_table(pa.table({"a": [1], "b": ["x"]}), tmp_path / "none.parquet")
+    (tmp_path / "x.tar").write_bytes(b"")
+    for inputs, message in (([tmp_path / "none.parquet"], "columns: a, b"), ([tmp_path / "x.tar", tmp_path], "mix")):
+        command = ["caption", *map(str, inputs), "-o", str(tmp_path / "out"), "--captioner", "none"]
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

@@ -136,3 +136,19 @@ def test_two_tars_with_the_same_name_are_refused(tmp_path):
     write_parts(tmp_path / "b", parts=1)
     with pytest.raises(InputError, match="both named"):
         run_local(config([tmp_path / "a" / "part-0000.tar", tmp_path / "b" / "part-0000.tar"], tmp_path / "out"))
+
+
+def test_fsspec_urls_for_tars_and_parquet(tmp_path):
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (path,) = write_parts(tmp_path / "in", parts=1)
+    memory = fsspec.filesystem("memory")
+    memory.pipe_file("/wds-bucket/part-0000.tar", path.read_bytes())
+    run_local(config(["memory://wds-bucket/part-0000.tar"], tmp_path / "tar-out"))
+    assert [row["original_text"] for row in read_rows(tmp_path / "tar-out")] == [f"caption 0.{i}" for i in range(3)]
+    pq.write_table(pa.table({"image": [jpeg(1)], "text": ["remote"]}), tmp_path / "t.parquet")
+    memory.pipe_file("/wds-bucket/t.parquet", (tmp_path / "t.parquet").read_bytes())
+    run_local(config(["memory://wds-bucket/t.parquet"], tmp_path / "table-out"))
+    assert [row["original_text"] for row in read_rows(tmp_path / "table-out")] == ["remote"]

@@ -55,7 +55,7 @@ def table_files(spec: str) -> list[str]:
     fs, root = filesystem(spec)
     if not fs.isdir(root):
         return [spec]
-    protocol = "" if spec.startswith("/") else spec.split("://", 1)[0] + "://"
+    protocol = spec.split("://", 1)[0] + "://" if is_url(spec) else ""
     files = sorted(p for p in fs.find(root) if p.endswith(TABLE_SUFFIXES) and not os.path.basename(p).startswith("."))
     return [f"{protocol}{p}" if protocol else p for p in files]
 
