@@ -180,3 +180,22 @@ def test_retry_errors_on_beam(tmp_path):
     run_beam(config([tmp_path / "list.txt"], tmp_path / "out", format="webdataset", shard_size=3, retry_errors=True))
     _, count = merge_shards(tmp_path / "out")
     assert count == 6 and read_errors(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("output_format", ["webdataset", "parquet"])
+def test_file_shards_upload_to_an_object_store_then_get_marked(tmp_path, output_format):
+    import fsspec
+
+    write_noise_images(tmp_path / "imgs", 5)
+    out = f"memory://bucket-{output_format}/run"
+    run_local(config([tmp_path / "imgs"], out, format=output_format))
+    fs = fsspec.filesystem("memory")
+    suffix = ".tar" if output_format == "webdataset" else ".parquet"
+    names = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"/bucket-{output_format}/run", detail=False))
+    assert names == [f"00000{suffix}", f"00001{suffix}", "_capfleet"]
+    local = tmp_path / f"00001{suffix}"
+    local.write_bytes(fs.cat_file(f"/bucket-{output_format}/run/00001{suffix}"))
+    from capfleet.sinks import read_shard_rows
+
+    assert [row["key"] for row in read_shard_rows(local)] == ["000000004"]
+    assert run_local(config([tmp_path / "imgs"], out, format=output_format)).skipped == 5
