@@ -6,6 +6,7 @@ Keys are `<tar name>-<position>`: stable across reruns and unique across tars.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -75,7 +76,8 @@ class ArchiveSource:
             if remaining is not None:
                 if remaining <= 0:
                     break
-                count = sum(1 for _ in self._samples(row["origin"], 0, None))
+                # Read no further than the limit needs: one sample past it says the tar goes on.
+                count = sum(1 for _ in itertools.islice(self._samples(row["origin"], 0, None), remaining + 1))
                 stop = None if count <= remaining else remaining
                 remaining -= count
                 shards.append(ShardSpec(len(shards), origin=row["origin"], stop=stop))
