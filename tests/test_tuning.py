@@ -72,15 +72,15 @@ def test_a_run_whose_readers_starve_the_model_says_so(tmp_path, monkeypatch, cap
     from tests.image_zoo import write_noise_images
 
     write_noise_images(tmp_path / "imgs", 4)
-    real = files._fetch
+    real = files.fetch_item
 
-    def slow_disk(item, max_bytes):
+    def slow_disk(item, max_bytes=None):
         import time
 
         time.sleep(0.5)
         return real(item, max_bytes)
 
-    monkeypatch.setattr(files, "_fetch", slow_disk)
+    monkeypatch.setattr(files, "fetch_item", slow_disk)
     config = RunConfig(inputs=[str(tmp_path / "imgs")], output=str(tmp_path / "out"), captioner="builtin",
                        scorer="none", candidates=1, max_new_tokens=4, workers=1, progress=False)  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="capfleet"):

@@ -82,6 +82,16 @@ def caption(
     overwrite: bool = typer.Option(False, help="Discard an earlier run in OUTPUT and start over."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
     shard_retries: int = typer.Option(2, help="Times a shard that raised is redone from scratch."),
+    output_format: str = typer.Option(
+        "imagefolder", "--format", help="imagefolder | webdataset (a tar per shard) | parquet | artifacts."
+    ),
+    txt: str = typer.Option(
+        "none", help="best | all: also write KEY.txt beside each image (LoRA trainers' layout); all: every candidate."
+    ),
+    images: bool = typer.Option(True, "--images/--no-images", help="parquet: --no-images writes captions only."),
+    image_column: str | None = typer.Option(None, help="Table inputs: the image column (default: autodetect)."),
+    caption_column: str | None = typer.Option(None, help="Table inputs: the original caption column."),
+    retry_errors: bool = typer.Option(False, help="Redo only the images recorded as errors in finished shards."),
     runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
@@ -89,17 +99,23 @@ def caption(
 ) -> None:
     """Caption images, rank candidates with a CLIP-style scorer, write a resumable dataset.
 
-    With --runner beam, any further --option=value is passed to Beam's PipelineOptions
-    (e.g. --project=P --region=R --temp_location=gs://... --direct_num_workers=2); give values
-    with '=' so they cannot be mistaken for INPUTs.
+    With --runner beam, any further option is passed to Beam's PipelineOptions, as
+    `--direct_num_workers 2` or `--direct_num_workers=2` (e.g. --project P --region R
+    --temp_location gs://...); options Beam does not define need '='.
     """
     # Unknown --options land among the INPUTs (a variadic argument): they are Beam's.
-    beam_args = [*(spec for spec in inputs if spec.startswith("-")), *ctx.args]
-    inputs = [spec for spec in inputs if not spec.startswith("-")]
     if runner not in ("local", "beam"):
         _fail("--runner must be local or beam")
-    if beam_args and runner != "beam":
-        _fail(f"unknown option(s) {' '.join(beam_args)} (Beam pipeline options need --runner beam)")
+    if runner == "beam":
+        from capfleet.runners.beam import split_beam_options
+
+        inputs, beam_args = split_beam_options([*inputs, *ctx.args])
+    else:
+        beam_args = [*(spec for spec in inputs if spec.startswith("-")), *ctx.args]
+        if beam_args:
+            _fail(f"unknown option(s) {' '.join(beam_args)} (Beam pipeline options need --runner beam)")
+    if not inputs:
+        _fail("give at least one INPUT (a folder, an image, a file list or a URL)")
     _setup_logging()
     config = RunConfig(
         inputs=[_absolute(spec) for spec in inputs],
@@ -123,6 +139,12 @@ def caption(
         overwrite=overwrite,
         progress=progress,
         shard_retries=shard_retries,
+        format=output_format,
+        txt=txt,
+        images=images,
+        image_column=image_column,
+        caption_column=caption_column,
+        retry_errors=retry_errors,
     )
     try:
         if runner == "beam":
@@ -149,10 +171,14 @@ def list_images(
     inputs: list[str] = typer.Argument(..., help="Folders, bucket prefixes or file lists."),
 ) -> None:
     """Print one image path/URL per line (TAB original caption when one exists): a file list."""
-    from capfleet.sources import open_source
+    from capfleet.sources import FileSource, open_source
+    from capfleet.sources.lists import ListSource
 
+    specs = [_absolute(spec) for spec in inputs]
     try:
-        for item in open_source([_absolute(spec) for spec in inputs]).items():
+        if not isinstance(open_source(specs), (FileSource, ListSource)):
+            _fail("capfleet list takes folders and file lists; tars and tables are read file by file by caption")
+        for item in FileSource(specs).items():
             caption = f"\t{item.original_text}" if item.original_text else ""
             sys.stdout.write(f"{item.source}{caption}\n")
     except (InputError, OSError) as exc:

@@ -27,7 +27,9 @@ _FINGERPRINT_FIELDS = (
 )
 # Added after runs were recorded: part of the fingerprint only when changed from the default,
 # so upgrading capfleet does not refuse to resume a run started with the older version.
-_FINGERPRINT_FIELDS_IF_SET = ("max_bytes",)
+_FINGERPRINT_FIELDS_IF_SET = ("max_bytes", "format", "txt", "images", "image_column", "caption_column")
+FORMATS = ("imagefolder", "webdataset", "parquet", "artifacts")
+TXT_MODES = ("none", "best", "all")
 
 
 class ConfigError(ValueError):
@@ -57,6 +59,12 @@ class RunConfig:
     overwrite: bool = False
     shard_retries: int = 2  # a shard that raises (disk, network, OOM) is redone this many times
     progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
+    format: str = "imagefolder"  # output format, see capfleet.sinks
+    txt: str = "none"  # also write KEY.txt beside each image: the best caption, or all candidates
+    images: bool = True  # parquet output: False writes only key, source and captions (a sidecar)
+    image_column: str | None = None  # table inputs; None: autodetect
+    caption_column: str | None = None
+    retry_errors: bool = False  # redo only the images recorded as errors in finished shards
 
     def validate(self) -> RunConfig:
         if not self.inputs:
@@ -75,6 +83,10 @@ class RunConfig:
             (self.max_pixels >= 1, "--max-pixels must be >= 1"),
             (self.max_bytes >= 1, "--max-bytes must be >= 1"),
             (self.shard_retries >= 0, "--shard-retries must be >= 0"),
+            (self.format in FORMATS, f"--format must be one of {', '.join(FORMATS)}"),
+            (self.txt in TXT_MODES, f"--txt must be one of {', '.join(TXT_MODES)}"),
+            (self.txt == "none" or self.format == "imagefolder", "--txt needs --format imagefolder"),
+            (self.images or self.format == "parquet", "--no-images needs --format parquet"),
         ]
         for ok, message in checks:
             if not ok:

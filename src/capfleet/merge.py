@@ -6,10 +6,10 @@ imagefolder loader would then return every row twice.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from capfleet.runners.state import RunState
+from capfleet.sinks import read_shard_rows
 from capfleet.sinks.imagefolder import METADATA_NAME
 from capfleet.sinks.location import Location
 
@@ -17,19 +17,14 @@ MERGED_NAME = "captions.jsonl"
 
 
 def merge_shards(root: str | Path, output: str | Path | None = None) -> tuple[Path, int]:
-    """Write every shard's rows, in shard order, with `file_name` relative to `root`."""
+    """Write every shard's rows, in shard order, whatever the format; `file_name` says where each
+    row's image is (`SSSSS/name` in a folder, `SSSSS.tar:key` or `SSSSS.parquet:key` in a file)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such output folder: {root}")
     rows = []
-    for metadata in sorted(root.glob(f"[0-9]*/{METADATA_NAME}")):
-        shard = metadata.parent.name
-        with open(metadata, encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    row = json.loads(line)
-                    row["file_name"] = f"{shard}/{row['file_name']}"
-                    rows.append(row)
+    for shard in sorted(p for p in root.iterdir() if p.name.split(".", 1)[0].isdigit()):
+        rows.extend(read_shard_rows(shard))
     target = Path(output) if output is not None else root / MERGED_NAME
     if target.name == METADATA_NAME:
         raise ValueError(f"refusing to name the merged file {METADATA_NAME}: the dataset would load every row twice")

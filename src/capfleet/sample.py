@@ -35,6 +35,10 @@ class Sample:
     image: Any = None  # PIL.Image.Image once decoded
     extension: str = ".jpg"
     error: str | None = None
+    # A webdataset sample's own `__key__` and its members (extension, bytes) in archive order,
+    # so a webdataset output can carry them over byte for byte.
+    archive_key: str | None = None
+    members: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def key(self) -> str:

@@ -94,3 +94,43 @@ def test_direct_runner_never_needs_a_download():
     options = pipeline_options([], "DirectRunner").get_all_options()
     assert options["runner"] == "FnApiRunner"  # DirectRunner would first try to fetch Prism
     assert pipeline_options(["--project=p"], "DataflowRunner").get_all_options()["project"] == "p"
+
+
+def test_tar_and_parquet_inputs_and_outputs_give_the_same_rows_on_beam_and_local(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from capfleet.merge import merge_shards
+    from tests.sources.tar_zoo import jpeg, write_tar
+
+    for part in range(2):
+        members = [(f"k{i}.jpg", jpeg(part * 5 + i)) for i in range(3)] + [("k0.txt", b"first")]
+        write_tar(tmp_path / "in" / f"p-{part}.tar", members)
+    pq.write_table(pa.table({"image": [jpeg(i) for i in range(5)]}), tmp_path / "t.parquet", row_group_size=2)
+    cases = [(f"{tmp_path}/in/p-{{0..1}}.tar", "webdataset"), (str(tmp_path / "t.parquet"), "parquet")]
+    for spec, output_format in cases:
+        merged = {}
+        for runner, run in (("local", run_local), ("beam", run_beam)):
+            out = tmp_path / f"{output_format}-{runner}"
+            run(config([spec], out, format=output_format))
+            target, _ = merge_shards(out)
+            merged[runner] = sorted(target.read_text().splitlines())
+        assert merged["local"] == merged["beam"] and len(merged["local"]) in (6, 5)
+
+
+def test_beam_options_given_the_beam_way_are_not_taken_for_inputs(tmp_path):
+    from typer.testing import CliRunner
+
+    from capfleet.cli import app
+    from capfleet.runners.beam import split_beam_options
+
+    tokens = ["imgs", "--direct_num_workers", "2", "--save_main_session", "more", "--experiments=a,b", "--x=1"]
+    assert split_beam_options(tokens) == (
+        ["imgs", "more"],
+        ["--direct_num_workers", "2", "--save_main_session", "--experiments=a,b", "--x=1"],
+    )
+    write_noise_images(tmp_path / "imgs", 3)
+    command = ["caption", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"), "--captioner", "none"]
+    result = CliRunner().invoke(app, [*command, "--runner", "beam", "--direct_num_workers", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len(read_rows(tmp_path / "out")) == 3

@@ -54,7 +54,7 @@ def test_two_attempts_of_one_shard_racing_publish_one_copy(tmp_path, monkeypatch
     write_noise_images(tmp_path / "imgs", 6)
     run_local(config(tmp_path / "imgs", tmp_path / "out"))
     cfg = config(tmp_path / "imgs", tmp_path / "out")
-    shard = RunState(Location(cfg.output)).plan(cfg)[1]
+    shard = RunState(Location(cfg.output)).plan(cfg, open_source(cfg.inputs, cfg))[1]
     both_staged = threading.Barrier(2)
     real = Location.publish_dir
 
@@ -64,7 +64,7 @@ def test_two_attempts_of_one_shard_racing_publish_one_copy(tmp_path, monkeypatch
 
     monkeypatch.setattr(Location, "publish_dir", publish_together)
     with ThreadPoolExecutor(2) as io:
-        processors = [ShardProcessor(cfg, open_source(cfg.inputs), None, None, io) for _ in range(2)]
+        processors = [ShardProcessor(cfg, open_source(cfg.inputs, cfg), None, None, io) for _ in range(2)]
         with ThreadPoolExecutor(2) as attempts:
             results = list(attempts.map(lambda p: p.process(shard), processors))
     assert [r.captioned for r in results] == [3, 3]

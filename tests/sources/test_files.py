@@ -72,7 +72,7 @@ def test_unreadable_file_becomes_an_error_sample(tmp_path):
 
     images = write_noise_images(tmp_path, 2)
     source = FileSource([str(p) for p in images])
-    (shard,) = source.plan(10)
+    (shard,) = source.plan(source.listing(), 10)
     images[1].unlink()
     with ThreadPoolExecutor(2) as pool:
         samples = list(source.read(shard, pool, window=4))

@@ -17,7 +17,6 @@ from capfleet.config import ConfigError, RunConfig
 from capfleet.runners.beam_checks import check_item_paths, check_paths_for_runner
 from capfleet.runners.local import RunSummary, load_models, start_run
 from capfleet.runners.shard_processor import ShardProcessor
-from capfleet.sample import Item
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
 
@@ -38,11 +37,12 @@ def _beam():
 
 
 def shard_to_element(shard: ShardSpec) -> dict:
-    return {"shard_id": shard.shard_id, "items": [item.to_json() for item in shard.items]}
+    """Natural shards travel as (file, row range); listed shards with their items."""
+    return shard.to_json()
 
 
 def element_to_shard(element: dict) -> ShardSpec:
-    return ShardSpec(element["shard_id"], tuple(Item.from_json(row) for row in element["items"]))
+    return ShardSpec.from_json({name: value for name, value in element.items() if name != "retry_errors"})
 
 
 class _Models:
@@ -68,7 +68,7 @@ def make_caption_shard_fn(config: RunConfig, pending_images: int | None = None):
             self.config = RunConfig(**self.settings)
             models = self.shared.acquire(lambda: _Models(self.config), tag=self.config.fingerprint())
             self.executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="capfleet-io")
-            source = open_source(self.config.inputs, max_bytes=self.config.max_bytes)
+            source = open_source(self.config.inputs, self.config)
             self.processor = ShardProcessor(
                 self.config, source, models.captioner, models.scorer, self.executor, None, self.pending_images
             )
@@ -78,11 +78,18 @@ def make_caption_shard_fn(config: RunConfig, pending_images: int | None = None):
             }
 
         def process(self, element):
+            retry = element.get("retry_errors", False)
             shard = element_to_shard(element)
-            if self.processor.state.is_done(shard):  # finished by an earlier attempt or a duplicate
-                self.counters["images_skipped"].inc(len(shard.items))
+            if retry:  # the errors as recorded now: a duplicate attempt after the first finds none left
+                keys = self.processor.state.failed_keys(shard)
+                if not keys:
+                    return
+                stats = self.processor.process_with_retries(shard, keys)
+            elif self.processor.state.is_done(shard):  # finished by an earlier attempt or a duplicate
+                self.counters["images_skipped"].inc(shard.size_hint)
                 return
-            stats = self.processor.process_with_retries(shard)
+            else:
+                stats = self.processor.process_with_retries(shard)
             self.counters["images_seen"].inc(stats.seen)
             self.counters["images_captioned"].inc(stats.captioned)
             self.counters["images_failed"].inc(stats.failed)
@@ -94,6 +101,35 @@ def make_caption_shard_fn(config: RunConfig, pending_images: int | None = None):
             self.executor.shutdown(wait=True)
 
     return CaptionShardFn(asdict(config), pending_images)
+
+
+def split_beam_options(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """(INPUTs, Beam options) from the command line's leftovers, `--opt value` or `--opt=value`.
+
+    Whether `--opt` takes a value is asked of Beam's own option definitions (every
+    PipelineOptions class, as `PipelineOptions.get_all_options` builds them), so the value of
+    `--direct_num_workers 2` is never taken for an INPUT. Options Beam does not know must use `=`.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for options_class in PipelineOptions.__subclasses__():
+        options_class._add_argparse_args(parser)
+    actions = parser._option_string_actions
+    inputs: list[str] = []
+    beam_args: list[str] = []
+    remaining = iter(tokens)
+    for token in remaining:
+        if not token.startswith("-"):
+            inputs.append(token)
+            continue
+        beam_args.append(token)
+        action = actions.get(token)
+        if "=" not in token and action is not None and action.nargs != 0:
+            value = next(remaining, None)
+            if value is not None:
+                beam_args.append(value)
+    return inputs, beam_args
 
 
 def pipeline_options(beam_args: list[str], beam_runner: str):
@@ -130,18 +166,20 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
     with start_run(config) as run:  # the launcher holds OUT's lock while the workers write
         summary = RunSummary.planned(run.shards, run.pending)
         try:  # paths from a file list in a bucket, or from the manifest of an earlier run
-            check_item_paths((item.source for shard in run.pending for item in shard.items), **placement)
+            check_item_paths(_sources(run.pending + run.retries), **placement)
         except ConfigError as exc:
             raise ConfigError(
                 f"{exc} (the run's listing in {config.output} names it: rerun with --overwrite)"
             ) from None
-        if run.pending:
+        elements = [shard_to_element(shard) for shard in run.pending]
+        elements += [{**shard_to_element(shard), "retry_errors": True} for shard in run.retries]
+        if elements:
             # Beam options are the launcher's business; workers see only capfleet's own settings.
             worker_config = RunConfig(**{**asdict(config), "overwrite": False, "progress": False})
             pipeline = beam.Pipeline(options=options)
             _ = (
                 pipeline
-                | "PlanShards" >> beam.Create([shard_to_element(shard) for shard in run.pending], reshuffle=False)
+                | "PlanShards" >> beam.Create(elements, reshuffle=False)
                 | "FanOut" >> beam.Reshuffle()
                 | "CaptionShard" >> beam.ParDo(make_caption_shard_fn(worker_config, pending_image_count(run.pending)))
             )
@@ -153,7 +191,13 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
 
 
 def pending_image_count(pending: list[ShardSpec]) -> int:
-    return sum(len(shard.items) for shard in pending)
+    return sum(shard.size_hint for shard in pending)
+
+
+def _sources(shards: list[ShardSpec]):
+    """Every path the workers will open: a natural shard's file, or a listed shard's items."""
+    for shard in shards:
+        yield from [shard.origin] if shard.origin else (item.source for item in shard.items)
 
 
 def _fill_from_metrics(summary: RunSummary, result) -> None:

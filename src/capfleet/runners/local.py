@@ -41,7 +41,7 @@ class RunSummary:
     @classmethod
     def planned(cls, shards: list[ShardSpec], pending: list[ShardSpec]) -> RunSummary:
         """What a run starts from: its shards, and the images earlier runs already finished."""
-        skipped = sum(len(s.items) for s in shards) - sum(len(s.items) for s in pending)
+        skipped = sum(s.size_hint for s in shards) - sum(s.size_hint for s in pending)
         return cls(shards=len(shards), shards_done_before=len(shards) - len(pending), skipped=skipped)
 
     @property
@@ -102,8 +102,10 @@ def check_output_is_not_an_input(config: RunConfig) -> None:
 @dataclass
 class StartedRun:
     state: RunState
+    source: object
     shards: list[ShardSpec]
     pending: list[ShardSpec]
+    retries: list[ShardSpec]  # --retry-errors: finished shards whose failed images are read again
     models: tuple | None
 
 
@@ -119,28 +121,38 @@ def start_run(config: RunConfig, load: Callable[[], tuple] | None = None) -> Ite
     check_model_names(config)
     check_output_is_not_an_input(config)
     state = RunState(Location(config.output))
+    source = open_source(config.inputs, config)
     resuming = state.check(config)
-    items = None if resuming else list(open_source(config.inputs, exclude=config.output).items())
-    pending = _pending(state, config) if resuming else None
-    models = load() if load is not None and (pending is None or pending) else None
+    listing = None if resuming else list(source.listing())
+    work = _work(state, config, source) if resuming else None
+    models = load() if load is not None and (work is None or any(work)) else None
     with RunLock(state.location):
         if state.prepare(config):  # again under the lock: another run may have started meanwhile
             log.info("resuming the run in %s", config.output)
         else:
-            if items is None:  # an --overwrite of a run: list now
-                items = list(open_source(config.inputs, exclude=config.output).items())
-            state.record_run(config, items)
-        shards = state.plan(config)
-        done = state.done_counts()
-        pending = [shard for shard in shards if done.get(shard.name) != len(shard.items)]
-        if pending and models is None and load is not None:
+            if listing is None:  # an --overwrite of a run: list now
+                listing = list(source.listing())
+            state.record_run(config, listing)
+        shards, pending, retries = _work(state, config, source)
+        if (pending or retries) and models is None and load is not None:
             models = load()
-        yield StartedRun(state, shards, pending, models)
+        yield StartedRun(state, source, shards, pending, retries, models)
 
 
-def _pending(state: RunState, config: RunConfig) -> list[ShardSpec]:
+def _work(state: RunState, config: RunConfig, source) -> tuple[list[ShardSpec], list[ShardSpec], list[ShardSpec]]:
+    """All shards, those still to do, and (--retry-errors) finished ones with error records."""
+    shards = state.plan(config, source)
     done = state.done_counts()
-    return [shard for shard in state.plan(config) if done.get(shard.name) != len(shard.items)]
+    pending = [shard for shard in shards if shard.name not in done or done[shard.name] != shard.planned]
+    return shards, pending, shards_to_retry(config, state, shards, pending)
+
+
+def shards_to_retry(config: RunConfig, state: RunState, shards: list[ShardSpec], pending: list[ShardSpec]):
+    """--retry-errors: finished shards that recorded errors (pending shards are redone anyway)."""
+    if not config.retry_errors:
+        return []
+    failed = state.shards_with_errors() - {shard.name for shard in pending}
+    return [shard for shard in shards if shard.name in failed]
 
 
 def run_local(config: RunConfig, models=None) -> RunSummary:
@@ -148,15 +160,16 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
     load = (lambda: models) if models is not None else (lambda: load_models(config))
     with start_run(config, load) as run:
         summary = RunSummary.planned(run.shards, run.pending)
-        if run.pending:
+        if run.pending or run.retries:
             captioner, scorer = run.models
-            progress = Progress(sum(len(s.items) for s in run.pending), config.progress)
+            progress = Progress(sum(s.size_hint for s in run.pending), config.progress)
             executor = ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io")
             try:
-                source = open_source(config.inputs, max_bytes=config.max_bytes)
-                processor = ShardProcessor(config, source, captioner, scorer, executor, progress, progress.total)
+                processor = ShardProcessor(config, run.source, captioner, scorer, executor, progress, progress.total)
                 for shard in run.pending:
                     summary.stats.add(processor.process_with_retries(shard))
+                for shard in run.retries:
+                    summary.stats.add(processor.process_with_retries(shard, run.state.failed_keys(shard)))
             finally:
                 # Never wait for a reader stuck on a dead mount or a silent server: Ctrl-C must end the run.
                 executor.shutdown(wait=False, cancel_futures=True)

@@ -19,7 +19,7 @@ from capfleet.models.captioner import DecodingOptions
 from capfleet.parallel import ordered_map
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
-from capfleet.sinks.imagefolder import ImageFolderSink
+from capfleet.sinks import shard_writer_factory
 from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
 from capfleet.stages.decode import decode_sample
@@ -27,6 +27,7 @@ from capfleet.tuning import DEFAULT_BATCH_SIZE, MIN_IMAGES_TO_TUNE, choose_batch
 
 log = logging.getLogger("capfleet")
 STARVED_FRACTION = 0.10
+CHECK_ONLY_SIDE = 8
 
 
 @dataclass
@@ -88,29 +89,37 @@ class ShardProcessor:
         self.progress = progress
         location = Location(config.output)
         self.state = RunState(location)
-        self.sink = ImageFolderSink(location)
+        self.open_writer = shard_writer_factory(config, location)
         self._ticks = 0
         self.decoding = DecodingOptions(config.decoding, config.top_p, config.max_new_tokens)
         self.batch_size = config.batch_size or self._auto_batch_size(pending_images)
         self.window = max(4 * config.workers, 2 * self.batch_size)
-        self.min_side = captioner.input_size() if captioner is not None else 384
+        # Without a model the pixels are only checked (every byte is still decoded, so damage is
+        # found): JPEGs decode at 1/8 scale, which skips most of the inverse DCT.
+        self.min_side = captioner.input_size() if captioner is not None else CHECK_ONLY_SIDE
         self.captioner_name = captioner.name if captioner is not None else "none"
         self.scorer_name = scorer.name if scorer is not None else "none"
 
-    def _decoded(self, shard: ShardSpec) -> Iterator[Sample]:
+    def _decoded(self, shard: ShardSpec, only: set[str] | None) -> Iterator[Sample]:
         def decode(sample: Sample) -> Sample:
             return decode_sample(sample, self.config.max_pixels, self.min_side)
 
-        fetched = self.source.read(shard, self.executor, self.window)
+        fetched = self.source.read(shard, self.executor, self.window, only)
         return ordered_map(decode, fetched, self.executor, self.window)
 
-    def process(self, shard: ShardSpec) -> ShardStats:
-        """Write the shard atomically, then its errors, then its done-marker (written last)."""
+    def process(self, shard: ShardSpec, retry: set[str] | None = None) -> ShardStats:
+        """Write the shard atomically, then its errors, then its done-marker (written last).
+
+        `retry` (--retry-errors): only these keys, recorded as errors, are read again; the
+        shard is republished with its earlier rows plus theirs, and their old errors dropped.
+        """
         started = time.perf_counter()
         self._ticks = 0
         stats = ShardStats()
         errors: list[dict] = []
-        writer = self.sink.open(shard.name)
+        writer = self.open_writer(shard.name)
+        if retry is not None:
+            writer.keep_published()
 
         def fail(sample: Sample) -> None:
             errors.append(sample.error_record())
@@ -119,23 +128,28 @@ class ShardProcessor:
             self._tick()
 
         try:
-            for batch in self._timed(_batches(self._decoded(shard), self.batch_size, fail), stats):
+            batches = _batches(self._decoded(shard, retry), self.batch_size, fail)
+            for batch in self._timed(batches, stats):
                 for sample, record in zip(batch, self._caption(batch), strict=True):
                     if sample.error is not None:
                         fail(sample)
                         continue
-                    writer.write(record, sample.data or b"", sample.extension)
+                    writer.write(record, sample)
                     sample.data = sample.image = None
+                    sample.members = ()
                     stats.seen += 1
                     stats.captioned += 1
                     self._tick()
-            writer.commit()
+            rows = writer.commit()
         except BaseException:
             writer.abort()
             raise
         self.state.location.write_lines(self.state.errors_file(shard), errors)
         stats.seconds = time.perf_counter() - started
-        self.state.mark_done(shard, stats.to_json())
+        marker = stats.to_json()
+        if retry is not None:  # the marker counts the whole shard
+            marker.update(seen=rows + stats.failed, captioned=rows)
+        self.state.mark_done(shard, marker)
         self._warn_if_starved(shard, stats)
         return stats
 
@@ -165,12 +179,12 @@ class ShardProcessor:
                 return
             yield batch
 
-    def process_with_retries(self, shard: ShardSpec) -> ShardStats:
+    def process_with_retries(self, shard: ShardSpec, retry: set[str] | None = None) -> ShardStats:
         """Retry a shard that raised: each attempt starts from nothing, so no row is written twice."""
         failures = 0
         while True:
             try:
-                return self.process(shard)
+                return self.process(shard, retry)
             except Exception as exc:
                 failures += 1
                 if failures > self.config.shard_retries:

@@ -12,15 +12,14 @@ a single file.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable
+from types import SimpleNamespace
 
 from capfleet import __version__
 from capfleet.config import ConfigError, RunConfig
-from capfleet.sample import Item
 from capfleet.sinks.location import STAGING_NAME, Location
-from capfleet.sources.plan import ShardSpec, plan_shards
+from capfleet.sources.plan import ShardSpec
 
 STATE_DIR = "_capfleet"
 RUN_FILE = f"{STATE_DIR}/run.json"
@@ -78,9 +77,13 @@ class RunState:
         self.location.remove_stale_staging()  # safe: the caller holds the run lock
         return resuming
 
-    def record_run(self, config: RunConfig, items: Iterable[Item]) -> None:
-        """Save the listing first, then run.json: a run.json always has its manifest beside it."""
-        self.location.write_lines(MANIFEST_FILE, [item.to_json() for item in items])
+    def record_run(self, config: RunConfig, listing: Iterable[dict]) -> None:
+        """Save the listing first, then run.json: a run.json always has its manifest beside it.
+
+        The listing is the source's: one row per image for listed inputs, one per file for
+        natural shards (tars, parquet), so a run over 100,000 tars records 100,000 rows.
+        """
+        self.location.write_lines(MANIFEST_FILE, list(listing))
         payload = {"fingerprint": config.fingerprint(), "settings": config.fingerprint_fields(), "version": __version__}
         self.location.write_json(RUN_FILE, payload)
 
@@ -98,19 +101,21 @@ class RunState:
                 self.location.remove(f"{STATE_DIR}/{name}")
 
     # -- what belongs to the run ----------------------------------------------------------
-    def load_items(self) -> list[Item]:
+    def manifest_rows(self) -> list[dict]:
         lines = self.location.read_text(MANIFEST_FILE).splitlines()
-        return [Item.from_json(json.loads(line)) for line in lines if line.strip()]
+        return [json.loads(line) for line in lines if line.strip()]
 
-    def plan(self, config: RunConfig) -> list[ShardSpec]:
-        return plan_shards(self.load_items(), config.shard_size, config.limit)
+    def plan(self, config: RunConfig, source) -> list[ShardSpec]:
+        return source.plan(self.manifest_rows(), config.shard_size, config.limit)
 
     def shard_names(self) -> set[str]:
-        """Every shard name the recorded run can have written (its own shard size, no limit)."""
+        """Every shard name the recorded run can have written: its own plan, without --limit."""
+        from capfleet.sources.kinds import open_source
+
         settings = json.loads(self.location.read_text(RUN_FILE)).get("settings", {})
-        count = sum(1 for line in self.location.read_text(MANIFEST_FILE).splitlines() if line.strip())
-        shards = math.ceil(count / max(1, int(settings.get("shard_size", 1))))
-        return {f"{index:05d}" for index in range(shards)}
+        source = open_source(settings.get("inputs", []), SimpleNamespace(**settings))
+        shards = source.plan(self.manifest_rows(), int(settings.get("shard_size", 1)), None)
+        return {shard.name for shard in shards}
 
     def merged_files(self) -> list[str]:
         if not self.location.exists(MERGED_FILE):
@@ -158,7 +163,7 @@ class RunState:
                 self.location.remove(f"{STATE_DIR}/{name}")
 
     # -- progress -------------------------------------------------------------------------
-    def done_counts(self) -> dict[str, int]:
+    def done_counts(self) -> dict[str, int | None]:
         """Shard name -> items its marker covers, listing the markers once (not one stat each)."""
         counts = {}
         for name in self.location.list(COMPLETIONS_DIR):
@@ -170,10 +175,27 @@ class RunState:
     def is_done(self, shard: ShardSpec) -> bool:
         if not self.location.exists(self.marker(shard)):
             return False
-        return json.loads(self.location.read_text(self.marker(shard))).get("items") == len(shard.items)
+        return json.loads(self.location.read_text(self.marker(shard))).get("items") == shard.planned
+
+    def failed_keys(self, shard: ShardSpec) -> set[str]:
+        """The keys the shard's error records name (`--retry-errors` reads them again)."""
+        if not self.location.exists(self.errors_file(shard)):
+            return set()
+        lines = self.location.read_text(self.errors_file(shard)).splitlines()
+        return {json.loads(line)["key"] for line in lines if line.strip()}
+
+    def shards_with_errors(self) -> set[str]:
+        """Names of shards whose error file is not empty, listing the folder once."""
+        names = set()
+        for name in self.location.list(ERRORS_DIR):
+            if name.startswith("errors-") and name.endswith(".jsonl"):
+                if self.location.read_text(f"{ERRORS_DIR}/{name}").strip():
+                    names.add(name[len("errors-") : -len(".jsonl")])
+        return names
 
     def mark_done(self, shard: ShardSpec, stats: dict) -> None:
-        self.location.write_json(self.marker(shard), {"items": len(shard.items), **stats})
+        """`items` is what the plan asked of the shard (null: a whole input file), not what it held."""
+        self.location.write_json(self.marker(shard), {"items": shard.planned, **stats})
 
 
 def _mismatch_message(where: str, stored: dict, config: RunConfig) -> str:

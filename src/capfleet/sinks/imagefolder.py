@@ -2,60 +2,72 @@
 
 `datasets.load_dataset("imagefolder", data_dir=OUT)` reads every finished shard directly:
 it takes exactly one file named `metadata.jsonl` per folder, so that name is only ever used
-inside shard folders (see DESIGN.md, output contract).
+inside shard folders (see DESIGN.md, output contract). With `--txt`, `{key}.txt` beside each
+image holds its caption, the layout kohya sd-scripts and OneTrainer read; the imagefolder
+loader ignores those files.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from capfleet.sample import Sample
+from capfleet.sinks.base import ShardWriter
 from capfleet.sinks.location import Location
 
 METADATA_NAME = "metadata.jsonl"
 
 
-class ImageFolderShardWriter:
+def caption_lines(record: dict[str, Any], mode: str) -> str:
+    """`best`: the chosen caption; `all`: every candidate, best score first, one per line."""
+    if mode == "all" and record["candidates"]:
+        order = sorted(range(len(record["candidates"])), key=lambda i: -record["scores"][i] if record["scores"] else i)
+        texts = [record["candidates"][i] for i in order]
+    else:
+        texts = [record["text"]]
+    return "".join(" ".join(text.split()) + "\n" for text in texts)
+
+
+class ImageFolderShardWriter(ShardWriter):
     """Collects one shard's images and rows in a staging folder; `commit` publishes it."""
 
-    def __init__(self, location: Location, name: str):
-        self.location = location
-        self.name = name
+    def __init__(self, location: Location, name: str, txt: str = "none"):
+        super().__init__(location, name)
+        self.txt = txt
         self.rows: list[dict[str, Any]] = []
-        self._staged: Path | None = None
 
-    def write(self, record: dict[str, Any], image_bytes: bytes, extension: str) -> None:
+    def _add(self, record: dict[str, Any], sample: Sample) -> None:
         """Store the original image bytes verbatim (lossless, no re-encode) and its row."""
-        if self._staged is None:
-            self._staged = self.location.staging_dir(self.name)
-        file_name = f"{record['key']}{extension}"
-        (self._staged / file_name).write_bytes(image_bytes)
+        file_name = f"{record['key']}{sample.extension}"
+        (self.staged / file_name).write_bytes(sample.data or b"")
+        if self.txt != "none":
+            (self.staged / f"{record['key']}.txt").write_text(caption_lines(record, self.txt), encoding="utf-8")
         self.rows.append({"file_name": file_name, **record})
 
-    def commit(self) -> int:
-        """Publish the shard folder (none when every image failed); returns rows written."""
-        if self._staged is None:
-            self.location.remove(self.name)  # a stale copy from an earlier, different attempt
-            return 0
-        with open(self._staged / METADATA_NAME, "w", encoding="utf-8") as handle:
+    def _include(self, published: Path) -> int:
+        rows = [
+            json.loads(line) for line in (published / METADATA_NAME).read_text(encoding="utf-8").splitlines() if line
+        ]
+        for path in published.iterdir():
+            if path.name != METADATA_NAME:
+                shutil.copyfile(path, self.staged / path.name)
+        self.rows.extend(rows)
+        return len(rows)
+
+    def _finish(self, staged: Path) -> None:
+        with open(staged / METADATA_NAME, "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in self.rows)
-        self.location.publish_dir(self._staged, self.name)
-        self._staged = None
-        return len(self.rows)
-
-    def abort(self) -> None:
-        if self._staged is not None:
-            shutil.rmtree(self._staged, ignore_errors=True)
-            self._staged = None
 
 
-class ImageFolderSink:
-    """The default output: a self-contained dataset folder (images are copied in)."""
-
-    def __init__(self, location: Location):
-        self.location = location
-
-    def open(self, shard_name: str) -> ImageFolderShardWriter:
-        return ImageFolderShardWriter(self.location, shard_name)
+def read_rows(shard: Path) -> Iterator[dict[str, Any]]:
+    """A published shard's rows, `file_name` relative to the output root."""
+    with open(shard / METADATA_NAME, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                row = json.loads(line)
+                row["file_name"] = f"{shard.name}/{row['file_name']}"
+                yield row

@@ -134,3 +134,12 @@ class Location:
         for name in self.list():
             if STAGING_NAME.fullmatch(name):
                 shutil.rmtree(self.path(name), ignore_errors=True)
+
+    def publish_file(self, staged: Path, relative: str) -> None:
+        """Put one finished file (a shard's tar or parquet) at `relative`, whole or not at all:
+        a rename locally (staged beside it, same filesystem), a single upload remotely."""
+        if self.is_local:
+            os.replace(staged, self.path(relative))
+            return
+        self.fs.put_file(str(staged), self.path(relative))
+        os.remove(staged)

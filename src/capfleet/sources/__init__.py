@@ -1,6 +1,7 @@
-"""Inputs: each module lists one kind of input into Items and reads a shard's bytes."""
+"""Inputs: each module lists one kind of input (or its natural shards) and reads a shard's samples."""
 
-from capfleet.sources.files import FileSource, open_source
+from capfleet.sources.files import FileSource
+from capfleet.sources.kinds import open_source
 from capfleet.sources.plan import ShardSpec, plan_shards
 
 __all__ = ["FileSource", "ShardSpec", "open_source", "plan_shards"]

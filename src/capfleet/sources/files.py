@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
@@ -195,26 +195,24 @@ class FileSource:
                 yield Item(f"{index:0{KEY_WIDTH}d}", listed.source, listed.original_text)
                 index += 1
 
-    def plan(self, shard_size: int, limit: int | None = None) -> list[ShardSpec]:
-        return plan_shards(self.items(), shard_size, limit)
+    def listing(self) -> Iterator[dict]:
+        """The manifest rows recorded at a run's start: every item (folders are listed in full)."""
+        return (item.to_json() for item in self.items())
 
-    def read(self, shard: ShardSpec, executor: Executor, window: int) -> Iterator[Sample]:
-        """The shard's samples with their bytes, fetched in parallel, in shard order."""
-        return ordered_map(partial(_fetch, max_bytes=self.max_bytes), shard.items, executor, window)
+    def plan(self, rows: Iterable[dict], shard_size: int, limit: int | None = None) -> list[ShardSpec]:
+        return plan_shards((Item.from_json(row) for row in rows), shard_size, limit)
+
+    def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
+        """The shard's samples with their bytes, fetched in parallel, in shard order; `only`: just these keys."""
+        items = shard.items if only is None else [item for item in shard.items if item.key in only]
+        return ordered_map(partial(fetch_item, max_bytes=self.max_bytes), items, executor, window)
 
 
-def _fetch(item: Item, max_bytes: int | None) -> Sample:
+def fetch_item(item: Item, max_bytes: int | None = None) -> Sample:
+    """The item's bytes (at most `max_bytes`), or the sample's error record saying why they could not be read."""
     try:
         return Sample(item, data=read_bytes(item.source, max_bytes))
     except OSError as exc:
         return Sample(item, error=f"read failed: {exc}")
     except Exception as exc:  # any backend error becomes this sample's error record
         return Sample(item, error=f"read failed: {type(exc).__name__}: {exc}")
-
-
-def open_source(inputs: list[str], exclude: str | None = None, max_bytes: int | None = None) -> FileSource:
-    """The source for a run's INPUTs (later: webdataset shards, HF datasets).
-
-    `exclude` is the run's own output, never listed as input; `max_bytes` caps each read.
-    """
-    return FileSource(inputs, exclude, max_bytes)

@@ -1,0 +1,93 @@
+"""What every output format shares: stage a shard privately, publish it whole, or leave nothing.
+
+A format says how one row is stored (`_add`) and what the finished shard is (`_finish`); staging,
+the empty-shard case, publication through `Location` and cleanup live here, once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from capfleet.sample import Sample
+from capfleet.sinks.location import Location
+
+
+class ShardWriter(ABC):
+    """One shard attempt. `write` rows, then `commit` (publish) or `abort` (discard)."""
+
+    # A folder per shard (publish_dir), or a single file named `<shard><suffix>` (publish_file).
+    suffix = ""
+
+    def __init__(self, location: Location, name: str):
+        self.location = location
+        self.name = name
+        self.count = 0
+        self._staged: Path | None = None
+
+    @property
+    def output_name(self) -> str:
+        return f"{self.name}{self.suffix}"
+
+    @property
+    def staged(self) -> Path:
+        if self._staged is None:
+            self._staged = self.location.staging_dir(self.name)
+        return self._staged
+
+    def keep_published(self) -> None:
+        """Start from the shard as published (`--retry-errors` adds the retried rows to it)."""
+        if not self.location.exists(self.output_name):
+            return  # every image of the shard had failed: nothing was published
+        if self.location.is_local:
+            self.count += self._include(Path(self.location.path(self.output_name)))
+            return
+        copy = Path(tempfile.mkdtemp(prefix="capfleet-published-")) / self.output_name
+        try:
+            self.location.fs.get(self.location.path(self.output_name), str(copy), recursive=True)
+            self.count += self._include(copy)
+        finally:
+            shutil.rmtree(copy.parent, ignore_errors=True)
+
+    def write(self, record: dict[str, Any], sample: Sample) -> None:
+        self._add(record, sample)
+        self.count += 1
+
+    def commit(self) -> int:
+        """Publish the shard (none when every image failed); returns rows written."""
+        if self.count == 0:
+            self.location.remove(self.output_name)  # a stale copy from an earlier, different attempt
+            self.abort()
+            return 0
+        self._finish(self.staged)
+        if self.suffix:
+            self.location.publish_file(self.staged / self.output_name, self.output_name)
+            shutil.rmtree(self.staged, ignore_errors=True)
+        else:
+            self.location.publish_dir(self.staged, self.output_name)
+        self._staged = None
+        return self.count
+
+    def abort(self) -> None:
+        self._close()
+        if self._staged is not None:
+            shutil.rmtree(self._staged, ignore_errors=True)
+            self._staged = None
+
+    @abstractmethod
+    def _add(self, record: dict[str, Any], sample: Sample) -> None:
+        """Store one row (and its image) in the staging area."""
+
+    @abstractmethod
+    def _finish(self, staged: Path) -> None:
+        """Complete the staged shard: metadata files, file footers."""
+
+    @abstractmethod
+    def _include(self, published: Path) -> int:
+        """Copy a published shard's rows into the staging area; returns how many."""
+
+    def _close(self) -> None:  # noqa: B027 - an optional hook, a no-op for formats without open files
+        """Release open handles before an abort (formats that stream into one file)."""

@@ -1,0 +1,89 @@
+"""Local file lists (one path/URL per line) as natural shards: a 100-million-line list is planned
+from one streaming pass that records a byte offset every `CHECKPOINT_ROWS` lines, never from a
+list of every item, so planning memory does not grow with the list.
+
+Rows are numbered across the lists in order (key = global row, as for any listing); a list is
+taken as it is: a line names one image, duplicates included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor
+from functools import partial
+
+from capfleet.parallel import ordered_map
+from capfleet.sample import Item, Sample
+from capfleet.sources.files import KEY_WIDTH, fetch_item, is_image_path, parse_file_list
+from capfleet.sources.plan import ShardSpec, plan_row_ranges
+from capfleet.sources.storage import is_url
+
+CHECKPOINT_ROWS = 1024
+
+
+def is_list_spec(spec: str) -> bool:
+    """A local file that is not an image: the existing file-list format."""
+    return not is_url(spec) and os.path.isfile(spec) and not is_image_path(spec)
+
+
+def _is_entry(line: bytes) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith(b"#")
+
+
+def scan_list(path: str) -> dict:
+    """Row count and the byte offset of every CHECKPOINT_ROWS-th row, in one pass."""
+    rows, offsets, position = 0, [], 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            if _is_entry(line):
+                if rows % CHECKPOINT_ROWS == 0:
+                    offsets.append(position)
+                rows += 1
+            position += len(line)
+    return {"origin": path, "rows": rows, "offsets": offsets}
+
+
+class ListSource:
+    def __init__(self, inputs: list[str], max_bytes: int | None = None):
+        self.inputs = list(inputs)
+        self.max_bytes = max_bytes
+
+    def listing(self) -> Iterator[dict]:
+        return (scan_list(path) for path in self.inputs)
+
+    def plan(self, rows: Iterable[dict], shard_size: int, limit: int | None = None) -> list[ShardSpec]:
+        scans = {}
+        base = 0
+        for row in rows:
+            scans[row["origin"]] = (row, base)
+            base += row["rows"]
+        shards = plan_row_ranges(((origin, scan["rows"]) for origin, (scan, _) in scans.items()), shard_size, limit)
+        planned = []
+        for shard in shards:
+            scan, key_base = scans[shard.origin]
+            checkpoint = shard.start // CHECKPOINT_ROWS
+            seek = {"seek_offset": scan["offsets"][checkpoint], "seek_row": checkpoint * CHECKPOINT_ROWS}
+            planned.append(dataclasses.replace(shard, key_base=key_base, **seek))
+        return planned
+
+    def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
+        items = (item for item in self._items(shard) if only is None or item.key in only)
+        return ordered_map(partial(fetch_item, max_bytes=self.max_bytes), items, executor, window)
+
+    def _items(self, shard: ShardSpec) -> Iterator[Item]:
+        row = shard.seek_row
+        with open(shard.origin, "rb") as handle:
+            handle.seek(shard.seek_offset)
+            for line in handle:
+                if not _is_entry(line):
+                    continue
+                if row >= shard.stop:
+                    return
+                if row >= shard.start:
+                    text = line.decode("utf-8", errors="replace")
+                    for listed in parse_file_list(text, os.path.dirname(shard.origin)):
+                        yield Item(f"{shard.key_base + row:0{KEY_WIDTH}d}", listed.source, listed.original_text)
+                row += 1

@@ -1,0 +1,193 @@
+"""Parquet files and `datasets.save_to_disk` folders as INPUT, cut into row-range shards.
+
+The image column may hold bytes, the `{"bytes", "path"}` struct that `datasets` writes, or a
+path/URL string (img2dataset's url/caption/key parquet is a URL list). Planning reads only file
+footers (row counts), so a 100-million-row input is planned without touching its rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor
+from functools import partial
+from typing import Any
+
+from capfleet.parallel import ordered_map
+from capfleet.sample import Item, Sample
+from capfleet.sources.files import InputError, fetch_item
+from capfleet.sources.plan import ShardSpec, plan_row_ranges
+from capfleet.sources.storage import filesystem, is_url
+
+TABLE_SUFFIXES = (".parquet", ".arrow")
+IMAGE_COLUMNS = ("image", "img", "jpg", "jpeg", "png", "webp", "image_bytes", "url", "image_url", "path", "file_name")
+CAPTION_COLUMNS = ("caption", "text", "txt", "original_text", "alt", "prompt")
+_BATCH_ROWS = 1024
+
+
+def _pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise InputError("parquet and arrow inputs need pyarrow: pip install 'capfleet[parquet]'") from None
+    return pyarrow
+
+
+def is_table_spec(spec: str) -> bool:
+    """A .parquet/.arrow file, or a folder holding them at its top (or in data/), or a save_to_disk folder."""
+    path = spec.split("?", 1)[0]
+    if path.endswith(TABLE_SUFFIXES):
+        return True
+    if is_url(spec) and not spec.startswith("file://"):
+        return False  # remote prefixes stay image prefixes unless they name a table file
+    folder = path[len("file://") :] if path.startswith("file://") else path
+    if not os.path.isdir(folder):
+        return False
+    names = os.listdir(folder)
+    if "state.json" in names and any(name.endswith(".arrow") for name in names):
+        return True
+    data = os.path.join(folder, "data")
+    candidates = names + (os.listdir(data) if os.path.isdir(data) else [])
+    return any(name.endswith(".parquet") for name in candidates)
+
+
+def table_files(spec: str) -> list[str]:
+    fs, root = filesystem(spec)
+    if not fs.isdir(root):
+        return [spec]
+    protocol = spec.split("://", 1)[0] + "://" if is_url(spec) else ""
+    files = sorted(p for p in fs.find(root) if p.endswith(TABLE_SUFFIXES) and not os.path.basename(p).startswith("."))
+    return [f"{protocol}{p}" if protocol else p for p in files]
+
+
+def _open(path: str):
+    fs, bare = filesystem(path)
+    return fs.open(bare, "rb")
+
+
+def _schema_and_rows(path: str) -> tuple[Any, int]:
+    pa = _pyarrow()
+    with _open(path) as handle:
+        if path.endswith(".parquet"):
+            metadata = pa.parquet.ParquetFile(handle).metadata
+            return metadata.schema.to_arrow_schema(), metadata.num_rows
+        reader = pa.ipc.open_stream(handle)
+        return reader.schema, sum(batch.num_rows for batch in reader)
+
+
+def _batches(path: str, columns: list[str], start: int, stop: int) -> Iterator[Any]:
+    """Record batches covering rows [start, stop), sliced exactly; parquet reads only the row groups it needs."""
+    pa = _pyarrow()
+    with _open(path) as handle:
+        if path.endswith(".parquet"):
+            parquet = pa.parquet.ParquetFile(handle)
+            groups, offset, first = [], 0, None
+            for index in range(parquet.metadata.num_row_groups):
+                rows = parquet.metadata.row_group(index).num_rows
+                if offset < stop and offset + rows > start:
+                    groups.append(index)
+                    first = offset if first is None else first
+                offset += rows
+            batches = parquet.iter_batches(batch_size=_BATCH_ROWS, row_groups=groups, columns=columns)
+            offset = first or 0
+        else:
+            batches = (batch.select(columns) for batch in pa.ipc.open_stream(handle))
+            offset = 0
+        for batch in batches:
+            low, high = max(start - offset, 0), min(stop - offset, batch.num_rows)
+            if high > low:
+                yield batch.slice(low, high - low)
+            offset += batch.num_rows
+            if offset >= stop:
+                return
+
+
+def _is_image_type(field) -> bool:
+    pa = _pyarrow()
+    if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+        return True
+    return pa.types.is_struct(field.type) and field.type.get_field_index("bytes") >= 0
+
+
+def choose_columns(schema, path: str, image: str | None, caption: str | None) -> tuple[str, str | None]:
+    names = list(schema.names)
+    found = ", ".join(names)
+    for given, flag in ((image, "--image-column"), (caption, "--caption-column")):
+        if given is not None and given not in names:
+            raise InputError(f"{flag} {given!r} is not a column of {path} (columns: {found})")
+    if image is None:
+        image = next((name for name in IMAGE_COLUMNS if name in names), None)
+        image = image or next((field.name for field in schema if _is_image_type(field)), None)
+    if image is None:
+        raise InputError(f"no image column found in {path} (columns: {found}): pass --image-column NAME")
+    if caption is None:
+        caption = next((name for name in CAPTION_COLUMNS if name in names and name != image), None)
+    return image, caption
+
+
+class TableSource:
+    """Rows of parquet/arrow files; `shard_size` rows per shard, never crossing a file."""
+
+    def __init__(
+        self,
+        inputs: list[str],
+        image_column: str | None = None,
+        caption_column: str | None = None,
+        max_bytes: int | None = None,
+    ):
+        self.inputs = list(inputs)
+        self.max_bytes = max_bytes  # images the rows name by path or URL
+        self.image_column = image_column
+        self.caption_column = caption_column
+        self._columns: dict[str, tuple[str, str | None]] = {}
+
+    def listing(self) -> Iterator[dict]:
+        for spec in self.inputs:
+            files = table_files(spec)
+            if not files:
+                raise InputError(f"no .parquet or .arrow files in {spec}")
+            for path in files:
+                schema, rows = _schema_and_rows(path)
+                choose_columns(schema, path, self.image_column, self.caption_column)  # fail before any work
+                yield {"origin": path, "rows": rows}
+
+    def plan(self, rows: Iterable[dict], shard_size: int, limit: int | None = None) -> list[ShardSpec]:
+        return plan_row_ranges(((row["origin"], row["rows"]) for row in rows), shard_size, limit)
+
+    def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
+        image, caption = self._columns_of(shard.origin)
+        columns = [image] if caption is None else [image, caption]
+        rows = (row for row in self._rows(shard, image, caption, columns) if only is None or row[0] in only)
+        return ordered_map(partial(_fetch, max_bytes=self.max_bytes), rows, executor, window)
+
+    def _columns_of(self, path: str) -> tuple[str, str | None]:
+        if path not in self._columns:
+            schema, _ = _schema_and_rows(path)
+            self._columns[path] = choose_columns(schema, path, self.image_column, self.caption_column)
+        return self._columns[path]
+
+    def _rows(self, shard: ShardSpec, image: str, caption: str | None, columns: list[str]) -> Iterator[tuple]:
+        stem = os.path.splitext(os.path.basename(shard.origin))[0]
+        folder = os.path.dirname(shard.origin)
+        position = shard.start
+        for batch in _batches(shard.origin, columns, shard.start, shard.stop):
+            values = batch.column(image).to_pylist()
+            texts = batch.column(caption).to_pylist() if caption is not None else [None] * len(values)
+            for value, text in zip(values, texts, strict=True):
+                text = text.strip() or None if isinstance(text, str) else None
+                yield f"{stem}-{position:09d}", f"{shard.origin}#{position}", value, text, folder
+                position += 1
+
+
+def _fetch(row: tuple, max_bytes: int | None) -> Sample:
+    """Bytes in the row are used as they are; a path (relative to the table's folder) or URL is read."""
+    key, where, value, text, folder = row
+    if isinstance(value, dict):
+        value = value.get("bytes") or value.get("path")
+    if isinstance(value, bytes):
+        return Sample(Item(key, where, text), data=value)
+    if not isinstance(value, str) or not value:
+        return Sample(Item(key, where, text), error=f"no image in this row (value: {type(value).__name__})")
+    source = value if is_url(value) or os.path.isabs(value) else os.path.join(folder, value)
+    return fetch_item(Item(key, source, text), max_bytes)
