@@ -131,6 +131,15 @@ class HFCaptioner:
         # Decoder-only models echo the prompt before the answer; encoder-decoders do not.
         return inputs, 0 if self.model.config.is_encoder_decoder else inputs["input_ids"].shape[1]
 
+    def model_inputs(self, images: list, prompt: str | None) -> tuple[dict[str, torch.Tensor], int]:
+        """`_inputs` on the model's device and dtype: what `model.generate` takes."""
+        inputs, prompt_tokens = self._inputs(images, prompt)
+        return {
+            key: value.to(self.device, self.dtype if value.is_floating_point() else None)
+            for key, value in inputs.items()
+            if isinstance(value, torch.Tensor)
+        }, prompt_tokens
+
     @torch.inference_mode()
     def generate(
         self,
@@ -146,12 +155,7 @@ class HFCaptioner:
         any batch; None draws them from torch's global generator. `options` overrides the
         decoding chosen at load time (a run's own settings win).
         """
-        inputs, prompt_tokens = self._inputs(images, prompt)
-        inputs = {
-            key: value.to(self.device, self.dtype if value.is_floating_point() else None)
-            for key, value in inputs.items()
-            if isinstance(value, torch.Tensor)
-        }
+        inputs, prompt_tokens = self.model_inputs(images, prompt)
         if seeds is None:
             seeds = torch.randint(2**62, (len(images),)).tolist()
         kwargs = (options or self.options).generate_kwargs(num_candidates, seeds)

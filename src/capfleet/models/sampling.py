@@ -28,7 +28,7 @@ class PerImageNucleusSampler(LogitsProcessor):
         draws = []
         for seed in seeds:
             generator = torch.Generator().manual_seed(seed)
-            draws.append(torch.rand(num_candidates, max_new_tokens, generator=generator, dtype=torch.float64))
+            draws.append(torch.rand(num_candidates, max_new_tokens, generator=generator))
         self.uniforms = torch.cat(draws)  # (images * candidates, steps)
         self.top_p = top_p
         self.prompt_length: int | None = None
@@ -41,12 +41,12 @@ class PerImageNucleusSampler(LogitsProcessor):
         if scores.shape[0] != self.uniforms.shape[0] or step >= self.uniforms.shape[1]:
             shape = tuple(self.uniforms.shape)
             raise RuntimeError(f"sampler built for {shape} (rows, steps) got rows {scores.shape[0]}, step {step}")
-        probs = torch.softmax(scores.double(), dim=-1)
-        sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
-        # The nucleus: the most likely tokens until their mass reaches top_p (always at least one).
-        sorted_probs = sorted_probs * ((sorted_probs.cumsum(-1) - sorted_probs) < self.top_p)
+        sorted_probs, order = torch.softmax(scores, dim=-1).sort(dim=-1, descending=True, stable=True)
         cumulative = sorted_probs.cumsum(-1)
-        target = self.uniforms[:, step : step + 1] * cumulative[:, -1:]
-        position = torch.searchsorted(cumulative, target).clamp(max=scores.shape[-1] - 1)
-        chosen = order.gather(-1, position)
-        return torch.full_like(scores, float("-inf")).scatter_(-1, chosen, 0.0)
+        # The nucleus is a prefix: the most likely tokens until their mass reaches top_p (at least one).
+        # A target at most the nucleus mass lands inside it (searchsorted takes the first index reaching it).
+        nucleus_size = ((cumulative - sorted_probs) < self.top_p).sum(-1, keepdim=True)
+        nucleus_mass = cumulative.gather(-1, nucleus_size - 1)
+        target = self.uniforms[:, step : step + 1] * nucleus_mass
+        chosen = order.gather(-1, torch.searchsorted(cumulative, target))
+        return scores.fill_(float("-inf")).scatter_(-1, chosen, 0.0)
