@@ -61,6 +61,7 @@ def caption(
     overwrite: bool = typer.Option(False, help="Discard an earlier run in OUTPUT and start over."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
     shard_retries: int = typer.Option(2, help="Times a shard that raised is redone from scratch."),
+    http_timeout: float = typer.Option(30.0, help="Seconds one http(s) image download may take, body included."),
     runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
@@ -101,6 +102,7 @@ def caption(
         overwrite=overwrite,
         progress=progress,
         shard_retries=shard_retries,
+        http_timeout=http_timeout,
     )
     try:
         if runner == "beam":

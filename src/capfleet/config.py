@@ -52,6 +52,7 @@ class RunConfig:
     max_pixels: int = 89_478_485  # Pillow's own decompression-bomb threshold
     overwrite: bool = False
     shard_retries: int = 2  # a shard that raises (disk, network, OOM) is redone this many times
+    http_timeout: float = 30.0  # seconds one http(s) image download may take, connection and body
     progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
 
     def validate(self) -> RunConfig:
@@ -70,6 +71,7 @@ class RunConfig:
             (self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}"),
             (self.max_pixels >= 1, "--max-pixels must be >= 1"),
             (self.shard_retries >= 0, "--shard-retries must be >= 0"),
+            (self.http_timeout > 0, "--http-timeout must be > 0"),
         ]
         for ok, message in checks:
             if not ok:

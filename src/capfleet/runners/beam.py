@@ -67,7 +67,11 @@ def make_caption_shard_fn(config: RunConfig):
             models = self.shared.acquire(lambda: _Models(self.config), tag=self.config.fingerprint())
             self.executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="capfleet-io")
             self.processor = ShardProcessor(
-                self.config, open_source(self.config.inputs), models.captioner, models.scorer, self.executor
+                self.config,
+                open_source(self.config.inputs, self.config.http_timeout),
+                models.captioner,
+                models.scorer,
+                self.executor,
             )
             self.counters = {
                 name: Metrics.counter(NAMESPACE, name)

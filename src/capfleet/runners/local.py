@@ -103,7 +103,9 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
         progress = Progress(sum(len(s.items) for s in pending), config.progress)
         try:
             with ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io") as executor:
-                processor = ShardProcessor(config, open_source(config.inputs), captioner, scorer, executor, progress)
+                processor = ShardProcessor(
+                    config, open_source(config.inputs, config.http_timeout), captioner, scorer, executor, progress
+                )
                 for shard in pending:
                     summary.stats.add(processor.process_with_retries(shard))
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from capfleet.parallel import ordered_map
 from capfleet.sample import Item, Sample
 from capfleet.sources.plan import ShardSpec, plan_shards
-from capfleet.sources.storage import filesystem, is_http, local_path, read_bytes
+from capfleet.sources.storage import HTTP_TIMEOUT_S, filesystem, is_http, local_path, read_bytes
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 CAPTION_EXTENSIONS = (".txt", ".caption")
@@ -157,8 +158,9 @@ def _siblings(path: str) -> set[str]:
 class FileSource:
     """A source whose items are individually addressable files or URLs."""
 
-    def __init__(self, inputs: list[str]):
+    def __init__(self, inputs: list[str], http_timeout: float = HTTP_TIMEOUT_S):
         self.inputs = list(inputs)
+        self.http_timeout = http_timeout
 
     def items(self) -> Iterator[Item]:
         """All inputs in order, each sorted; a source named twice is kept once."""
@@ -177,18 +179,18 @@ class FileSource:
 
     def read(self, shard: ShardSpec, executor: Executor, window: int) -> Iterator[Sample]:
         """The shard's samples with their bytes, fetched in parallel, in shard order."""
-        return ordered_map(_fetch, shard.items, executor, window)
+        return ordered_map(functools.partial(_fetch, http_timeout=self.http_timeout), shard.items, executor, window)
 
 
-def _fetch(item: Item) -> Sample:
+def _fetch(item: Item, http_timeout: float) -> Sample:
     try:
-        return Sample(item, data=read_bytes(item.source))
+        return Sample(item, data=read_bytes(item.source, http_timeout))
     except OSError as exc:
         return Sample(item, error=f"read failed: {exc}")
     except Exception as exc:  # any backend error becomes this sample's error record
         return Sample(item, error=f"read failed: {type(exc).__name__}: {exc}")
 
 
-def open_source(inputs: list[str]) -> FileSource:
+def open_source(inputs: list[str], http_timeout: float = HTTP_TIMEOUT_S) -> FileSource:
     """The source for a run's INPUTs (later: webdataset shards, HF datasets)."""
-    return FileSource(inputs)
+    return FileSource(inputs, http_timeout)
