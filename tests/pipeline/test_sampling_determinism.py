@@ -11,7 +11,8 @@ from PIL import Image
 
 from capfleet.config import RunConfig
 from capfleet.models import load_captioner
-from capfleet.models.captioner import HFCaptioner
+from capfleet.models.captioner import DecodingOptions, HFCaptioner
+from capfleet.models.sampling import PerImageNucleusSampler, image_seed
 from capfleet.runners.local import run_local
 from capfleet.synth.writer import generate_synthetic_dataset
 from tests.image_zoo import write_noise_images
@@ -107,3 +108,31 @@ def test_sampling_differs_from_greedy_and_from_another_seed(scenes, tmp_path):
     other = {row["key"]: row["candidates"] for row in read_rows(tmp_path / "seed1")}
     differing = sum(other[row["key"]] != row["candidates"] for row in rows)
     assert differing >= 5, differing
+
+
+@pytest.mark.parametrize("decoding", ["sample", "beam"])
+def test_left_padded_chat_vlm_batches_match_single_images(tiny_smolvlm, decoding):
+    """Images split into different numbers of tiles give prompts of different lengths, so a batch is
+    left-padded; each image's candidates still equal those it gets alone."""
+    captioner = load_captioner(str(tiny_smolvlm), device="cpu", max_new_tokens=5)
+    captioner.processor.image_processor.do_image_splitting = True
+    captioner.processor.image_processor.size = {"longest_edge": 1024}  # up to 2x2 tiles of 512 px, plus a global view
+    pictures = [
+        Image.new("RGB", size, colour)
+        for size, colour in [((300, 90), "red"), ((64, 64), "blue"), ((90, 300), "green")]
+    ]
+    inputs, _ = captioner.model_inputs(pictures, None)
+    assert (inputs["attention_mask"] == 0).sum(dim=1).tolist().count(0) < len(pictures)  # some rows are padded
+    options = DecodingOptions(decoding, 0.9, 5)
+    seeds = [image_seed(3, f"{index:09d}") for index in range(len(pictures))]
+    alone = [captioner.generate([p], 3, seeds=[s], options=options)[0] for p, s in zip(pictures, seeds, strict=True)]
+    assert captioner.generate(pictures, 3, seeds=seeds, options=options) == alone
+
+
+def test_per_image_sampler_draws_from_the_nucleus_distribution():
+    """Frequencies over many rows match the softmax renormalised over the top-p nucleus."""
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    sampler = PerImageNucleusSampler(list(range(2000)), 2, top_p=0.9)  # nucleus: the first three tokens
+    chosen = sampler(torch.zeros(4000, 1, dtype=torch.long), probs.log().repeat(4000, 1)).argmax(dim=-1)
+    frequencies = torch.bincount(chosen, minlength=4) / 4000
+    torch.testing.assert_close(frequencies, torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95, atol=0.025, rtol=0)

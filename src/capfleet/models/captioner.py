@@ -30,7 +30,7 @@ class DecodingOptions:
         common = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": num_candidates}
         if self.decoding == "beam":
             return {**common, "do_sample": False, "num_beams": max(num_candidates, 3)}
-        sampler = PerImageNucleusSampler(seeds, num_candidates, self.max_new_tokens, self.top_p)
+        sampler = PerImageNucleusSampler(seeds, num_candidates, self.top_p)
         # HF's own warpers stay off: the sampler leaves one token per row for HF's draw to take.
         return {**common, "do_sample": True, "top_p": 1.0, "top_k": 0, "num_beams": 1, "logits_processor": [sampler]}
 
