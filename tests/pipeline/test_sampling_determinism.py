@@ -70,15 +70,15 @@ def test_local_rows_do_not_depend_on_batch_size_or_retries(
     assert sampled(tmp_path / "many") == one_by_one
 
 
-@pytest.mark.parametrize("inject_failure", [False, True])
+@pytest.mark.parametrize(("batch_size", "inject_failure"), [(3, False), (8, True)])
 def test_beam_rows_equal_local_rows_at_other_batch_sizes(
-    images, one_by_one, tmp_path, tiny_blip, monkeypatch, inject_failure
+    images, one_by_one, tmp_path, tiny_blip, monkeypatch, batch_size, inject_failure
 ):
     pytest.importorskip("apache_beam")
     from capfleet.runners.beam import run_beam
 
     failed = fail_every_batch(monkeypatch) if inject_failure else []
-    run_beam(config(images, tmp_path / "beam", tiny_blip, batch_size=3))
+    run_beam(config(images, tmp_path / "beam", tiny_blip, batch_size=batch_size))
     assert bool(failed) == inject_failure
     assert sampled(tmp_path / "beam") == one_by_one
 
