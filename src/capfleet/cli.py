@@ -92,6 +92,7 @@ def caption(
     image_column: str | None = typer.Option(None, help="Table inputs: the image column (default: autodetect)."),
     caption_column: str | None = typer.Option(None, help="Table inputs: the original caption column."),
     retry_errors: bool = typer.Option(False, help="Redo only the images recorded as errors in finished shards."),
+    http_timeout: float = typer.Option(30.0, help="Seconds one http(s) image download may take, body included."),
     runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
@@ -145,6 +146,7 @@ def caption(
         image_column=image_column,
         caption_column=caption_column,
         retry_errors=retry_errors,
+        http_timeout=http_timeout,
     )
     try:
         if runner == "beam":

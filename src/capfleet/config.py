@@ -58,6 +58,7 @@ class RunConfig:
     max_bytes: int = 100_000_000  # larger files become error records; enforced while reading
     overwrite: bool = False
     shard_retries: int = 2  # a shard that raises (disk, network, OOM) is redone this many times
+    http_timeout: float = 30.0  # seconds one http(s) image download may take, connection and body
     progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
     format: str = "imagefolder"  # output format, see capfleet.sinks
     txt: str = "none"  # also write KEY.txt beside each image: the best caption, or all candidates
@@ -87,6 +88,7 @@ class RunConfig:
             (self.txt in TXT_MODES, f"--txt must be one of {', '.join(TXT_MODES)}"),
             (self.txt == "none" or self.format == "imagefolder", "--txt needs --format imagefolder"),
             (self.images or self.format == "parquet", "--no-images needs --format parquet"),
+            (self.http_timeout > 0, "--http-timeout must be > 0"),
         ]
         for ok, message in checks:
             if not ok:

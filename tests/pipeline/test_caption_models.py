@@ -84,10 +84,12 @@ def test_vit_gpt2_without_scorer_keeps_the_first_candidate(images, tmp_path, tin
 
 
 def test_git_and_blip_take_a_prompt(images, tmp_path, tiny_git, tiny_blip):
-    run_local(config([images], tmp_path / "git", tiny_git, prompt="a photo of"))
-    assert len(read_rows(tmp_path / "git")) == 6
-    run_local(config([images], tmp_path / "blip", tiny_blip, prompt="a photo of"))
-    assert all(row["text"].startswith("a photo of") for row in read_rows(tmp_path / "blip"))
+    for name, model in (("git", tiny_git), ("blip", tiny_blip)):
+        run_local(config([images], tmp_path / name, model, prompt="a photo of"))
+        rows = read_rows(tmp_path / name)
+        assert len(rows) == 6
+        # The prompt conditions every candidate: generation continues it (uncased tokenizers lower-case it).
+        assert all(c.startswith("a photo of") for row in rows for c in row["candidates"]), (name, rows[0])
 
 
 def test_prompt_for_a_model_without_text_input_is_refused(images, tmp_path, tiny_vit_gpt2):

@@ -39,12 +39,17 @@ def test_beam_and_local_write_the_same_rows(tmp_path, tiny_blip, tiny_clip):
     assert (beam.stats.seen, beam.stats.captioned, beam.shards) == (local.stats.seen, local.stats.captioned, 3)
 
 
-def test_two_worker_processes_write_the_same_rows(tmp_path):
+def test_two_worker_processes_write_the_same_rows(tmp_path, tiny_blip):
+    """Each worker process loads its own captioner; sampled rows still equal the local run's."""
     write_noise_images(tmp_path / "imgs", 8)
-    run_local(config([tmp_path / "imgs"], tmp_path / "local"))
+    models = {"captioner": str(tiny_blip), "candidates": 3, "max_new_tokens": 5, "batch_size": 2}
+    run_local(config([tmp_path / "imgs"], tmp_path / "local", **models))
     args = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
-    summary = run_beam(config([tmp_path / "imgs"], tmp_path / "beam"), args)
-    assert _comparable(read_rows(tmp_path / "local")) == _comparable(read_rows(tmp_path / "beam"))
+    summary = run_beam(config([tmp_path / "imgs"], tmp_path / "beam", **{**models, "batch_size": 3}), args)
+    local_rows = _comparable(read_rows(tmp_path / "local"))
+    assert len(local_rows) == 8 and all(candidates for *_, candidates in local_rows)
+    assert _comparable(read_rows(tmp_path / "beam")) == local_rows
+    assert {row["captioner"] for row in read_rows(tmp_path / "beam")} == {str(tiny_blip)}
     assert summary.stats.captioned == 8  # metrics from both worker processes
 
 

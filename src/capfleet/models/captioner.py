@@ -9,7 +9,8 @@ import torch
 
 from capfleet.models.processors import load_image_processor
 from capfleet.models.registry import load_config, wrap_load_errors
-from capfleet.models.runtime import pick_device, pick_dtype, seed_everything
+from capfleet.models.runtime import pick_device, pick_dtype
+from capfleet.models.sampling import PerImageNucleusSampler
 
 DEFAULT_CHAT_PROMPT = "Describe this image in one detailed sentence."
 FLORENCE_TASK = "<MORE_DETAILED_CAPTION>"
@@ -24,11 +25,14 @@ class DecodingOptions:
     top_p: float = 0.9
     max_new_tokens: int = 30
 
-    def generate_kwargs(self, num_candidates: int) -> dict[str, Any]:
+    def generate_kwargs(self, num_candidates: int, seeds: list[int]) -> dict[str, Any]:
+        """Beam search is deterministic; sampling draws from each image's own seed (see sampling.py)."""
         common = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": num_candidates}
         if self.decoding == "beam":
             return {**common, "do_sample": False, "num_beams": max(num_candidates, 3)}
-        return {**common, "do_sample": True, "top_p": self.top_p, "top_k": 0, "num_beams": 1}
+        sampler = PerImageNucleusSampler(seeds, num_candidates, self.top_p)
+        # HF's own warpers stay off: the sampler leaves one token per row for HF's draw to take.
+        return {**common, "do_sample": True, "top_p": 1.0, "top_k": 0, "num_beams": 1, "logits_processor": [sampler]}
 
 
 def _family(config) -> str:
@@ -127,28 +131,35 @@ class HFCaptioner:
         # Decoder-only models echo the prompt before the answer; encoder-decoders do not.
         return inputs, 0 if self.model.config.is_encoder_decoder else inputs["input_ids"].shape[1]
 
+    def model_inputs(self, images: list, prompt: str | None) -> tuple[dict[str, torch.Tensor], int]:
+        """`_inputs` on the model's device and dtype: what `model.generate` takes."""
+        inputs, prompt_tokens = self._inputs(images, prompt)
+        return {
+            key: value.to(self.device, self.dtype if value.is_floating_point() else None)
+            for key, value in inputs.items()
+            if isinstance(value, torch.Tensor)
+        }, prompt_tokens
+
     @torch.inference_mode()
     def generate(
         self,
         images: list,
         num_candidates: int,
         prompt: str | None = None,
-        seed: int | None = None,
+        seeds: list[int] | None = None,
         options: DecodingOptions | None = None,
     ) -> list[list[str]]:
         """Up to `num_candidates` distinct non-empty captions per image, in generation order.
 
-        `options` overrides the decoding chosen at load time (a run's own settings win).
+        `seeds`: one per image (`sampling.image_seed`), so an image samples the same captions in
+        any batch; None draws them from torch's global generator. `options` overrides the
+        decoding chosen at load time (a run's own settings win).
         """
-        inputs, prompt_tokens = self._inputs(images, prompt)
-        inputs = {
-            key: value.to(self.device, self.dtype if value.is_floating_point() else None)
-            for key, value in inputs.items()
-            if isinstance(value, torch.Tensor)
-        }
-        if seed is not None:
-            seed_everything(seed)
-        output = self.model.generate(**inputs, **(options or self.options).generate_kwargs(num_candidates))
+        inputs, prompt_tokens = self.model_inputs(images, prompt)
+        if seeds is None:
+            seeds = torch.randint(2**62, (len(images),)).tolist()
+        kwargs = (options or self.options).generate_kwargs(num_candidates, seeds)
+        output = self.model.generate(**inputs, **kwargs)
         texts = self.tokenizer.batch_decode(output[:, prompt_tokens:], skip_special_tokens=True)
         candidates = []
         for index in range(len(images)):

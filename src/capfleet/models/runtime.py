@@ -30,8 +30,3 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         # Emulated bf16 (T4, V100) is slow: only native support counts.
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.float32
-
-
-def seed_everything(seed: int) -> None:
-    """Sampling reproducibility: generate() draws from torch's global generators."""
-    torch.manual_seed(seed)

@@ -7,7 +7,6 @@ model works on the current batch; memory stays bounded by the in-flight window.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 
 from capfleet.config import RunConfig
 from capfleet.models.captioner import DecodingOptions
+from capfleet.models.sampling import image_seed
 from capfleet.parallel import ordered_map
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
@@ -53,11 +53,6 @@ class ShardStats:
             "seconds": round(self.seconds, 3),
             "waited_seconds": round(self.waited, 3),
         }
-
-
-def batch_seed(seed: int, first_key: str) -> int:
-    """A per-batch seed: a redone shard samples exactly what the interrupted one would have."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{first_key}".encode()).digest()[:4], "little")
 
 
 def _batches(samples: Iterator[Sample], size: int, on_error: Callable[[Sample], None]) -> Iterator[list[Sample]]:
@@ -208,9 +203,9 @@ class ShardProcessor:
             return [self._row(sample, [], []) for sample in batch]
         images = [sample.image for sample in batch]
         try:
-            seed = batch_seed(self.config.seed, batch[0].key)
+            seeds = [image_seed(self.config.seed, sample.key) for sample in batch]
             candidates = self.captioner.generate(
-                images, self.config.candidates, self.config.prompt, seed, self.decoding
+                images, self.config.candidates, self.config.prompt, seeds, self.decoding
             )
             scores = self.scorer.score(images, candidates) if self.scorer is not None else [[] for _ in batch]
         except Exception as exc:

@@ -12,7 +12,7 @@ from functools import partial
 from capfleet.parallel import ordered_map
 from capfleet.sample import Item, Sample
 from capfleet.sources.plan import ShardSpec, plan_shards
-from capfleet.sources.storage import filesystem, is_http, local_path, read_bytes
+from capfleet.sources.storage import ReadLimits, filesystem, is_http, local_path, read_bytes
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 CAPTION_EXTENSIONS = (".txt", ".caption")
@@ -178,10 +178,10 @@ def _siblings(path: str) -> set[str]:
 class FileSource:
     """A source whose items are individually addressable files or URLs."""
 
-    def __init__(self, inputs: list[str], exclude: str | None = None, max_bytes: int | None = None):
+    def __init__(self, inputs: list[str], exclude: str | None = None, limits: ReadLimits = ReadLimits()):  # noqa: B008
         self.inputs = list(inputs)
         self.exclude = local_path(exclude) if exclude is not None else None
-        self.max_bytes = max_bytes
+        self.limits = limits
 
     def items(self) -> Iterator[Item]:
         """All inputs in order, each sorted; a source named twice is kept once."""
@@ -205,13 +205,13 @@ class FileSource:
     def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
         """The shard's samples with their bytes, fetched in parallel, in shard order; `only`: just these keys."""
         items = shard.items if only is None else [item for item in shard.items if item.key in only]
-        return ordered_map(partial(fetch_item, max_bytes=self.max_bytes), items, executor, window)
+        return ordered_map(partial(fetch_item, limits=self.limits), items, executor, window)
 
 
-def fetch_item(item: Item, max_bytes: int | None = None) -> Sample:
-    """The item's bytes (at most `max_bytes`), or the sample's error record saying why they could not be read."""
+def fetch_item(item: Item, limits: ReadLimits = ReadLimits()) -> Sample:  # noqa: B008 - frozen
+    """The item's bytes (within `limits`), or the sample's error record saying why they could not be read."""
     try:
-        return Sample(item, data=read_bytes(item.source, max_bytes))
+        return Sample(item, data=read_bytes(item.source, limits))
     except OSError as exc:
         return Sample(item, error=f"read failed: {exc}")
     except Exception as exc:  # any backend error becomes this sample's error record

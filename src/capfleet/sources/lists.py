@@ -18,7 +18,7 @@ from capfleet.parallel import ordered_map
 from capfleet.sample import Item, Sample
 from capfleet.sources.files import KEY_WIDTH, fetch_item, is_image_path, parse_file_list
 from capfleet.sources.plan import ShardSpec, plan_row_ranges
-from capfleet.sources.storage import is_url
+from capfleet.sources.storage import ReadLimits, is_url
 
 CHECKPOINT_ROWS = 1024
 
@@ -47,9 +47,9 @@ def scan_list(path: str) -> dict:
 
 
 class ListSource:
-    def __init__(self, inputs: list[str], max_bytes: int | None = None):
+    def __init__(self, inputs: list[str], limits: ReadLimits = ReadLimits()):  # noqa: B008 - frozen
         self.inputs = list(inputs)
-        self.max_bytes = max_bytes
+        self.limits = limits
 
     def listing(self) -> Iterator[dict]:
         return (scan_list(path) for path in self.inputs)
@@ -71,7 +71,7 @@ class ListSource:
 
     def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
         items = (item for item in self._items(shard) if only is None or item.key in only)
-        return ordered_map(partial(fetch_item, max_bytes=self.max_bytes), items, executor, window)
+        return ordered_map(partial(fetch_item, limits=self.limits), items, executor, window)
 
     def _items(self, shard: ShardSpec) -> Iterator[Item]:
         row = shard.seek_row

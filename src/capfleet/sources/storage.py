@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import stat
+import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 
-HTTP_TIMEOUT_S = 30
+HTTP_TIMEOUT_S = 30.0
+_CHUNK = 1 << 16
 _HTTP_PREFIXES = ("http://", "https://")
 
 
@@ -19,21 +23,31 @@ def is_http(path: str) -> bool:
     return path.startswith(_HTTP_PREFIXES)
 
 
-def read_bytes(path: str, max_bytes: int | None = None) -> bytes:
-    """All bytes of one object, at most `max_bytes`. Raises OSError with a readable reason on any failure.
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds on reading one object: its size (--max-bytes) and a whole http(s) download's time."""
 
-    The cap is enforced while reading, so a symlink to /dev/zero or a huge sparse file costs
-    `max_bytes` of memory at most, never the whole file.
+    max_bytes: int | None = None
+    http_timeout: float = HTTP_TIMEOUT_S
+
+
+def read_bytes(path: str, limits: ReadLimits = ReadLimits()) -> bytes:  # noqa: B008 - frozen, shared default
+    """All bytes of one object. Raises OSError with a readable reason on any failure.
+
+    The size cap is enforced while reading, so a symlink to /dev/zero or a huge sparse file
+    costs `max_bytes` of memory at most, never the whole file. `http_timeout` bounds a whole
+    http(s) download, connection and body, not each socket read: a server that trickles
+    bytes cannot hold a worker for longer.
     """
     if not is_url(path):
-        return _read_local(path, max_bytes)
+        return _read_local(path, limits.max_bytes)
     if is_http(path):
-        return _read_http(path, max_bytes)
+        return _read_http(path, limits.max_bytes, limits.http_timeout)
     import fsspec
 
     try:
         with fsspec.open(path, "rb") as handle:
-            return _read_capped(handle, max_bytes)
+            return _read_capped(handle, limits.max_bytes)
     except ImportError as exc:  # a cloud backend that is not installed
         raise OSError(f"{exc} (install the matching extra, e.g. pip install 'capfleet[gcs]')") from exc
 
@@ -63,18 +77,33 @@ def _read_local(path: str, max_bytes: int | None) -> bytes:
         os.close(fd)
 
 
-def _read_http(url: str, max_bytes: int | None) -> bytes:
+def _read_http(url: str, max_bytes: int | None, timeout: float) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "capfleet"})
+    deadline = time.monotonic() + timeout
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             if max_bytes is not None and length and length.isdigit() and int(length) > max_bytes:
                 raise OSError(f"larger than --max-bytes {max_bytes} (Content-Length {length})")
-            return _read_capped(response, max_bytes)
+            chunks, size = [], 0
+            while chunk := response.read1(_CHUNK):
+                chunks.append(chunk)
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise OSError(f"larger than --max-bytes {max_bytes}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+            if response.length:  # read1 ends quietly when the server closes before Content-Length
+                raise http.client.IncompleteRead(b"".join(chunks), response.length)
+            return b"".join(chunks)
     except urllib.error.HTTPError as exc:
         raise OSError(f"HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, TimeoutError) as exc:
-        raise OSError(f"cannot fetch URL: {getattr(exc, 'reason', exc)}") from exc
+    except TimeoutError as exc:
+        raise OSError(f"download took longer than the {timeout:g} s timeout (--http-timeout)") from exc
+    except urllib.error.URLError as exc:
+        raise OSError(f"cannot fetch URL: {exc.reason}") from exc
+    except (ConnectionError, http.client.HTTPException) as exc:
+        raise OSError(f"connection lost during the download ({type(exc).__name__}: {exc})") from exc
 
 
 def filesystem(url: str):

@@ -17,7 +17,7 @@ from capfleet.parallel import ordered_map
 from capfleet.sample import Item, Sample
 from capfleet.sources.files import InputError, fetch_item
 from capfleet.sources.plan import ShardSpec, plan_row_ranges
-from capfleet.sources.storage import filesystem, is_url
+from capfleet.sources.storage import ReadLimits, filesystem, is_url
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
 IMAGE_COLUMNS = ("image", "img", "jpg", "jpeg", "png", "webp", "image_bytes", "url", "image_url", "path", "file_name")
@@ -134,10 +134,10 @@ class TableSource:
         inputs: list[str],
         image_column: str | None = None,
         caption_column: str | None = None,
-        max_bytes: int | None = None,
+        limits: ReadLimits = ReadLimits(),  # noqa: B008 - frozen
     ):
         self.inputs = list(inputs)
-        self.max_bytes = max_bytes  # images the rows name by path or URL
+        self.limits = limits  # for images the rows name by path or URL
         self.image_column = image_column
         self.caption_column = caption_column
         self._columns: dict[str, tuple[str, str | None]] = {}
@@ -159,7 +159,7 @@ class TableSource:
         image, caption = self._columns_of(shard.origin)
         columns = [image] if caption is None else [image, caption]
         rows = (row for row in self._rows(shard, image, caption, columns) if only is None or row[0] in only)
-        return ordered_map(partial(_fetch, max_bytes=self.max_bytes), rows, executor, window)
+        return ordered_map(partial(_fetch, limits=self.limits), rows, executor, window)
 
     def _columns_of(self, path: str) -> tuple[str, str | None]:
         if path not in self._columns:
@@ -180,7 +180,7 @@ class TableSource:
                 position += 1
 
 
-def _fetch(row: tuple, max_bytes: int | None) -> Sample:
+def _fetch(row: tuple, limits: ReadLimits) -> Sample:
     """Bytes in the row are used as they are; a path (relative to the table's folder) or URL is read."""
     key, where, value, text, folder = row
     if isinstance(value, dict):
@@ -190,4 +190,4 @@ def _fetch(row: tuple, max_bytes: int | None) -> Sample:
     if not isinstance(value, str) or not value:
         return Sample(Item(key, where, text), error=f"no image in this row (value: {type(value).__name__})")
     source = value if is_url(value) or os.path.isabs(value) else os.path.join(folder, value)
-    return fetch_item(Item(key, source, text), max_bytes)
+    return fetch_item(Item(key, source, text), limits)

@@ -16,6 +16,7 @@ from capfleet.sample import Item, Sample
 from capfleet.sources.archive import MAX_MEMBER_BYTES, ArchiveSample, TruncatedArchive, iter_archive, open_archive
 from capfleet.sources.files import InputError
 from capfleet.sources.plan import ShardSpec
+from capfleet.sources.storage import ReadLimits
 
 _BRACES = re.compile(r"\{([^{}]*)\}")
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -56,9 +57,9 @@ def archive_stem(url: str) -> str:
 class ArchiveSource:
     """webdataset shards; `--limit` reads tars in order until it has counted enough samples."""
 
-    def __init__(self, inputs: list[str], max_bytes: int | None = None):
+    def __init__(self, inputs: list[str], limits: ReadLimits = ReadLimits()):  # noqa: B008 - frozen
         self.urls = [url for spec in inputs for url in expand_braces(spec)]
-        self.max_bytes = max_bytes or MAX_MEMBER_BYTES  # per member: the run's --max-bytes
+        self.max_bytes = limits.max_bytes or MAX_MEMBER_BYTES  # per member: the run's --max-bytes
 
     def listing(self) -> Iterator[dict]:
         seen: dict[str, str] = {}

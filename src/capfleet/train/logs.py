@@ -8,10 +8,18 @@ from pathlib import Path
 
 
 def truncate_log(path: Path, upto_step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+    """Drop log lines written after the checkpoint we resume from (they will be written again),
+    and a torn last line a killed process left half-written."""
     if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= upto_step]
+        keep = [ln for ln in path.read_text().splitlines() if (_step(ln) or upto_step + 1) <= upto_step]
         path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def _step(line: str) -> int | None:
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def plot_losses(log_path: Path, out_path: Path) -> Path | None:
