@@ -25,6 +25,19 @@ _FINGERPRINT_FIELDS = (
     "top_p",
     "max_pixels",
 )
+# Filter settings change which images get rows, but join the fingerprint only when set, so runs
+# made before filters existed (or without them) keep their fingerprint and resume.
+_FILTER_FIELDS = (
+    "min_side",
+    "max_aspect_ratio",
+    "max_text_area",
+    "watermark_model",
+    "watermark_threshold",
+    "nsfw_threshold",
+    "dedup",
+    "dedup_distance",
+)
+DEDUP_MODES = ("exact", "near")
 
 
 class ConfigError(ValueError):
@@ -53,6 +66,15 @@ class RunConfig:
     overwrite: bool = False
     shard_retries: int = 2  # a shard that raises (disk, network, OOM) is redone this many times
     progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
+    # Filters (docs/filters.md); None = off. Without max_aspect_ratio, beyond 20:1 stays a decode error.
+    min_side: int | None = None
+    max_aspect_ratio: float | None = None
+    max_text_area: float | None = None
+    watermark_model: str | None = None
+    watermark_threshold: float | None = None
+    nsfw_threshold: float | None = None
+    dedup: str | None = None
+    dedup_distance: int | None = None
 
     def validate(self) -> RunConfig:
         if not self.inputs:
@@ -70,15 +92,37 @@ class RunConfig:
             (self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}"),
             (self.max_pixels >= 1, "--max-pixels must be >= 1"),
             (self.shard_retries >= 0, "--shard-retries must be >= 0"),
+            *self._filter_checks(),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
         return self
 
+    def _filter_checks(self) -> list[tuple[bool, str]]:
+        def unset_or(name: str, ok) -> bool:
+            value = getattr(self, name)
+            return value is None or ok(value)
+
+        return [
+            (unset_or("min_side", lambda v: v >= 1), "--min-side must be >= 1"),
+            (unset_or("max_aspect_ratio", lambda v: v >= 1), "--max-aspect-ratio must be >= 1"),
+            (unset_or("max_text_area", lambda v: 0 <= v <= 1), "--max-text-area must be in [0, 1]"),
+            (unset_or("watermark_threshold", lambda v: 0 <= v <= 1), "--watermark-threshold must be in [0, 1]"),
+            (
+                self.watermark_threshold is None or self.watermark_model is not None,
+                "--watermark-threshold needs --watermark-model",
+            ),
+            (unset_or("nsfw_threshold", lambda v: 0 <= v <= 1), "--nsfw-threshold must be in [0, 1]"),
+            (unset_or("dedup", lambda v: v in DEDUP_MODES), f"--dedup must be one of {', '.join(DEDUP_MODES)}"),
+            (unset_or("dedup_distance", lambda v: 0 <= v <= 32), "--dedup-distance must be in [0, 32]"),
+            (self.dedup_distance is None or self.dedup == "near", "--dedup-distance needs --dedup near"),
+        ]
+
     def fingerprint_fields(self) -> dict:
         values = asdict(self)
-        return {name: values[name] for name in _FINGERPRINT_FIELDS}
+        fields = {name: values[name] for name in _FINGERPRINT_FIELDS}
+        return {**fields, **{name: values[name] for name in _FILTER_FIELDS if values[name] is not None}}
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.fingerprint_fields(), sort_keys=True).encode()

@@ -15,12 +15,14 @@ from capfleet.models.registry import (
     load_scorer,
     resolve_name,
 )
+from capfleet.runners import dedup
 from capfleet.runners.progress import Progress
 from capfleet.runners.shard_processor import ShardProcessor, ShardStats
 from capfleet.runners.state import RunState
 from capfleet.sinks.location import Location
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
+from capfleet.stages.filters import check_filters
 
 log = logging.getLogger("capfleet")
 
@@ -46,7 +48,8 @@ class RunSummary:
     def lines(self) -> list[str]:
         return [
             f"shards: {self.shards} ({self.shards_done_before} already done)",
-            f"seen: {self.stats.seen}  captioned: {self.stats.captioned}  failed: {self.stats.failed}  "
+            f"seen: {self.stats.seen}  captioned: {self.stats.captioned}  filtered: {self.stats.filtered}  "
+            f"failed: {self.stats.failed}  "
             f"skipped (already done): {self.skipped}",
             f"time: {self.wall_seconds:.1f} s  ({self.images_per_second:.2f} images/s)",
         ]
@@ -82,6 +85,7 @@ def prepare_run(config: RunConfig) -> tuple[RunState, list[ShardSpec], list[Shar
     """Check/record OUT, list inputs on a first run, and split shards into all and pending."""
     config.validate()
     check_model_names(config)
+    check_filters(config)
     state = RunState(Location(config.output))
     resuming = state.prepare(config)
     if resuming:
@@ -104,9 +108,23 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
         try:
             with ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io") as executor:
                 processor = ShardProcessor(config, open_source(config.inputs), captioner, scorer, executor, progress)
+                if config.dedup is not None:
+                    find_duplicates(config, shards, processor)
                 for shard in pending:
                     summary.stats.add(processor.process_with_retries(shard))
         finally:
             progress.close()
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def find_duplicates(config: RunConfig, shards: list[ShardSpec], processor: ShardProcessor) -> None:
+    """Hash the shards not hashed yet (with the processor's reader threads), then resolve them all."""
+    todo = dedup.unhashed(processor.state.location, shards)
+    progress = Progress(sum(len(s.items) for s in todo), config.progress, unit="hash")
+    try:
+        for shard in todo:
+            progress.update(dedup.hash_shard(shard, processor.source, processor.executor, config))
+    finally:
+        progress.close()
+    log.info("duplicates: %d found", dedup.resolve(config, shards))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
@@ -17,12 +18,14 @@ from dataclasses import dataclass
 from capfleet.config import RunConfig
 from capfleet.models.captioner import DecodingOptions
 from capfleet.parallel import ordered_map
+from capfleet.runners.dedup import load_verdicts
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
 from capfleet.sinks.imagefolder import ImageFolderSink
 from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
-from capfleet.stages.decode import decode_sample
+from capfleet.stages.decode import MAX_ASPECT_RATIO, decode_sample
+from capfleet.stages.filters import FilterChain, render_prompt
 
 log = logging.getLogger("capfleet")
 
@@ -32,12 +35,14 @@ class ShardStats:
     seen: int = 0
     captioned: int = 0
     failed: int = 0
+    filtered: int = 0
     seconds: float = 0.0
 
     def add(self, other: ShardStats) -> None:
         self.seen += other.seen
         self.captioned += other.captioned
         self.failed += other.failed
+        self.filtered += other.filtered
         self.seconds += other.seconds
 
     def to_json(self) -> dict:
@@ -45,6 +50,7 @@ class ShardStats:
             "seen": self.seen,
             "captioned": self.captioned,
             "failed": self.failed,
+            "filtered": self.filtered,
             "seconds": round(self.seconds, 3),
         }
 
@@ -54,11 +60,11 @@ def batch_seed(seed: int, first_key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{first_key}".encode()).digest()[:4], "little")
 
 
-def _batches(samples: Iterator[Sample], size: int, on_error: Callable[[Sample], None]) -> Iterator[list[Sample]]:
+def _batches(samples: Iterator[Sample], size: int, on_skip: Callable[[Sample], None]) -> Iterator[list[Sample]]:
     batch: list[Sample] = []
     for sample in samples:
-        if sample.error is not None:
-            on_error(sample)
+        if sample.error is not None or sample.filtered is not None:
+            on_skip(sample)
             continue
         batch.append(sample)
         if len(batch) == size:
@@ -84,13 +90,18 @@ class ShardProcessor:
         self.window = max(4 * config.workers, 2 * config.batch_size)
         self._ticks = 0
         self.decoding = DecodingOptions(config.decoding, config.top_p, config.max_new_tokens)
-        self.min_side = captioner.input_size() if captioner is not None else 384
+        self.filters = FilterChain(config, lambda shard_name: load_verdicts(location, shard_name))
+        self.min_side = max(captioner.input_size() if captioner is not None else 384, self.filters.decode_side)
+        # With --max-aspect-ratio the size filter records such images; without it decoding refuses them.
+        self.max_aspect_ratio = math.inf if config.max_aspect_ratio is not None else MAX_ASPECT_RATIO
         self.captioner_name = captioner.name if captioner is not None else "none"
         self.scorer_name = scorer.name if scorer is not None else "none"
 
     def _decoded(self, shard: ShardSpec) -> Iterator[Sample]:
+        screen = self.filters.for_shard(shard.name)
+
         def decode(sample: Sample) -> Sample:
-            return decode_sample(sample, self.config.max_pixels, self.min_side)
+            return screen(decode_sample(sample, self.config.max_pixels, self.min_side, self.max_aspect_ratio))
 
         fetched = self.source.read(shard, self.executor, self.window)
         return ordered_map(decode, fetched, self.executor, self.window)
@@ -101,6 +112,7 @@ class ShardProcessor:
         self._ticks = 0
         stats = ShardStats()
         errors: list[dict] = []
+        filtered: list[dict] = []
         writer = self.sink.open(shard.name)
 
         def fail(sample: Sample) -> None:
@@ -109,8 +121,18 @@ class ShardProcessor:
             stats.failed += 1
             self._tick()
 
+        def skip(sample: Sample) -> None:
+            if sample.error is not None:
+                fail(sample)
+                return
+            filtered.append(sample.filtered)
+            sample.data = sample.image = None
+            stats.seen += 1
+            stats.filtered += 1
+            self._tick()
+
         try:
-            for batch in _batches(self._decoded(shard), self.config.batch_size, fail):
+            for batch in _batches(self._decoded(shard), self.config.batch_size, skip):
                 for sample, record in zip(batch, self._caption(batch), strict=True):
                     if sample.error is not None:
                         fail(sample)
@@ -125,6 +147,8 @@ class ShardProcessor:
             writer.abort()
             raise
         self.state.location.write_lines(self.state.errors_file(shard), errors)
+        if filtered:
+            self.state.location.write_lines(self.state.filtered_file(shard), filtered)
         stats.seconds = time.perf_counter() - started
         self.state.mark_done(shard, stats.to_json())
         return stats
@@ -156,12 +180,13 @@ class ShardProcessor:
         """
         if self.captioner is None:
             return [self._row(sample, [], []) for sample in batch]
+        prompts = {render_prompt(self.config.prompt, sample) for sample in batch}
+        if len(prompts) > 1:  # {ocr_text} gave these images different prompts
+            return [row for sample in batch for row in self._caption([sample])]
         images = [sample.image for sample in batch]
         try:
             seed = batch_seed(self.config.seed, batch[0].key)
-            candidates = self.captioner.generate(
-                images, self.config.candidates, self.config.prompt, seed, self.decoding
-            )
+            candidates = self.captioner.generate(images, self.config.candidates, prompts.pop(), seed, self.decoding)
             scores = self.scorer.score(images, candidates) if self.scorer is not None else [[] for _ in batch]
         except Exception as exc:
             if len(batch) > 1:
@@ -189,4 +214,5 @@ class ShardProcessor:
             "original_text": sample.item.original_text or "",
             "captioner": self.captioner_name,
             "scorer": self.scorer_name,
+            **sample.fields,
         }

@@ -20,6 +20,7 @@ RUN_FILE = f"{STATE_DIR}/run.json"
 MANIFEST_FILE = f"{STATE_DIR}/manifest.jsonl"
 COMPLETIONS_DIR = f"{STATE_DIR}/completions"
 ERRORS_DIR = f"{STATE_DIR}/errors"
+FILTERED_DIR = f"{STATE_DIR}/filtered"
 
 
 def _is_ours(name: str) -> bool:
@@ -35,6 +36,9 @@ class RunState:
 
     def errors_file(self, shard: ShardSpec) -> str:
         return f"{ERRORS_DIR}/errors-{shard.name}.jsonl"
+
+    def filtered_file(self, shard: ShardSpec) -> str:
+        return f"{FILTERED_DIR}/filtered-{shard.name}.jsonl"
 
     def prepare(self, config: RunConfig) -> bool:
         """Check OUT against the settings; returns True when resuming an earlier run."""
@@ -91,7 +95,10 @@ class RunState:
 
 def _mismatch_message(where: str, stored: dict, config: RunConfig) -> str:
     now = config.fingerprint_fields()
-    changed = [f"{name}: {stored.get(name)!r} -> {now[name]!r}" for name in now if stored.get(name) != now[name]]
+    names = dict.fromkeys([*now, *stored])  # a filter set in only one of the two runs is a change too
+    changed = [
+        f"{name}: {stored.get(name)!r} -> {now.get(name)!r}" for name in names if stored.get(name) != now.get(name)
+    ]
     return (
         f"{where} holds a run with other settings ({'; '.join(changed) or 'different version'}). "
         "Rerun with the same settings to resume, pass --overwrite to start over, or pick another output folder."
