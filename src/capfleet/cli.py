@@ -72,7 +72,7 @@ def caption(
     watermark_threshold: float | None = typer.Option(None, help="Filter above this watermark probability (0.5)."),
     nsfw_threshold: float | None = typer.Option(None, help="Filter above this NudeNet score (extra 'nsfw')."),
     dedup: str | None = typer.Option(None, help="exact (sha256) | near (also perceptual hash): keep first copies."),
-    dedup_distance: int | None = typer.Option(None, help="With --dedup near: max Hamming distance of 64 (6)."),
+    dedup_distance: int | None = typer.Option(None, help="With --dedup near: max Hamming distance of 64 (8)."),
     runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."

@@ -11,7 +11,7 @@ from capfleet.sample import Sample
 
 T = TypeVar("T")
 _loaded: dict[tuple, Any] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # a factory may load another shared model
 
 
 def reject(sample: Sample, name: str, score: float, threshold: float, **extra: Any) -> None:

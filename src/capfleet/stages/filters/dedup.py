@@ -14,7 +14,7 @@ from capfleet.sample import Sample
 from capfleet.stages.filters.base import reject
 
 HASH_SIDE = 64  # phash resizes to 32x32 anyway: decoding this small is enough and cheap
-DEFAULT_DISTANCE = 6  # of 64 bits: catches resized, re-encoded and slightly cropped copies
+DEFAULT_DISTANCE = 8  # of 64 bits: catches resized, re-encoded and slightly cropped copies
 
 
 def image_hashes(sample: Sample) -> dict:

@@ -1,7 +1,7 @@
 """Text overlays: the PP-OCR ONNX models shipped in rapidocr_onnxruntime's wheel (extra `ocr`).
 
 Detection runs on the image shrunk to DETECT_SIDE (the cost that every image pays); recognition
-runs only on the boxes found, and not at all for an image the text area already rejects.
+runs only on the boxes found, and only boxes it reads as words count towards the text area.
 """
 
 from __future__ import annotations
@@ -47,22 +47,32 @@ class TextOverlayFilter:
         boxes, _ = detector.postprocess_op(detector.infer(batch)[0], bgr.shape[:2])
         return list(detector.filter_tag_det_res(boxes, bgr.shape[:2]))
 
-    def recognise(self, bgr: np.ndarray, boxes: list[np.ndarray]) -> str:
-        crops = self.engine.get_crop_img_list(bgr, self.engine.sorted_boxes(np.array(boxes)))
-        lines, _ = self.engine.text_rec(crops)
-        return " ".join(text.strip() for text, score in lines if score >= MIN_TEXT_SCORE and text.strip())
+    def read(self, bgr: np.ndarray, boxes: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
+        """The boxes whose recognised text is confident and holds 2+ letters or digits, with it.
+
+        The detector, trained on dense scripts, also boxes big blobs and stars; reading them
+        back is what tells a word from a shape.
+        """
+        boxes = self.engine.sorted_boxes(np.array(boxes))
+        lines, _ = self.engine.text_rec(self.engine.get_crop_img_list(bgr, boxes))
+        return [
+            (box, text.strip())
+            for box, (text, score) in zip(boxes, lines, strict=True)
+            if score >= MIN_TEXT_SCORE and sum(char.isalnum() for char in text) >= 2
+        ]
 
     def apply(self, sample: Sample) -> None:
         import cv2
 
         bgr = np.ascontiguousarray(np.asarray(sample.image)[:, :, ::-1])
         boxes = self.detect(bgr)
+        found = self.read(bgr, boxes) if boxes else []
         mask = np.zeros(bgr.shape[:2], np.uint8)
-        if boxes:
-            cv2.fillPoly(mask, [box.astype(np.int32) for box in boxes], 1)  # union: overlaps count once
+        if found:
+            cv2.fillPoly(mask, [box.astype(np.int32) for box, _ in found], 1)  # union: overlaps count once
         area = round(float(mask.mean()), 4)
         if self.max_text_area is not None and area > self.max_text_area:
             reject(sample, self.name, area, self.max_text_area)
             return
         sample.fields["text_area"] = area
-        sample.fields["ocr_text"] = self.recognise(bgr, boxes) if boxes else ""
+        sample.fields["ocr_text"] = " ".join(text for _, text in found)
