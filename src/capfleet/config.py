@@ -115,7 +115,7 @@ class RunConfig:
             ),
             (unset_or("nsfw_threshold", lambda v: 0 <= v <= 1), "--nsfw-threshold must be in [0, 1]"),
             (unset_or("dedup", lambda v: v in DEDUP_MODES), f"--dedup must be one of {', '.join(DEDUP_MODES)}"),
-            (unset_or("dedup_distance", lambda v: 0 <= v <= 32), "--dedup-distance must be in [0, 32]"),
+            (unset_or("dedup_distance", lambda v: 0 <= v <= 16), "--dedup-distance must be in [0, 16]"),
             (self.dedup_distance is None or self.dedup == "near", "--dedup-distance needs --dedup near"),
         ]
 

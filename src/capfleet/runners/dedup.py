@@ -73,7 +73,7 @@ def resolve(config: RunConfig, shards: list[ShardSpec]) -> int:
     by_shard: dict[str, list[dict]] = {shard.name: [] for shard in shards}
     shard_of = {item.key: shard.name for shard in shards for item in shard.items}
     found = 0
-    for verdict in resolve_duplicates(_all_hashes(location, shards), near_distance(config)):
+    for verdict in resolve_duplicates(_all_hashes(location, shards), near_distance(config), len(shard_of)):
         by_shard[shard_of[verdict["key"]]].append(verdict)
         found += 1
     for name, verdicts in by_shard.items():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from itertools import combinations
+from math import comb
 
 from capfleet.sample import Sample
 from capfleet.stages.filters.base import reject
@@ -29,13 +31,18 @@ def image_hashes(sample: Sample) -> dict:
 
 
 class _NearIndex:
-    """Multi-index hashing: split 64 bits into distance+1 bands; by pigeonhole, two hashes within
-    `distance` bits agree exactly on at least one band, so only those buckets need comparing."""
+    """Multi-index hashing. Cut the 64 bits into m bands: two hashes within `distance` bits differ
+    in at most distance // m bits in some band (pigeonhole), so a lookup probes, in each band,
+    the bucket of every value within that many bits of its own. m is chosen to balance the
+    probes per lookup against the size of the buckets they hit."""
 
-    def __init__(self, distance: int):
+    def __init__(self, distance: int, expected_images: int = 10_000_000):
         self.distance = distance
-        self.bands = distance + 1
+        self.bands = min(range(1, distance + 2), key=lambda m: _lookup_cost(m, distance, expected_images))
         self.edges = [round(i * 64 / self.bands) for i in range(self.bands + 1)]
+        self.masks = [
+            _flip_masks(self.edges[band + 1] - self.edges[band], distance // self.bands) for band in range(self.bands)
+        ]
         self.buckets: list[dict[int, list[tuple[int, str]]]] = [{} for _ in range(self.bands)]
 
     def _band_values(self, value: int) -> Iterator[tuple[int, int]]:
@@ -46,10 +53,12 @@ class _NearIndex:
     def nearest(self, value: int) -> tuple[str, int] | None:
         best: tuple[str, int] | None = None
         for band, part in self._band_values(value):
-            for other, key in self.buckets[band].get(part, ()):
-                distance = (value ^ other).bit_count()
-                if distance <= self.distance and (best is None or (distance, key) < (best[1], best[0])):
-                    best = (key, distance)
+            buckets = self.buckets[band]
+            for mask in self.masks[band]:
+                for other, key in buckets.get(part ^ mask, ()):
+                    distance = (value ^ other).bit_count()
+                    if distance <= self.distance and (best is None or (distance, key) < (best[1], best[0])):
+                        best = (key, distance)
         return best
 
     def add(self, value: int, key: str) -> None:
@@ -57,11 +66,25 @@ class _NearIndex:
             self.buckets[band].setdefault(part, []).append((value, key))
 
 
-def resolve_duplicates(records: Iterable[dict], near_distance: int | None) -> Iterator[dict]:
+def _flip_masks(bits: int, flips: int) -> list[int]:
+    """Every mask of `bits` bits with at most `flips` ones."""
+    return [sum(1 << i for i in ones) for count in range(flips + 1) for ones in combinations(range(bits), count)]
+
+
+def _lookup_cost(bands: int, distance: int, images: int) -> float:
+    """Probes per lookup plus the entries those probes are expected to scan (uniform hashes)."""
+    bits = 64 // bands
+    probes = bands * sum(comb(bits, i) for i in range(distance // bands + 1))
+    return probes * (1 + images / 2**bits)
+
+
+def resolve_duplicates(
+    records: Iterable[dict], near_distance: int | None, expected_images: int = 10_000_000
+) -> Iterator[dict]:
     """Verdicts for records given in listing order: the first occurrence is kept, later copies
     are yielded as {key, duplicate_of, kind, distance}. Near copies compare with kept images only."""
     first_by_digest: dict[str, str] = {}
-    near = _NearIndex(near_distance) if near_distance is not None else None
+    near = _NearIndex(near_distance, expected_images) if near_distance is not None else None
     for record in records:
         if "sha256" not in record:
             continue
