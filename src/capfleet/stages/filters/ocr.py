@@ -11,7 +11,7 @@ import numpy as np
 from capfleet.sample import Sample
 from capfleet.stages.filters.base import load_once, reject, require
 
-DETECT_SIDE = 320  # longest side for detection: captions and watermarks stay legible to the detector
+DETECT_SIDE = 256  # longest side for detection: captions and watermarks stay legible to the detector
 DECODE_SIDE = 384  # shortest side the recogniser reads text from (decoding shrinks no further)
 MIN_TEXT_SCORE = 0.5  # recognised lines below this confidence are noise, not text
 
