@@ -1,11 +1,13 @@
-"""Images for the filter tests: rendered text, synth scenes and their altered copies."""
+"""Filter test material: rendered text, synth scenes, altered copies, tiny exported ONNX classifiers."""
 
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from capfleet.synth import generate_synthetic_dataset
@@ -43,3 +45,30 @@ def altered_copies(image: Image.Image) -> dict[str, bytes]:
         "reencoded": jpeg_bytes(image, quality=40),
         "cropped": jpeg_bytes(image.crop((2, 2, width - 2, height - 2))),
     }
+
+
+def export(tmp_path, module, name: str, side: int | None = 32) -> str:
+    """torch.onnx.export of a tiny module; side None exports dynamic H and W."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / f"{name}.onnx"
+    dynamic = {"image": {0: "n"}} if side else {"image": {0: "n", 2: "h", 3: "w"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            module, torch.zeros(1, 3, side or 32, side or 32), str(path), input_names=["image"],
+            output_names=["probability"], dynamic_axes=dynamic, dynamo=False,
+        )  # fmt: skip
+    return str(path)
+
+
+def redness_classifier():
+    """'Watermark' probability = how much redder than blue the image is: red -> ~1, blue -> ~0."""
+    import torch
+
+    class Redness(torch.nn.Module):
+        def forward(self, image):
+            return torch.sigmoid(20 * (image[:, 0].mean((1, 2)) - image[:, 2].mean((1, 2)))).unsqueeze(1)
+
+    return Redness()

@@ -13,8 +13,8 @@ from PIL import Image
 from capfleet.config import ConfigError, RunConfig
 from capfleet.runners.local import run_local
 from capfleet.stages.filters.dedup import resolve_duplicates
-from tests.filter_images import altered_copies, jpeg_bytes, scenes, text_image
-from tests.pipeline.helpers import read_errors, read_rows
+from tests.filter_images import altered_copies, export, jpeg_bytes, redness_classifier, scenes, text_image
+from tests.pipeline.helpers import load_with_datasets, read_errors, read_rows
 
 pytest.importorskip("imagehash")
 
@@ -140,6 +140,8 @@ def test_filters_record_scores_in_rows_and_rejections_in_records(tmp_path):
     assert [name(row["source"]) for row in rows] == ["2-label.jpg"]
     assert 0.01 < rows[0]["text_area"] <= 0.08 and rows[0]["ocr_text"] == "EXIT"
     assert (summary.stats.seen, summary.stats.captioned, summary.stats.filtered, summary.stats.failed) == (4, 1, 2, 1)
+    dataset = load_with_datasets(tmp_path / "out")  # the score columns load like the others
+    assert dataset["ocr_text"] == ["EXIT"] and dataset["text_area"] == [rows[0]["text_area"]]
     markers = sorted((tmp_path / "out" / "_capfleet" / "completions").glob("*.json"))
     assert [(json.loads(m.read_text())["filtered"], json.loads(m.read_text())["failed"]) for m in markers] == [
         (2, 0),
@@ -203,3 +205,27 @@ def test_filter_settings_join_the_fingerprint_only_when_set(tmp_path):
 def test_bad_filter_settings_fail_fast(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         run_local(config([tmp_path], tmp_path / "out", **overrides))
+
+
+def test_a_filter_failing_on_one_image_makes_one_error_record(tmp_path):
+    """A classifier that passes the load-time probe but leaves [0, 1] on red images."""
+    torch = pytest.importorskip("torch")
+
+    class Doubled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.redness = redness_classifier()
+
+        def forward(self, image):
+            return 2 * self.redness(image)  # grey probe: 1.0; red: ~2; blue: ~0
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a-red.jpg").write_bytes(jpeg_bytes(Image.new("RGB", (40, 40), (230, 20, 20))))
+    (folder / "b-blue.jpg").write_bytes(jpeg_bytes(Image.new("RGB", (40, 40), (20, 20, 230))))
+    summary = run_local(config([folder], tmp_path / "out", watermark_model=export(tmp_path, Doubled(), "doubled")))
+    errors = read_errors(tmp_path / "out")
+    assert [name(e["source"]) for e in errors] == ["a-red.jpg"]
+    assert errors[0]["error"].startswith("filter watermark failed: ") and "[0, 1]" in errors[0]["error"]
+    assert [name(row["source"]) for row in read_rows(tmp_path / "out")] == ["b-blue.jpg"]
+    assert (summary.stats.failed, summary.stats.filtered) == (1, 0)

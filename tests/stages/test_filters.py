@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,7 +10,7 @@ from capfleet.config import ConfigError, RunConfig
 from capfleet.sample import Item, Sample
 from capfleet.stages.decode import decode_sample
 from capfleet.stages.filters import FilterChain
-from tests.filter_images import jpeg_bytes, scenes, text_image
+from tests.filter_images import export, jpeg_bytes, redness_classifier, scenes, text_image
 
 
 def screen(config_values: dict, image: Image.Image, key: str = "000000000") -> Sample:
@@ -56,33 +54,6 @@ def test_text_above_the_limit_is_filtered_with_score_and_threshold():
 
 
 # --- generic ONNX watermark classifier (the contract of docs/filters.md) ---
-
-
-def export(tmp_path, module, name: str, side: int | None = 32) -> str:
-    """torch.onnx.export of a tiny module; side None exports dynamic H and W."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    path = tmp_path / f"{name}.onnx"
-    dynamic = {"image": {0: "n"}} if side else {"image": {0: "n", 2: "h", 3: "w"}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            module, torch.zeros(1, 3, side or 32, side or 32), str(path), input_names=["image"],
-            output_names=["probability"], dynamic_axes=dynamic, dynamo=False,
-        )  # fmt: skip
-    return str(path)
-
-
-def redness_classifier():
-    """'Watermark' probability = how much redder than blue the image is: red -> ~1, blue -> ~0."""
-    import torch
-
-    class Redness(torch.nn.Module):
-        def forward(self, image):
-            return torch.sigmoid(20 * (image[:, 0].mean((1, 2)) - image[:, 2].mean((1, 2)))).unsqueeze(1)
-
-    return Redness()
 
 
 def test_an_exported_classifier_scores_by_the_contract(tmp_path):
