@@ -74,11 +74,11 @@ def test_a_run_whose_readers_starve_the_model_says_so(tmp_path, monkeypatch, cap
     write_noise_images(tmp_path / "imgs", 4)
     real = files.fetch_item
 
-    def slow_disk(item, max_bytes=None):
+    def slow_disk(item, **limits):
         import time
 
         time.sleep(0.5)
-        return real(item, max_bytes)
+        return real(item, **limits)
 
     monkeypatch.setattr(files, "fetch_item", slow_disk)
     config = RunConfig(inputs=[str(tmp_path / "imgs")], output=str(tmp_path / "out"), captioner="builtin",

@@ -11,7 +11,7 @@ import typer
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.models.registry import ModelLoadError
-from capfleet.runners.state import ERRORS_DIR
+from capfleet.runners.state import ERRORS_DIR, FILTERED_DIR
 from capfleet.sources.files import InputError
 from capfleet.sources.storage import is_url
 
@@ -93,6 +93,18 @@ def caption(
     caption_column: str | None = typer.Option(None, help="Table inputs: the original caption column."),
     retry_errors: bool = typer.Option(False, help="Redo only the images recorded as errors in finished shards."),
     http_timeout: float = typer.Option(30.0, help="Seconds one http(s) image download may take, body included."),
+    min_side: int | None = typer.Option(None, help="Filter images whose shorter side is below this (pixels)."),
+    max_aspect_ratio: float | None = typer.Option(
+        None, help="Filter images longer than this ratio (default: beyond 20:1 is a decode error)."
+    ),
+    max_text_area: float | None = typer.Option(
+        None, help="Filter images whose OCR text boxes cover more than this fraction (extra 'ocr')."
+    ),
+    watermark_model: str | None = typer.Option(None, help="ONNX watermark classifier (docs/filters.md)."),
+    watermark_threshold: float | None = typer.Option(None, help="Filter above this watermark probability (0.5)."),
+    nsfw_threshold: float | None = typer.Option(None, help="Filter above this NudeNet score (extra 'nsfw')."),
+    dedup: str | None = typer.Option(None, help="exact (sha256) | near (also perceptual hash): keep first copies."),
+    dedup_distance: int | None = typer.Option(None, help="With --dedup near: max Hamming distance of 64 (8)."),
     runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
@@ -147,6 +159,14 @@ def caption(
         caption_column=caption_column,
         retry_errors=retry_errors,
         http_timeout=http_timeout,
+        min_side=min_side,
+        max_aspect_ratio=max_aspect_ratio,
+        max_text_area=max_text_area,
+        watermark_model=_absolute(watermark_model) if watermark_model else None,
+        watermark_threshold=watermark_threshold,
+        nsfw_threshold=nsfw_threshold,
+        dedup=dedup,
+        dedup_distance=dedup_distance,
     )
     try:
         if runner == "beam":
@@ -166,6 +186,8 @@ def caption(
         typer.echo(line)
     if summary.stats.failed:
         typer.echo(f"errors: {config.output}/{ERRORS_DIR}/")
+    if summary.stats.filtered:
+        typer.echo(f"filtered: {config.output}/{FILTERED_DIR}/")
 
 
 @app.command("list")

@@ -25,11 +25,24 @@ _FINGERPRINT_FIELDS = (
     "top_p",
     "max_pixels",
 )
-# Added after runs were recorded: part of the fingerprint only when changed from the default,
-# so upgrading capfleet does not refuse to resume a run started with the older version.
-_FINGERPRINT_FIELDS_IF_SET = ("max_bytes", "format", "txt", "images", "image_column", "caption_column")
 FORMATS = ("imagefolder", "webdataset", "parquet", "artifacts")
 TXT_MODES = ("none", "best", "all")
+# Filter settings change which images get rows, but join the fingerprint only when set, so runs
+# made before filters existed (or without them) keep their fingerprint and resume.
+_FILTER_FIELDS = (
+    "min_side",
+    "max_aspect_ratio",
+    "max_text_area",
+    "watermark_model",
+    "watermark_threshold",
+    "nsfw_threshold",
+    "dedup",
+    "dedup_distance",
+)
+DEDUP_MODES = ("exact", "near")
+# Added after runs were recorded: part of the fingerprint only when changed from the default,
+# so upgrading capfleet does not refuse to resume a run started with the older version.
+_FINGERPRINT_FIELDS_IF_SET = ("max_bytes", "format", "txt", "images", "image_column", "caption_column", *_FILTER_FIELDS)
 
 
 class ConfigError(ValueError):
@@ -66,6 +79,15 @@ class RunConfig:
     image_column: str | None = None  # table inputs; None: autodetect
     caption_column: str | None = None
     retry_errors: bool = False  # redo only the images recorded as errors in finished shards
+    # Filters (docs/filters.md); None = off. Without max_aspect_ratio, beyond 20:1 stays a decode error.
+    min_side: int | None = None
+    max_aspect_ratio: float | None = None
+    max_text_area: float | None = None
+    watermark_model: str | None = None
+    watermark_threshold: float | None = None
+    nsfw_threshold: float | None = None
+    dedup: str | None = None
+    dedup_distance: int | None = None
 
     def validate(self) -> RunConfig:
         if not self.inputs:
@@ -89,11 +111,32 @@ class RunConfig:
             (self.txt == "none" or self.format == "imagefolder", "--txt needs --format imagefolder"),
             (self.images or self.format == "parquet", "--no-images needs --format parquet"),
             (self.http_timeout > 0, "--http-timeout must be > 0"),
+            *self._filter_checks(),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
         return self
+
+    def _filter_checks(self) -> list[tuple[bool, str]]:
+        def unset_or(name: str, ok) -> bool:
+            value = getattr(self, name)
+            return value is None or ok(value)
+
+        return [
+            (unset_or("min_side", lambda v: v >= 1), "--min-side must be >= 1"),
+            (unset_or("max_aspect_ratio", lambda v: v >= 1), "--max-aspect-ratio must be >= 1"),
+            (unset_or("max_text_area", lambda v: 0 <= v <= 1), "--max-text-area must be in [0, 1]"),
+            (unset_or("watermark_threshold", lambda v: 0 <= v <= 1), "--watermark-threshold must be in [0, 1]"),
+            (
+                self.watermark_threshold is None or self.watermark_model is not None,
+                "--watermark-threshold needs --watermark-model",
+            ),
+            (unset_or("nsfw_threshold", lambda v: 0 <= v <= 1), "--nsfw-threshold must be in [0, 1]"),
+            (unset_or("dedup", lambda v: v in DEDUP_MODES), f"--dedup must be one of {', '.join(DEDUP_MODES)}"),
+            (unset_or("dedup_distance", lambda v: 0 <= v <= 16), "--dedup-distance must be in [0, 16]"),
+            (self.dedup_distance is None or self.dedup == "near", "--dedup-distance needs --dedup near"),
+        ]
 
     def fingerprint_fields(self) -> dict:
         values, defaults = asdict(self), RunConfig(inputs=[], output="")

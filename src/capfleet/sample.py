@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -39,6 +39,9 @@ class Sample:
     # so a webdataset output can carry them over byte for byte.
     archive_key: str | None = None
     members: tuple[tuple[str, bytes], ...] = ()
+    original_size: tuple[int, int] | None = None  # (width, height) of the stored image
+    fields: dict[str, Any] = field(default_factory=dict)  # filter scores, added to the row
+    filtered: dict[str, Any] | None = None  # set by a filter that rejects it: its record
 
     @property
     def key(self) -> str:

@@ -83,6 +83,12 @@ def largest_that_fits(try_batch: Callable[[int], None], start: int = CUDA_START)
     return 1
 
 
+def torch_device_type():
+    import torch
+
+    return torch.device
+
+
 def _cache_file() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(root) / "capfleet" / "batch-sizes.json"
@@ -118,7 +124,13 @@ def _write_cache(key: str, size: int) -> None:
 
 
 def choose_batch_size(captioner, scorer, candidates: int, options, pending_images: int) -> int:
-    """`--batch-size auto`: cached answer, else measured (CPU) or searched (CUDA), else the default."""
+    """`--batch-size auto`: cached answer, else measured (CPU) or searched (CUDA), else the default.
+
+    Captioners that are not a local torch model (an HTTP endpoint, vLLM's own scheduler) keep
+    the default: their batch is only how many images are handed over at once.
+    """
+    if not isinstance(getattr(captioner, "device", None), torch_device_type()):
+        return DEFAULT_BATCH_SIZE
     key = _cache_key(captioner, scorer, candidates, options)
     cached = _read_cache().get(key)
     if isinstance(cached, int) and cached >= 1:

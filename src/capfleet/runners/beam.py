@@ -14,9 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.runners import dedup
 from capfleet.runners.beam_checks import check_item_paths, check_paths_for_runner
 from capfleet.runners.local import RunSummary, load_models, start_run
 from capfleet.runners.shard_processor import ShardProcessor
+from capfleet.sinks.location import Location
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
 
@@ -74,7 +76,14 @@ def make_caption_shard_fn(config: RunConfig, pending_images: int | None = None):
             )
             self.counters = {
                 name: Metrics.counter(NAMESPACE, name)
-                for name in ("images_seen", "images_captioned", "images_failed", "images_skipped", "shards_done")
+                for name in (
+                    "images_seen",
+                    "images_captioned",
+                    "images_failed",
+                    "images_filtered",
+                    "images_skipped",
+                    "shards_done",
+                )
             }
 
         def process(self, element):
@@ -93,6 +102,7 @@ def make_caption_shard_fn(config: RunConfig, pending_images: int | None = None):
             self.counters["images_seen"].inc(stats.seen)
             self.counters["images_captioned"].inc(stats.captioned)
             self.counters["images_failed"].inc(stats.failed)
+            self.counters["images_filtered"].inc(stats.filtered)
             self.counters["shards_done"].inc()
             log.info("shard %s: %d captioned, %d failed", shard.name, stats.captioned, stats.failed)
             yield {"shard_id": shard.shard_id, **stats.to_json()}
@@ -130,6 +140,43 @@ def split_beam_options(tokens: list[str]) -> tuple[list[str], list[str]]:
             if value is not None:
                 beam_args.append(value)
     return inputs, beam_args
+
+
+def make_hash_shard_fn(config: RunConfig):
+    """The duplicate phase's hashing step as a DoFn (no models: only a reader pool per worker)."""
+    beam = _beam()
+
+    class HashShardFn(beam.DoFn):
+        def __init__(self, settings: dict):
+            self.settings = settings
+
+        def setup(self):
+            self.config = RunConfig(**self.settings)
+            self.executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="capfleet-io")
+            self.source = open_source(self.config.inputs, self.config)
+
+        def process(self, element):
+            shard = element_to_shard(element)
+            yield dedup.hash_shard(shard, self.source, self.executor, self.config)
+
+        def teardown(self):
+            self.executor.shutdown(wait=True)
+
+    return HashShardFn(asdict(config))
+
+
+def _run_pipeline(beam, options, elements: list[dict], step: str, fn):
+    """One Beam pipeline fanning shard `elements` out to `fn`; returns its finished result."""
+    pipeline = beam.Pipeline(options=options)
+    _ = (
+        pipeline
+        | "PlanShards" >> beam.Create(elements, reshuffle=False)
+        | "FanOut" >> beam.Reshuffle()
+        | step >> beam.ParDo(fn)
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
 
 
 def pipeline_options(beam_args: list[str], beam_runner: str):
@@ -176,15 +223,14 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
         if elements:
             # Beam options are the launcher's business; workers see only capfleet's own settings.
             worker_config = RunConfig(**{**asdict(config), "overwrite": False, "progress": False})
-            pipeline = beam.Pipeline(options=options)
-            _ = (
-                pipeline
-                | "PlanShards" >> beam.Create(elements, reshuffle=False)
-                | "FanOut" >> beam.Reshuffle()
-                | "CaptionShard" >> beam.ParDo(make_caption_shard_fn(worker_config, pending_image_count(run.pending)))
-            )
-            result = pipeline.run()
-            result.wait_until_finish()
+            if config.dedup is not None and run.pending:  # hash on workers, resolve here (docs/filters.md)
+                unhashed = dedup.unhashed(Location(config.output), run.shards)
+                if unhashed:
+                    hashing = [shard_to_element(shard) for shard in unhashed]
+                    _run_pipeline(beam, options, hashing, "HashShard", make_hash_shard_fn(worker_config))
+                log.info("duplicates: %d found", dedup.resolve(config, run.shards))
+            caption_fn = make_caption_shard_fn(worker_config, pending_image_count(run.pending))
+            result = _run_pipeline(beam, options, elements, "CaptionShard", caption_fn)
             _fill_from_metrics(summary, result)
     summary.wall_seconds = time.perf_counter() - started
     return summary
@@ -210,4 +256,5 @@ def _fill_from_metrics(summary: RunSummary, result) -> None:
     summary.stats.seen = totals.get("images_seen", 0)
     summary.stats.captioned = totals.get("images_captioned", 0)
     summary.stats.failed = totals.get("images_failed", 0)
+    summary.stats.filtered = totals.get("images_filtered", 0)
     summary.skipped += totals.get("images_skipped", 0)

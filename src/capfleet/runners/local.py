@@ -18,6 +18,7 @@ from capfleet.models.registry import (
     load_scorer,
     resolve_name,
 )
+from capfleet.runners import dedup
 from capfleet.runners.lock import RunLock
 from capfleet.runners.progress import Progress
 from capfleet.runners.shard_processor import ShardProcessor, ShardStats
@@ -26,6 +27,7 @@ from capfleet.sinks.location import Location
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
 from capfleet.sources.storage import local_path
+from capfleet.stages.filters import check_filters
 
 log = logging.getLogger("capfleet")
 
@@ -51,7 +53,8 @@ class RunSummary:
     def lines(self) -> list[str]:
         return [
             f"shards: {self.shards} ({self.shards_done_before} already done)",
-            f"seen: {self.stats.seen}  captioned: {self.stats.captioned}  failed: {self.stats.failed}  "
+            f"seen: {self.stats.seen}  captioned: {self.stats.captioned}  filtered: {self.stats.filtered}  "
+            f"failed: {self.stats.failed}  "
             f"skipped (already done): {self.skipped}",
             f"time: {self.wall_seconds:.1f} s  ({self.images_per_second:.2f} images/s)",
         ]
@@ -120,6 +123,7 @@ def start_run(config: RunConfig, load: Callable[[], tuple] | None = None) -> Ite
     config.validate()
     check_model_names(config)
     check_output_is_not_an_input(config)
+    check_filters(config)
     state = RunState(Location(config.output))
     source = open_source(config.inputs, config)
     resuming = state.check(config)
@@ -166,6 +170,8 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
             executor = ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io")
             try:
                 processor = ShardProcessor(config, run.source, captioner, scorer, executor, progress, progress.total)
+                if config.dedup is not None and run.pending:
+                    find_duplicates(config, run.shards, processor)
                 for shard in run.pending:
                     summary.stats.add(processor.process_with_retries(shard))
                 for shard in run.retries:
@@ -176,3 +182,15 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
                 progress.close()
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def find_duplicates(config: RunConfig, shards: list[ShardSpec], processor: ShardProcessor) -> None:
+    """Hash the shards not hashed yet (with the processor's reader threads), then resolve them all."""
+    todo = dedup.unhashed(processor.state.location, shards)
+    progress = Progress(sum(len(s.items) for s in todo), config.progress, unit="hash")
+    try:
+        for shard in todo:
+            progress.update(dedup.hash_shard(shard, processor.source, processor.executor, config))
+    finally:
+        progress.close()
+    log.info("duplicates: %d found", dedup.resolve(config, shards))

@@ -7,7 +7,9 @@ model works on the current batch; memory stays bounded by the in-flight window.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
@@ -17,12 +19,14 @@ from capfleet.config import RunConfig
 from capfleet.models.captioner import DecodingOptions
 from capfleet.models.sampling import image_seed
 from capfleet.parallel import ordered_map
+from capfleet.runners.dedup import load_verdicts
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
 from capfleet.sinks import shard_writer_factory
 from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
-from capfleet.stages.decode import decode_sample
+from capfleet.stages.decode import MAX_ASPECT_RATIO, decode_sample
+from capfleet.stages.filters import FilterChain, render_prompt
 from capfleet.tuning import DEFAULT_BATCH_SIZE, MIN_IMAGES_TO_TUNE, choose_batch_size
 
 log = logging.getLogger("capfleet")
@@ -35,6 +39,7 @@ class ShardStats:
     seen: int = 0
     captioned: int = 0
     failed: int = 0
+    filtered: int = 0
     seconds: float = 0.0
     waited: float = 0.0  # seconds the model waited for decoded images
 
@@ -42,6 +47,7 @@ class ShardStats:
         self.seen += other.seen
         self.captioned += other.captioned
         self.failed += other.failed
+        self.filtered += other.filtered
         self.seconds += other.seconds
         self.waited += other.waited
 
@@ -50,16 +56,17 @@ class ShardStats:
             "seen": self.seen,
             "captioned": self.captioned,
             "failed": self.failed,
+            "filtered": self.filtered,
             "seconds": round(self.seconds, 3),
             "waited_seconds": round(self.waited, 3),
         }
 
 
-def _batches(samples: Iterator[Sample], size: int, on_error: Callable[[Sample], None]) -> Iterator[list[Sample]]:
+def _batches(samples: Iterator[Sample], size: int, on_skip: Callable[[Sample], None]) -> Iterator[list[Sample]]:
     batch: list[Sample] = []
     for sample in samples:
-        if sample.error is not None:
-            on_error(sample)
+        if sample.error is not None or sample.filtered is not None:
+            on_skip(sample)
             continue
         batch.append(sample)
         if len(batch) == size:
@@ -89,15 +96,21 @@ class ShardProcessor:
         self.decoding = DecodingOptions(config.decoding, config.top_p, config.max_new_tokens)
         self.batch_size = config.batch_size or self._auto_batch_size(pending_images)
         self.window = max(4 * config.workers, 2 * self.batch_size)
-        # Without a model the pixels are only checked (every byte is still decoded, so damage is
-        # found): JPEGs decode at 1/8 scale, which skips most of the inverse DCT.
-        self.min_side = captioner.input_size() if captioner is not None else CHECK_ONLY_SIDE
+        self.filters = FilterChain(config, lambda shard_name: load_verdicts(location, shard_name))
+        # Without a model or filter the pixels are only checked (every byte is still decoded, so
+        # damage is found): JPEGs decode at 1/8 scale, which skips most of the inverse DCT.
+        model_side = captioner.input_size() if captioner is not None else CHECK_ONLY_SIDE
+        self.min_side = max(model_side, self.filters.decode_side)
+        # With --max-aspect-ratio the size filter records such images; without it decoding refuses them.
+        self.max_aspect_ratio = math.inf if config.max_aspect_ratio is not None else MAX_ASPECT_RATIO
         self.captioner_name = captioner.name if captioner is not None else "none"
         self.scorer_name = scorer.name if scorer is not None else "none"
 
     def _decoded(self, shard: ShardSpec, only: set[str] | None) -> Iterator[Sample]:
+        screen = self.filters.for_shard(shard.name)
+
         def decode(sample: Sample) -> Sample:
-            return decode_sample(sample, self.config.max_pixels, self.min_side)
+            return screen(decode_sample(sample, self.config.max_pixels, self.min_side, self.max_aspect_ratio))
 
         fetched = self.source.read(shard, self.executor, self.window, only)
         return ordered_map(decode, fetched, self.executor, self.window)
@@ -112,6 +125,7 @@ class ShardProcessor:
         self._ticks = 0
         stats = ShardStats()
         errors: list[dict] = []
+        filtered: list[dict] = []
         writer = self.open_writer(shard.name)
         if retry is not None:
             writer.keep_published()
@@ -122,8 +136,18 @@ class ShardProcessor:
             stats.failed += 1
             self._tick()
 
+        def skip(sample: Sample) -> None:
+            if sample.error is not None:
+                fail(sample)
+                return
+            filtered.append(sample.filtered)
+            sample.data = sample.image = None
+            stats.seen += 1
+            stats.filtered += 1
+            self._tick()
+
         try:
-            batches = _batches(self._decoded(shard, retry), self.batch_size, fail)
+            batches = _batches(self._decoded(shard, retry), self.batch_size, skip)
             for batch in self._timed(batches, stats):
                 for sample, record in zip(batch, self._caption(batch), strict=True):
                     if sample.error is not None:
@@ -140,6 +164,12 @@ class ShardProcessor:
             writer.abort()
             raise
         self.state.location.write_lines(self.state.errors_file(shard), errors)
+        filtered_file = self.state.filtered_file(shard)
+        if retry is not None and self.state.location.exists(filtered_file):  # keep the first pass's records
+            earlier = self.state.location.read_text(filtered_file).splitlines()
+            filtered = [json.loads(line) for line in earlier if line.strip()] + filtered
+        if filtered or self.state.location.exists(filtered_file):  # a redo replaces an attempt's records
+            self.state.location.write_lines(filtered_file, filtered)
         stats.seconds = time.perf_counter() - started
         marker = stats.to_json()
         if retry is not None:  # the marker counts the whole shard
@@ -201,12 +231,13 @@ class ShardProcessor:
         """
         if self.captioner is None:
             return [self._row(sample, [], []) for sample in batch]
+        prompts = {render_prompt(self.config.prompt, sample) for sample in batch}
+        if len(prompts) > 1:  # {ocr_text} gave these images different prompts
+            return [row for sample in batch for row in self._caption([sample])]
         images = [sample.image for sample in batch]
         try:
             seeds = [image_seed(self.config.seed, sample.key) for sample in batch]
-            candidates = self.captioner.generate(
-                images, self.config.candidates, self.config.prompt, seeds, self.decoding
-            )
+            candidates = self.captioner.generate(images, self.config.candidates, prompts.pop(), seeds, self.decoding)
             scores = self.scorer.score(images, candidates) if self.scorer is not None else [[] for _ in batch]
         except Exception as exc:
             if len(batch) > 1:
@@ -234,4 +265,5 @@ class ShardProcessor:
             "original_text": sample.item.original_text or "",
             "captioner": self.captioner_name,
             "scorer": self.scorer_name,
+            **sample.fields,
         }

@@ -26,6 +26,7 @@ RUN_FILE = f"{STATE_DIR}/run.json"
 MANIFEST_FILE = f"{STATE_DIR}/manifest.jsonl"
 COMPLETIONS_DIR = f"{STATE_DIR}/completions"
 ERRORS_DIR = f"{STATE_DIR}/errors"
+FILTERED_DIR = f"{STATE_DIR}/filtered"
 MERGED_FILE = f"{STATE_DIR}/merged.json"
 # What a first start leaves in _capfleet before run.json exists: the lock and a manifest
 # (complete, or a temp file cut short by a kill or a full disk).
@@ -41,6 +42,9 @@ class RunState:
 
     def errors_file(self, shard: ShardSpec) -> str:
         return f"{ERRORS_DIR}/errors-{shard.name}.jsonl"
+
+    def filtered_file(self, shard: ShardSpec) -> str:
+        return f"{FILTERED_DIR}/filtered-{shard.name}.jsonl"
 
     # -- starting a run -------------------------------------------------------------------
     def has_run(self) -> bool:
@@ -200,7 +204,7 @@ class RunState:
 
 def _mismatch_message(where: str, stored: dict, config: RunConfig) -> str:
     now = config.fingerprint_fields()
-    names = [*now, *(name for name in stored if name not in now)]
+    names = dict.fromkeys([*now, *stored])  # a filter set in only one of the two runs is a change too
     changed = [
         f"{name}: {stored.get(name)!r} -> {now.get(name)!r}" for name in names if stored.get(name) != now.get(name)
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -71,11 +72,29 @@ def _shrink(image: Image.Image, min_side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=gap)
 
 
+@dataclass
+class Decoded:
+    """A decoded image with what the filters need to know about the file it came from."""
+
+    image: Image.Image
+    extension: str
+    width: int  # of the stored image, before any shrinking
+    height: int
+
+
 def decode_image(data: bytes, max_pixels: int, min_side: int | None = 384) -> tuple[Image.Image, str]:
     """Decode, validate and normalise one image; returns (RGB image, file extension of its format).
 
     Raises DecodeError with a reason fit for an error record: the run goes on without it.
     """
+    decoded = decode(data, max_pixels, min_side)
+    return decoded.image, decoded.extension
+
+
+def decode(
+    data: bytes, max_pixels: int, min_side: int | None = 384, max_aspect_ratio: float = MAX_ASPECT_RATIO
+) -> Decoded:
+    """`decode_image` with the original size; `max_aspect_ratio` is a guard (an error), not a filter."""
     _sniff(data)
     try:
         with warnings.catch_warnings():
@@ -86,8 +105,8 @@ def decode_image(data: bytes, max_pixels: int, min_side: int | None = 384) -> tu
                 raise DecodeError(
                     f"image too large: {width}x{height} = {width * height} pixels > --max-pixels {max_pixels}"
                 )
-            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-                raise DecodeError(f"extreme aspect ratio {width}x{height} (more than {MAX_ASPECT_RATIO:g}:1)")
+            if max(width, height) > max_aspect_ratio * min(width, height):
+                raise DecodeError(f"extreme aspect ratio {width}x{height} (more than {max_aspect_ratio:g}:1)")
             extension = EXTENSIONS.get(image.format or "", ".png")
             if image.format == "JPEG" and min_side:
                 image.draft("RGB", (min_side, min_side))  # decode at reduced scale: much faster
@@ -104,15 +123,19 @@ def decode_image(data: bytes, max_pixels: int, min_side: int | None = 384) -> tu
         raise DecodeError(f"corrupt image: {exc}") from None
     if min_side:
         image = _shrink(image, min_side)
-    return image, extension
+    return Decoded(image, extension, width, height)
 
 
-def decode_sample(sample: Sample, max_pixels: int, min_side: int | None) -> Sample:
-    """The stage function run in worker threads: fills `image`, or sets `error`."""
+def decode_sample(
+    sample: Sample, max_pixels: int, min_side: int | None, max_aspect_ratio: float = MAX_ASPECT_RATIO
+) -> Sample:
+    """The stage function run in worker threads: fills `image` and `original_size`, or sets `error`."""
     if sample.error is not None:
         return sample
     try:
-        sample.image, sample.extension = decode_image(sample.data or b"", max_pixels, min_side)
+        decoded = decode(sample.data or b"", max_pixels, min_side, max_aspect_ratio)
+        sample.image, sample.extension = decoded.image, decoded.extension
+        sample.original_size = (decoded.width, decoded.height)
     except DecodeError as exc:
         sample.error = f"decode failed: {exc}"
     except Exception as exc:  # a Pillow plugin bug must not kill the shard

@@ -1,0 +1,87 @@
+"""The duplicate phase, run before captioning when --dedup is set, by both runners.
+
+1. Hash: every shard's images are read and hashed (sha256 + perceptual hash) into
+   `_capfleet/dedup/hashes-SSSSS.jsonl` — in parallel, shard by shard, resumable per file.
+2. Resolve: the launcher streams the hash files in listing order and writes each shard's
+   verdicts (`verdicts-SSSSS.jsonl`: key, duplicate_of, kind, distance); deterministic, so it is
+   simply redone whenever shards are pending.
+3. The caption phase's `DuplicateFilter` reads only its own shard's verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import Executor
+
+from capfleet.config import RunConfig
+from capfleet.parallel import ordered_map
+from capfleet.runners.state import STATE_DIR
+from capfleet.sample import Sample
+from capfleet.sinks.location import Location
+from capfleet.sources.plan import ShardSpec
+from capfleet.stages.decode import decode_sample
+from capfleet.stages.filters import near_distance
+from capfleet.stages.filters.dedup import HASH_SIDE, image_hashes, resolve_duplicates
+
+DEDUP_DIR = f"{STATE_DIR}/dedup"
+
+
+def hashes_file(shard_name: str) -> str:
+    return f"{DEDUP_DIR}/hashes-{shard_name}.jsonl"
+
+
+def verdicts_file(shard_name: str) -> str:
+    return f"{DEDUP_DIR}/verdicts-{shard_name}.jsonl"
+
+
+def _read_lines(location: Location, relative: str) -> list[dict]:
+    return [json.loads(line) for line in location.read_text(relative).splitlines() if line.strip()]
+
+
+def unhashed(location: Location, shards: list[ShardSpec]) -> list[ShardSpec]:
+    """Shards without a complete hash file (a --limit run's cut-short shard is hashed again)."""
+    present = set(location.list(DEDUP_DIR))
+    return [
+        shard
+        for shard in shards
+        if f"hashes-{shard.name}.jsonl" not in present
+        or (shard.planned is not None and len(_read_lines(location, hashes_file(shard.name))) != shard.planned)
+    ]
+
+
+def hash_shard(shard: ShardSpec, source, executor: Executor, config: RunConfig) -> int:
+    """Read, decode small and hash one shard; the file appears complete or not at all."""
+    window = 4 * config.workers  # read-ahead only: no model batch to keep fed here
+
+    def hashed(sample: Sample) -> dict:
+        return image_hashes(decode_sample(sample, config.max_pixels, HASH_SIDE, float("inf")))
+
+    records = list(ordered_map(hashed, source.read(shard, executor, window), executor, window))
+    Location(config.output).write_lines(hashes_file(shard.name), records)
+    return len(records)
+
+
+def _all_hashes(location: Location, shards: list[ShardSpec]) -> Iterator[dict]:
+    for shard in shards:
+        yield from _read_lines(location, hashes_file(shard.name))
+
+
+def resolve(config: RunConfig, shards: list[ShardSpec]) -> int:
+    """Write every shard's verdicts from all hash files, in listing order; returns the duplicates."""
+    location = Location(config.output)
+    by_shard: dict[str, list[dict]] = {shard.name: [] for shard in shards}
+    # From the hash files, not the plan: a natural shard (a tar) lists its keys only once read.
+    shard_of = {row["key"]: shard.name for shard in shards for row in _read_lines(location, hashes_file(shard.name))}
+    found = 0
+    for verdict in resolve_duplicates(_all_hashes(location, shards), near_distance(config), len(shard_of)):
+        by_shard[shard_of[verdict["key"]]].append(verdict)
+        found += 1
+    for name, verdicts in by_shard.items():
+        location.write_lines(verdicts_file(name), verdicts)
+    return found
+
+
+def load_verdicts(location: Location, shard_name: str) -> dict[str, dict]:
+    """One shard's verdicts by key; missing means the resolve step did not run (a bug, so raise)."""
+    return {row["key"]: row for row in _read_lines(location, verdicts_file(shard_name))}

@@ -1,0 +1,52 @@
+"""NSFW: the NudeNet detector ONNX model shipped in the `nudenet` wheel (extra `nsfw`, AGPL-3.0).
+
+The score is the highest confidence of any exposed-nudity detection, 0 when there is none.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from capfleet.sample import Sample
+from capfleet.stages.filters.base import load_once, onnx_session, reject, require
+
+EXPOSED = {
+    "FEMALE_BREAST_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED",
+    "MALE_GENITALIA_EXPOSED",
+    "BUTTOCKS_EXPOSED",
+    "ANUS_EXPOSED",
+}
+
+
+def _detector():
+    import nudenet
+    from nudenet import NudeDetector
+
+    detector = NudeDetector()
+    # Its own session uses every core per call; ours uses one (the reader threads are the parallelism).
+    detector.onnx_session = onnx_session(os.path.join(os.path.dirname(nudenet.__file__), "320n.onnx"))
+    return detector
+
+
+class NsfwFilter:
+    name = "nsfw"
+
+    def __init__(self, threshold: float):
+        require("nudenet", "nsfw", "--nsfw-threshold")
+        self.threshold = threshold
+        self.detector = load_once(("nudenet",), _detector)
+
+    def score(self, image) -> float:
+        bgr = np.ascontiguousarray(np.asarray(image)[:, :, ::-1])
+        found = [d["score"] for d in self.detector.detect(bgr) if d["class"] in EXPOSED]
+        return round(float(max(found, default=0.0)), 4)
+
+    def apply(self, sample: Sample) -> None:
+        score = self.score(sample.image)
+        if score > self.threshold:
+            reject(sample, self.name, score, self.threshold)
+        else:
+            sample.fields["nsfw_score"] = score

@@ -1,0 +1,74 @@
+"""Filter test material: rendered text, synth scenes, altered copies, tiny exported ONNX classifiers."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from capfleet.synth import generate_synthetic_dataset
+
+
+def text_image(lines: list[str], size: tuple[int, int] = (640, 480), seed: int = 0) -> Image.Image:
+    """Big dark words on a noisy light background (a poster, a meme, a screenshot)."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.normal(225, 8, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=size[1] // 7)
+    for index, line in enumerate(lines):
+        draw.text((size[0] // 16, size[1] // 8 + index * size[1] // 4), line, fill=(10, 10, 10), font=font)
+    return image
+
+
+def scenes(folder: Path, count: int, size: int = 160, seed: int = 3) -> list[Path]:
+    """`capfleet synth` scenes (shapes, no text), sorted in listing order."""
+    generate_synthetic_dataset(count, folder, seed=seed, size=size, shard_size=10_000)
+    return sorted(folder.glob("*/*.png"))
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def altered_copies(image: Image.Image) -> dict[str, bytes]:
+    """The copies a crawl finds: resized, re-encoded at low quality, slightly cropped."""
+    width, height = image.size
+    return {
+        "resized": jpeg_bytes(image.resize((width // 2, height // 2), Image.Resampling.BILINEAR)),
+        "reencoded": jpeg_bytes(image, quality=40),
+        "cropped": jpeg_bytes(image.crop((2, 2, width - 2, height - 2))),
+    }
+
+
+def export(tmp_path, module, name: str, side: int | None = 32) -> str:
+    """torch.onnx.export of a tiny module; side None exports dynamic H and W."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / f"{name}.onnx"
+    dynamic = {"image": {0: "n"}} if side else {"image": {0: "n", 2: "h", 3: "w"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            module, torch.zeros(1, 3, side or 32, side or 32), str(path), input_names=["image"],
+            output_names=["probability"], dynamic_axes=dynamic, dynamo=False,
+        )  # fmt: skip
+    return str(path)
+
+
+def redness_classifier():
+    """'Watermark' probability = how much redder than blue the image is: red -> ~1, blue -> ~0."""
+    import torch
+
+    class Redness(torch.nn.Module):
+        def forward(self, image):
+            return torch.sigmoid(20 * (image[:, 0].mean((1, 2)) - image[:, 2].mean((1, 2)))).unsqueeze(1)
+
+    return Redness()
