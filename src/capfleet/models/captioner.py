@@ -23,12 +23,20 @@ class DecodingOptions:
     decoding: str = "sample"
     top_p: float = 0.9
     max_new_tokens: int = 30
+    temperature: float = 1.0  # sampling only; the service's OpenAI endpoint sets it
 
     def generate_kwargs(self, num_candidates: int) -> dict[str, Any]:
         common = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": num_candidates}
         if self.decoding == "beam":
             return {**common, "do_sample": False, "num_beams": max(num_candidates, 3)}
-        return {**common, "do_sample": True, "top_p": self.top_p, "top_k": 0, "num_beams": 1}
+        return {
+            **common,
+            "do_sample": True,
+            "top_p": self.top_p,
+            "top_k": 0,
+            "num_beams": 1,
+            "temperature": self.temperature,
+        }
 
 
 def _family(config) -> str:

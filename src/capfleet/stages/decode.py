@@ -91,6 +91,12 @@ def decode_image(data: bytes, max_pixels: int, min_side: int | None = 384) -> tu
     return image, extension
 
 
+def normalise_image(image: Image.Image, min_side: int | None = 384) -> Image.Image:
+    """An image that is already open (an application's PIL image) made RGB and shrunk like a decoded one."""
+    image = _to_rgb(ImageOps.exif_transpose(image))
+    return _shrink(image, min_side) if min_side else image
+
+
 def decode_sample(sample: Sample, max_pixels: int, min_side: int | None) -> Sample:
     """The stage function run in worker threads: fills `image`, or sets `error`."""
     if sample.error is not None:
