@@ -106,6 +106,7 @@ class CaptionModel:
         scorer: HFScorer | None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         batch_size: int = 16,
+        names: tuple[str, str] | None = None,
     ) -> None:
         if captioner is None and scorer is None:
             raise ConfigError("load a captioner, a scorer or both")
@@ -114,14 +115,11 @@ class CaptionModel:
         self.max_pixels = max_pixels
         self.batch_size = max(1, batch_size)
         self.min_side = captioner.input_size() if captioner is not None else 384
-
-    @property
-    def captioner_name(self) -> str:
-        return self.captioner.name if self.captioner is not None else "none"
-
-    @property
-    def scorer_name(self) -> str:
-        return self.scorer.name if self.scorer is not None else "none"
+        # the names the models were asked for ("builtin", "blip"), not the folders they resolved to
+        self.captioner_name, self.scorer_name = names or (
+            captioner.name if captioner is not None else "none",
+            scorer.name if scorer is not None else "none",
+        )
 
     @property
     def device(self) -> str:
@@ -229,4 +227,5 @@ def load(
         own_heads = loaded is not None and getattr(loaded.model.config, "model_type", "") == _CAPFLEET_MODEL_TYPE
         scorer = captioner if own_heads else None
     ranker = load_scorer(scorer, device=device, dtype=dtype) if scorer not in (None, "none") else None
-    return CaptionModel(loaded, ranker, max_pixels=max_pixels, batch_size=batch_size)
+    names = (captioner if loaded is not None else "none", scorer if ranker is not None else "none")
+    return CaptionModel(loaded, ranker, max_pixels=max_pixels, batch_size=batch_size, names=names)
