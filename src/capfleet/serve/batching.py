@@ -37,7 +37,7 @@ class BatchTimings:
         }
 
 
-@dataclass
+@dataclass(eq=False)  # jobs are compared by identity, never by their images
 class _Job:
     kind: str
     items: list
@@ -107,7 +107,17 @@ class BatchWorker:
             self._jobs.append(job)
             self._waiting_items += len(items)
             self._cond.notify()
-        return await job.future
+        try:
+            return await job.future
+        except asyncio.CancelledError:  # timed out or the client left: free its place in the queue
+            self._withdraw(job)
+            raise
+
+    def _withdraw(self, job: _Job) -> None:
+        with self._cond:
+            if job in self._jobs:
+                self._jobs.remove(job)
+                self._waiting_items -= len(job.items)
 
     def _take(self) -> list[_Job] | None:
         """The next batch: the oldest job plus later ones with the same options, up to max_batch items."""

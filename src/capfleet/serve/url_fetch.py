@@ -129,9 +129,10 @@ class UrlFetcher:
         chunks, size = [], 0
         try:
             while True:
-                if connection.sock is not None:
-                    connection.sock.settimeout(self._remaining(url, deadline))
-                chunk = response.read(65536)
+                remaining = self._remaining(url, deadline)  # a trickling server is cut off here
+                if connection.sock is not None:  # (a closing response has moved its socket out of reach)
+                    connection.sock.settimeout(remaining)
+                chunk = response.read1(65536)  # whatever has arrived: the deadline is checked per chunk
                 if not chunk:
                     return b"".join(chunks)
                 size += len(chunk)
