@@ -1,11 +1,12 @@
 """`capfleet serve` under load: what dynamic batching buys, latency, and a soak for errors and memory.
 
-    python benchmarks/bench_serve.py [--requests 96] [--clients 8] [--soak 1000] [--candidates 5]
+    python benchmarks/bench_serve.py [--requests 48] [--repeats 3] [--clients 8] [--soak 1000] [--candidates 5]
 
 Starts `capfleet serve --captioner builtin --scorer builtin` in its own process on a free loopback
 port, then sends one-image /v1/caption uploads (synthetic scenes) with the stdlib client:
   * sequential: `--requests` requests one at a time (each is its own model call);
   * concurrent: the same requests from `--clients` threads (the server batches them);
+    the two cases alternate `--repeats` times and the table sums them;
   * soak: `--soak` requests from `--clients` threads; errors counted, the server's RSS read from
     /proc before (after warm-up) and after.
 Prints a table: requests/s, p50/p95 latency, mean images per model call, and the throughput gain
@@ -99,7 +100,8 @@ def summary(outcomes: list[tuple[float, int, int]], wall: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=96)
+    parser.add_argument("--requests", type=int, default=48, help="requests per case and repeat")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--soak", type=int, default=1000)
     parser.add_argument("--candidates", type=int, default=5)
@@ -116,8 +118,16 @@ def main() -> None:
     try:
         run(url, images, 2 * args.clients, args.clients)  # warm-up: first calls, allocator growth
         rss_before = rss_mb(server.pid)
-        sequential = summary(*run(url, images, args.requests, 1))
-        concurrent = summary(*run(url, images, args.requests, args.clients))
+        timed: dict[str, list] = {"sequential": [[], 0.0], "concurrent": [[], 0.0]}
+        gains = []
+        for _ in range(args.repeats):  # interleaved, so that a busy neighbour slows both cases alike
+            walls = {}
+            for case, clients in (("sequential", 1), ("concurrent", args.clients)):
+                outcomes, walls[case] = run(url, images, args.requests, clients)
+                timed[case][0] += outcomes
+                timed[case][1] += walls[case]
+            gains.append(walls["sequential"] / walls["concurrent"])
+        sequential, concurrent = summary(*timed["sequential"]), summary(*timed["concurrent"])
         first_outcomes, first_wall = run(url, images, args.soak // 2, args.clients)
         rss_middle = rss_mb(server.pid)
         second_outcomes, second_wall = run(url, images, args.soak - args.soak // 2, args.clients)
@@ -140,6 +150,7 @@ def main() -> None:
         )
     gain = concurrent["rps"] / sequential["rps"]
     print(f"throughput gain from batching: {gain:.2f}x (goal >= 2x): {'met' if gain >= 2 else 'NOT met'}")
+    print(f"gain per interleaved repeat: {', '.join(f'{value:.2f}x' for value in gains)}")
     print(
         f"soak: {soak['errors']} errors; server RSS {rss_before:.0f} MB after warm-up, {rss_middle:.0f} MB after "
         f"{args.soak // 2} soak requests, {rss_after:.0f} MB after {args.soak}"

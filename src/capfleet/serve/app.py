@@ -123,7 +123,7 @@ def create_app(
         return kwargs
 
     async def form_images(form: FormData) -> list:
-        return (await reader.from_uploads(form.getlist("file")))[0]
+        return await reader.from_uploads(form.getlist("file"))
 
     v1 = [Depends(check_key)]
 

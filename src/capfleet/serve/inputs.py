@@ -40,15 +40,15 @@ class ImageReader:
         if count > self.max_images:
             raise ApiError(400, f"{count} images in one request; at most {self.max_images} are allowed")
 
-    async def from_uploads(self, uploads: list) -> tuple[list, list[str]]:
-        """Multipart `file` fields -> (images, their file names)."""
+    async def from_uploads(self, uploads: list) -> list:
+        """Multipart `file` fields -> images (errors name the file)."""
         files = [upload for upload in uploads if isinstance(upload, UploadFile)]
         if len(files) != len(uploads):
             raise ApiError(400, "field 'file' must be a file upload")
         self._check_count(len(files))
         datas = [await upload.read() for upload in files]
         names = [upload.filename or f"image {index}" for index, upload in enumerate(files)]
-        return await self._decode(datas, names), names
+        return await self._decode(datas, names)
 
     async def from_strings(self, values: list[str], field: str) -> list:
         """base64 / data URLs / http(s) URLs -> images."""
