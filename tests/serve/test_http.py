@@ -7,6 +7,7 @@ import base64
 import numpy as np
 import pytest
 
+import capfleet
 from capfleet.serve.client import ServiceClient, encode_multipart
 from tests.image_zoo import ERROR, write_zoo
 from tests.serve.helpers import png_bytes, serving
@@ -122,3 +123,13 @@ def test_cors_is_off_unless_an_origin_is_allowed(service, builtin_model):
     with serving(builtin_model, cors_origins=["http://elsewhere.example"]) as url:
         headers = ServiceClient(url).request("GET", "/health", headers=origin).headers
         assert headers["access-control-allow-origin"] == "http://elsewhere.example"
+
+
+def test_a_server_without_a_scorer_captions_unranked_and_refuses_embeddings(scene_files):
+    with serving(capfleet.load("builtin", scorer=None, device="cpu")) as url:
+        client = ServiceClient(url)
+        assert client.request("GET", "/health").json()["scorer"] == "none"
+        [result] = client.caption(scene_files[:1], candidates=2).json()["results"]
+        assert result["scores"] == [] and result["text"] == result["candidates"][0]
+        refused = client.post_json("/v1/embed/text", {"texts": ["a red circle"]})
+        assert refused.status == 400 and "--scorer none" in refused.json()["error"]["message"]
