@@ -10,7 +10,8 @@ port, then sends one-image /v1/caption uploads (synthetic scenes) with the stdli
   * soak: `--soak` requests from `--clients` threads; errors counted, the server's RSS read from
     /proc before (after warm-up) and after.
 Prints a table: requests/s, p50/p95 latency, mean images per model call, and the throughput gain
-(goal >= 2x). Also the load average, since a shared machine's neighbours move the numbers.
+(goal >= 2x), beside the ceiling: the same model called directly at batch 1 and at batch
+`--clients`. Also the load average, since a shared machine's neighbours move the numbers.
 """
 
 from __future__ import annotations
@@ -98,6 +99,25 @@ def summary(outcomes: list[tuple[float, int, int]], wall: float) -> dict:
     }
 
 
+def model_ceiling(images: list[tuple[str, bytes]], sizes: tuple[int, ...], candidates: int) -> list[float]:
+    """images/s of the same model called directly in this process (no HTTP) at each batch size:
+    what batching that many requests could give at most."""
+    import capfleet
+
+    model = capfleet.load("builtin", scorer="builtin", device="cpu")
+    opened = model.open_images([data for _, data in images])
+    rates = []
+    for size in sizes:
+        batch = (opened * (size // len(opened) + 1))[:size]
+        model.caption(batch, candidates=candidates)  # warm-up
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 4.0:
+            model.caption(batch, candidates=candidates)
+            calls += 1
+        rates.append(calls * size / (time.perf_counter() - started))
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=48, help="requests per case and repeat")
@@ -149,8 +169,13 @@ def main() -> None:
             f"{row['p95']:>9.0f}{row['batch']:>10.2f}"
         )
     gain = concurrent["rps"] / sequential["rps"]
+    single, batched = model_ceiling(images, (1, args.clients), args.candidates)
     print(f"throughput gain from batching: {gain:.2f}x (goal >= 2x): {'met' if gain >= 2 else 'NOT met'}")
     print(f"gain per interleaved repeat: {', '.join(f'{value:.2f}x' for value in gains)}")
+    print(
+        f"ceiling, the model alone in one process: {single:.1f} images/s at batch 1, {batched:.1f} at batch "
+        f"{args.clients} ({batched / single:.2f}x)"
+    )
     print(
         f"soak: {soak['errors']} errors; server RSS {rss_before:.0f} MB after warm-up, {rss_middle:.0f} MB after "
         f"{args.soak // 2} soak requests, {rss_after:.0f} MB after {args.soak}"
