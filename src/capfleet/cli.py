@@ -227,7 +227,9 @@ def evaluate(
 def serve(
     captioner: str = typer.Option("blip", help="Any name `caption` takes (builtin works offline)."),
     scorer: str = typer.Option("clip", help="Any name `caption` takes, none, or auto (the captioner's own heads)."),
-    host: str = typer.Option("127.0.0.1", help="Address to bind; other hosts than loopback need --api-key."),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to bind (the default: this machine only); set --api-key for others."
+    ),
     port: int = typer.Option(8000, help="TCP port."),
     candidates: int = typer.Option(5, help="Default candidates per image (requests may ask for others)."),
     max_batch: int = typer.Option(8, help="Images gathered into one model call."),
