@@ -57,3 +57,11 @@ def tiny_siglip(tmp_path_factory) -> Path:
 def tiny_smolvlm(tmp_path_factory) -> Path:
     """Dir with a tiny Idefics3 (SmolVLM) chat VLM, its processor and chat template."""
     return tiny_models.build_smolvlm(tmp_path_factory.mktemp("tiny_smolvlm"), tiny=True, seed=TINY_SEED)
+
+
+@pytest.fixture(scope="session")
+def builtin_model():
+    """The shipped built-in captioner + scorer behind the production API (capfleet.load), loaded once."""
+    import capfleet
+
+    return capfleet.load("builtin", scorer="builtin", device="cpu")

@@ -327,6 +327,53 @@ def evaluate(
         typer.echo(f"wrote {write_json(results, json_path)}")
 
 
+@app.command()
+def serve(
+    captioner: str = typer.Option("blip", help="Any name `caption` takes (builtin works offline)."),
+    scorer: str = typer.Option("clip", help="Any name `caption` takes, none, or auto (the captioner's own heads)."),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to bind (the default: this machine only); set --api-key for others."
+    ),
+    port: int = typer.Option(8000, help="TCP port."),
+    candidates: int = typer.Option(5, help="Default candidates per image (requests may ask for others)."),
+    max_batch: int = typer.Option(8, help="Images gathered into one model call."),
+    max_wait_ms: float = typer.Option(10.0, help="How long a request waits for others to batch with."),
+    max_queue: int = typer.Option(256, help="Images waiting for the model before requests get 503."),
+    max_upload_mb: float = typer.Option(20.0, help="Largest request body, in MB."),
+    max_images: int = typer.Option(16, help="Images per request."),
+    request_timeout: float = typer.Option(60.0, help="Seconds a request may wait for the model (then 504)."),
+    allow_urls: bool = typer.Option(False, help="Let clients send http(s) image URLs (public addresses only)."),
+    api_key: str | None = typer.Option(None, envvar="CAPFLEET_API_KEY", help="Require this bearer token on /v1/*."),
+    cors_origin: list[str] = typer.Option([], help="Allow browser calls from this origin (repeatable); off if none."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    dtype: str = typer.Option("auto", help="auto | float32 | float16 | bfloat16."),
+    max_pixels: int = typer.Option(89_478_485, help="Decompression-bomb guard for uploaded images."),
+) -> None:
+    """Serve a captioner over HTTP: /v1/caption, embeddings, OpenAI chat completions and a web page at /."""
+    _setup_logging()
+    try:
+        from capfleet.serve.server import serve as run_server
+        from capfleet.serve.settings import ServeSettings
+    except ImportError as exc:
+        _fail(f"capfleet serve needs the serve extra ({exc.name} is missing): pip install 'capfleet[serve]'")
+    settings = ServeSettings(
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
+        max_upload_mb=max_upload_mb,
+        max_images=max_images,
+        request_timeout_s=request_timeout,
+        candidates=candidates,
+        allow_urls=allow_urls,
+        api_key=api_key or None,
+        cors_origins=list(cors_origin),
+    )
+    try:
+        run_server(captioner, scorer, host, port, settings, device=device, dtype=dtype, max_pixels=max_pixels)
+    except (ConfigError, ModelLoadError, ValueError, OSError) as exc:
+        _fail(str(exc))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -24,13 +24,14 @@ class DecodingOptions:
     decoding: str = "sample"
     top_p: float = 0.9
     max_new_tokens: int = 30
+    temperature: float = 1.0  # sampling only; the service's OpenAI endpoint sets it
 
     def generate_kwargs(self, num_candidates: int, seeds: list[int]) -> dict[str, Any]:
         """Beam search is deterministic; sampling draws from each image's own seed (see sampling.py)."""
         common = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": num_candidates}
         if self.decoding == "beam":
             return {**common, "do_sample": False, "num_beams": max(num_candidates, 3)}
-        sampler = PerImageNucleusSampler(seeds, num_candidates, self.top_p)
+        sampler = PerImageNucleusSampler(seeds, num_candidates, self.top_p, self.temperature)
         # HF's own warpers stay off: the sampler leaves one token per row for HF's draw to take.
         return {**common, "do_sample": True, "top_p": 1.0, "top_k": 0, "num_beams": 1, "logits_processor": [sampler]}
 

@@ -27,13 +27,14 @@ class PerImageNucleusSampler(LogitsProcessor):
     """Chooses each row's next token from its own generator (rows are image-major,
     `num_candidates` per image, as HF expands `num_return_sequences`)."""
 
-    def __init__(self, seeds: list[int], num_candidates: int, top_p: float):
+    def __init__(self, seeds: list[int], num_candidates: int, top_p: float, temperature: float = 1.0):
         self.row_seeds = [
             int(row_seed)
             for seed in seeds
             for row_seed in torch.randint(2**62, (num_candidates,), generator=torch.Generator().manual_seed(seed))
         ]
         self.top_p = top_p
+        self.temperature = temperature  # > 0; the nucleus is taken from the tempered distribution
         self.generators: list[torch.Generator] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -41,7 +42,7 @@ class PerImageNucleusSampler(LogitsProcessor):
             self.generators = [torch.Generator(scores.device).manual_seed(seed) for seed in self.row_seeds]
         if scores.shape[0] != len(self.generators):
             raise RuntimeError(f"sampler built for {len(self.generators)} rows got {scores.shape[0]}")
-        logits = scores.float()
+        logits = scores.float() / self.temperature
         uniforms = torch.stack(
             [torch.rand(logits.shape[-1], generator=g, device=logits.device) for g in self.generators]
         )

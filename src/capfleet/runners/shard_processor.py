@@ -19,6 +19,7 @@ from capfleet.config import RunConfig
 from capfleet.models.captioner import DecodingOptions
 from capfleet.models.sampling import image_seed
 from capfleet.parallel import ordered_map
+from capfleet.ranking import best_candidate
 from capfleet.runners.dedup import load_verdicts
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
@@ -255,7 +256,7 @@ class ShardProcessor:
 
     def _row(self, sample: Sample, texts: list[str], scores: list[float]) -> dict:
         """The output row. No nulls: the imagefolder loader cannot type a column null in a whole shard."""
-        best = max(range(len(texts)), key=scores.__getitem__) if scores else 0
+        best = best_candidate(scores)
         return {
             "key": sample.key,
             "source": sample.item.source,

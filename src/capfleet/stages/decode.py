@@ -126,6 +126,12 @@ def decode(
     return Decoded(image, extension, width, height)
 
 
+def normalise_image(image: Image.Image, min_side: int | None = 384) -> Image.Image:
+    """An image that is already open (an application's PIL image) made RGB and shrunk like a decoded one."""
+    image = _to_rgb(ImageOps.exif_transpose(image))
+    return _shrink(image, min_side) if min_side else image
+
+
 def decode_sample(
     sample: Sample, max_pixels: int, min_side: int | None, max_aspect_ratio: float = MAX_ASPECT_RATIO
 ) -> Sample:

@@ -1,0 +1,73 @@
+"""Request payloads -> decoded images: multipart uploads, base64 strings, data URLs and (when the
+server allows it) http(s) URLs. Decoding and fetching run in worker threads, never on the event loop."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from capfleet.api import CaptionModel, InvalidImageError
+from capfleet.serve.errors import ApiError
+from capfleet.serve.url_fetch import FetchError, UrlFetcher
+
+
+def decode_base64(value: str, where: str) -> bytes:
+    """Plain base64 or a `data:image/...;base64,` URL -> bytes."""
+    if value.startswith("data:"):
+        header, _, value = value.partition(",")
+        if not header.endswith(";base64"):
+            raise ApiError(400, f"{where}: only base64 data URLs are supported")
+    try:
+        return base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, f"{where}: not valid base64 image data") from None
+
+
+class ImageReader:
+    """Turns what a client sent into RGB images sized for the model, or a 4xx ApiError."""
+
+    def __init__(self, model: CaptionModel, max_images: int, fetcher: UrlFetcher | None):
+        self.model = model
+        self.max_images = max_images
+        self.fetcher = fetcher  # None: URLs are refused
+
+    def _check_count(self, count: int) -> None:
+        if count == 0:
+            raise ApiError(400, "no image given: send one or more images")
+        if count > self.max_images:
+            raise ApiError(400, f"{count} images in one request; at most {self.max_images} are allowed")
+
+    async def from_uploads(self, uploads: list) -> list:
+        """Multipart `file` fields -> images (errors name the file)."""
+        files = [upload for upload in uploads if isinstance(upload, UploadFile)]
+        if len(files) != len(uploads):
+            raise ApiError(400, "field 'file' must be a file upload")
+        self._check_count(len(files))
+        datas = [await upload.read() for upload in files]
+        names = [upload.filename or f"image {index}" for index, upload in enumerate(files)]
+        return await self._decode(datas, names)
+
+    async def from_strings(self, values: list[str], field: str) -> list:
+        """base64 / data URLs / http(s) URLs -> images."""
+        self._check_count(len(values))
+        datas = [await self._bytes(value, f"{field}[{index}]") for index, value in enumerate(values)]
+        return await self._decode(datas, [f"{field}[{index}]" for index in range(len(values))])
+
+    async def _bytes(self, value: str, where: str) -> bytes:
+        if value.startswith(("http://", "https://")):
+            if self.fetcher is None:
+                raise ApiError(400, f"{where}: image URLs are off on this server (start it with --allow-urls)")
+            try:
+                return await run_in_threadpool(self.fetcher.fetch, value)
+            except FetchError as exc:
+                raise ApiError(400, f"{where}: {exc}") from None
+        return decode_base64(value, where)
+
+    async def _decode(self, datas: list[bytes], names: list[str]) -> list:
+        try:
+            return await run_in_threadpool(self.model.open_images, datas)
+        except InvalidImageError as exc:
+            raise ApiError(400, f"{names[exc.index]}: {exc.reason}") from None
