@@ -22,6 +22,7 @@ from capfleet.sources.plan import ShardSpec
 
 log = logging.getLogger("capfleet")
 NAMESPACE = "capfleet"
+HYGIENE_COUNTER = "hygiene_"  # + a hygiene kind: one Beam counter each
 # Beam's DirectRunner first tries Prism, a separate binary it downloads on first use. The
 # FnApiRunner is the same in-process engine without that step, and honours
 # --direct_num_workers / --direct_running_mode.
@@ -88,6 +89,8 @@ def make_caption_shard_fn(config: RunConfig):
             self.counters["images_captioned"].inc(stats.captioned)
             self.counters["images_failed"].inc(stats.failed)
             self.counters["shards_done"].inc()
+            for kind, count in stats.hygiene.items():
+                Metrics.counter(NAMESPACE, HYGIENE_COUNTER + kind).inc(count)
             log.info("shard %s: %d captioned, %d failed", shard.name, stats.captioned, stats.failed)
             yield {"shard_id": shard.shard_id, **stats.to_json()}
 
@@ -140,3 +143,6 @@ def _fill_from_metrics(summary: RunSummary, result) -> None:
     summary.stats.captioned = totals.get("images_captioned", 0)
     summary.stats.failed = totals.get("images_failed", 0)
     summary.skipped += totals.get("images_skipped", 0)
+    summary.stats.hygiene.update(
+        {name.removeprefix(HYGIENE_COUNTER): n for name, n in totals.items() if name.startswith(HYGIENE_COUNTER)}
+    )

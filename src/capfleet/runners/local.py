@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.models.prompts import check_prompt_fields
 from capfleet.models.registry import (
     CAPTIONER_ALIASES,
     SCORER_ALIASES,
@@ -18,6 +19,7 @@ from capfleet.models.registry import (
     load_scorer,
     resolve_name,
 )
+from capfleet.runners.candidates import FLAGGED, RESAMPLED
 from capfleet.runners.lock import RunLock
 from capfleet.runners.progress import Progress
 from capfleet.runners.shard_processor import ShardProcessor, ShardStats
@@ -26,6 +28,7 @@ from capfleet.sinks.location import Location
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
 from capfleet.sources.storage import local_path
+from capfleet.stages.hygiene import DEGENERATE_KINDS, OPENER
 
 log = logging.getLogger("capfleet")
 
@@ -54,6 +57,18 @@ class RunSummary:
             f"seen: {self.stats.seen}  captioned: {self.stats.captioned}  failed: {self.stats.failed}  "
             f"skipped (already done): {self.skipped}",
             f"time: {self.wall_seconds:.1f} s  ({self.images_per_second:.2f} images/s)",
+            *self.hygiene_lines(),
+        ]
+
+    def hygiene_lines(self) -> list[str]:
+        """Degenerate candidates by kind, and what became of images with nothing usable."""
+        counts = self.stats.hygiene
+        if not counts:
+            return []
+        kinds = ", ".join(f"{kind} {counts[kind]}" for kind in (*DEGENERATE_KINDS, OPENER) if counts[kind])
+        return [
+            f"hygiene: dropped candidates: {kinds or 'none'}; images re-sampled: {counts[RESAMPLED]}, "
+            f"kept with flags: {counts[FLAGGED]}"
         ]
 
 
@@ -121,6 +136,7 @@ def start_run(config: RunConfig, load: Callable[[], tuple] | None = None) -> Ite
     state = RunState(Location(config.output))
     resuming = state.check(config)
     items = None if resuming else list(open_source(config.inputs, exclude=config.output).items())
+    check_prompt_fields(config.prompt, items[0] if items else None)
     pending = _pending(state, config) if resuming else None
     models = load() if load is not None and (pending is None or pending) else None
     with RunLock(state.location):
@@ -129,6 +145,7 @@ def start_run(config: RunConfig, load: Callable[[], tuple] | None = None) -> Ite
         else:
             if items is None:  # an --overwrite of a run: list now
                 items = list(open_source(config.inputs, exclude=config.output).items())
+                check_prompt_fields(config.prompt, items[0] if items else None)
             state.record_run(config, items)
         shards = state.plan(config)
         done = state.done_counts()

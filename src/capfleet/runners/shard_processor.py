@@ -10,13 +10,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from capfleet.config import RunConfig
 from capfleet.models.captioner import DecodingOptions
 from capfleet.parallel import ordered_map
+from capfleet.runners.candidates import CandidateMaker, Captioned
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
 from capfleet.sinks.imagefolder import ImageFolderSink
@@ -33,12 +35,14 @@ class ShardStats:
     captioned: int = 0
     failed: int = 0
     seconds: float = 0.0
+    hygiene: Counter = field(default_factory=Counter)  # degenerate candidates by kind, re-sampled/flagged images
 
     def add(self, other: ShardStats) -> None:
         self.seen += other.seen
         self.captioned += other.captioned
         self.failed += other.failed
         self.seconds += other.seconds
+        self.hygiene.update(other.hygiene)
 
     def to_json(self) -> dict:
         return {
@@ -46,6 +50,7 @@ class ShardStats:
             "captioned": self.captioned,
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
+            "hygiene": dict(sorted(self.hygiene.items())),
         }
 
 
@@ -87,6 +92,7 @@ class ShardProcessor:
         self.min_side = captioner.input_size() if captioner is not None else 384
         self.captioner_name = captioner.name if captioner is not None else "none"
         self.scorer_name = scorer.name if scorer is not None else "none"
+        self.candidates = CandidateMaker(captioner, scorer, config, self.decoding) if captioner is not None else None
 
     def _decoded(self, shard: ShardSpec) -> Iterator[Sample]:
         def decode(sample: Sample) -> Sample:
@@ -102,6 +108,8 @@ class ShardProcessor:
         stats = ShardStats()
         errors: list[dict] = []
         writer = self.sink.open(shard.name)
+        if self.candidates is not None:
+            self.candidates.counts = stats.hygiene
 
         def fail(sample: Sample) -> None:
             errors.append(sample.error_record())
@@ -154,31 +162,25 @@ class ShardProcessor:
         A batch that raises (a CUDA OOM, one image a processor rejects) is retried image by
         image, so one bad image costs one error record, not the whole batch.
         """
-        if self.captioner is None:
-            return [self._row(sample, [], []) for sample in batch]
-        images = [sample.image for sample in batch]
+        if self.candidates is None:
+            return [self._row(sample, Captioned()) for sample in batch]
         try:
             seed = batch_seed(self.config.seed, batch[0].key)
-            candidates = self.captioner.generate(
-                images, self.config.candidates, self.config.prompt, seed, self.decoding
-            )
-            scores = self.scorer.score(images, candidates) if self.scorer is not None else [[] for _ in batch]
+            results = self.candidates.make(batch, seed)
         except Exception as exc:
             if len(batch) > 1:
                 return [row for sample in batch for row in self._caption([sample])]
             batch[0].error = f"caption failed: {type(exc).__name__}: {exc}"
             return [None]
         rows: list[dict | None] = []
-        for sample, texts, row_scores in zip(batch, candidates, scores, strict=True):
-            if not texts:
-                sample.error = "caption failed: the model produced only empty captions"
-                rows.append(None)
-            else:
-                rows.append(self._row(sample, texts, row_scores))
+        for sample, result in zip(batch, results, strict=True):
+            sample.error = result.error
+            rows.append(None if result.error else self._row(sample, result))
         return rows
 
-    def _row(self, sample: Sample, texts: list[str], scores: list[float]) -> dict:
+    def _row(self, sample: Sample, result: Captioned) -> dict:
         """The output row. No nulls: the imagefolder loader cannot type a column null in a whole shard."""
+        texts, scores = result.candidates, result.scores
         best = max(range(len(texts)), key=scores.__getitem__) if scores else 0
         return {
             "key": sample.key,
@@ -189,4 +191,6 @@ class ShardProcessor:
             "original_text": sample.item.original_text or "",
             "captioner": self.captioner_name,
             "scorer": self.scorer_name,
+            "flags": result.flags,
+            "chunked": result.chunked,
         }
