@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.models.engines import load_engine_captioner
 from capfleet.models.prompts import check_prompt_fields
 from capfleet.models.registry import (
     CAPTIONER_ALIASES,
     SCORER_ALIASES,
-    load_captioner,
     load_scorer,
     resolve_name,
 )
@@ -74,7 +74,7 @@ class RunSummary:
 
 def check_model_names(config: RunConfig) -> None:
     """Fail on a misspelt model name before listing a million files."""
-    if config.captioner != "none":
+    if config.captioner != "none" and config.engine != "openai":  # an endpoint's model names are its own
         resolve_name(config.captioner, CAPTIONER_ALIASES, "captioner")
     if config.scorer != "none":
         resolve_name(config.scorer, SCORER_ALIASES, "scorer")
@@ -84,14 +84,7 @@ def load_models(config: RunConfig):
     """Captioner and scorer for a run, loaded once per process (or Beam worker)."""
     captioner = None
     if config.captioner != "none":
-        captioner = load_captioner(
-            config.captioner,
-            device=config.device,
-            dtype=config.dtype,
-            decoding=config.decoding,
-            top_p=config.top_p,
-            max_new_tokens=config.max_new_tokens,
-        )
+        captioner = load_engine_captioner(config)
         if config.prompt and not captioner.accepts_prompt:
             raise ConfigError(f"captioner {config.captioner} takes no prompt: drop --prompt or use BLIP, GIT or a VLM")
     scorer = load_scorer(config.scorer, device=config.device, dtype=config.dtype) if captioner is not None else None
