@@ -36,6 +36,7 @@ _OPENER = re.compile(
     r")\s*[:,]?\s*",
     re.IGNORECASE,
 )
+_REFUSAL_WITHIN = 200  # characters: refusals and apologies open the answer
 # A loop: one n-gram (1..6 words) back to back this many times, or a 4+ word phrase this many times anywhere.
 _LOOP_REPEATS = 3
 _MAX_LOOP_NGRAM = 6
@@ -68,13 +69,14 @@ def has_repetition_loop(words: list[str]) -> bool:
     """True when an n-gram repeats back to back (`bald bald bald`, `on the left on the left on the left`)
     or a phrase of 4+ words recurs 3 times anywhere (loops with small variations between them)."""
     for size in range(1, _MAX_LOOP_NGRAM + 1):
-        span = size * _LOOP_REPEATS
-        for start in range(len(words) - span + 1):
-            gram = words[start : start + size]
-            if all(words[start + k * size : start + (k + 1) * size] == gram for k in range(1, _LOOP_REPEATS)):
+        # n-gram repeated 3 times back to back <=> 2n consecutive positions where word[i] == word[i + n]
+        run = 0
+        for word, later in zip(words, words[size:], strict=False):
+            run = run + 1 if word == later else 0
+            if run >= size * (_LOOP_REPEATS - 1):
                 return True
     if len(words) >= _PHRASE_NGRAM * _LOOP_REPEATS:
-        phrases = Counter(tuple(words[i : i + _PHRASE_NGRAM]) for i in range(len(words) - _PHRASE_NGRAM + 1))
+        phrases = Counter(zip(*(words[offset:] for offset in range(_PHRASE_NGRAM)), strict=False))
         return max(phrases.values()) >= _LOOP_REPEATS
     return False
 
@@ -88,7 +90,7 @@ def check_caption(text: str, options: HygieneOptions) -> CheckedCaption:
     kind = None
     if not words:
         kind = EMPTY
-    elif _REFUSAL.search(text):
+    elif _REFUSAL.search(text, 0, _REFUSAL_WITHIN):
         kind = REFUSAL
     elif has_repetition_loop(words):
         kind = REPETITION
