@@ -11,6 +11,7 @@ import typer
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.models.registry import ModelLoadError
+from capfleet.runners.data_parallel import GpuWorkerError
 from capfleet.runners.state import ERRORS_DIR
 from capfleet.sources.files import InputError
 from capfleet.sources.storage import is_url
@@ -87,6 +88,7 @@ def caption(
     retries: int = typer.Option(4, help="openai: retries after 429, 5xx, timeouts (exponential backoff)."),
     image_size: int = typer.Option(0, help="openai: shorter side images are sent at (0: the model's own if known)."),
     tensor_parallel_size: int = typer.Option(1, help="vllm: GPUs one engine spans."),
+    gpus: int = typer.Option(1, help="One engine per GPU, shards divided among them (local runner)."),
     hygiene: bool = typer.Option(True, "--hygiene/--no-hygiene", help="Drop degenerate candidates before ranking."),
     strip_openers: bool = typer.Option(False, help="Strip boilerplate openers ('This image shows ...')."),
     min_words: int = typer.Option(1, help="Hygiene: shorter candidates are degenerate."),
@@ -144,6 +146,7 @@ def caption(
         retries=retries,
         image_size=image_size,
         tensor_parallel_size=tensor_parallel_size,
+        gpus=gpus,
         hygiene=hygiene,
         strip_openers=strip_openers,
         min_words=min_words,
@@ -159,7 +162,7 @@ def caption(
             from capfleet.runners.local import run_local
 
             summary = run_local(config)
-    except (ConfigError, ModelLoadError, InputError, OSError) as exc:
+    except (ConfigError, ModelLoadError, InputError, OSError, GpuWorkerError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         typer.secho("interrupted: rerun the same command to resume", err=True)

@@ -77,6 +77,7 @@ class RunConfig:
     retries: int = 4  # openai: retries of a request after 429, 5xx, timeouts and dropped connections
     image_size: int = 0  # openai: shorter side images are sent at; 0 = the model's own when known
     tensor_parallel_size: int = 1  # vllm: GPUs one engine spans
+    gpus: int = 1  # data parallel: one engine per GPU, pending shards divided among them (local runner)
     # Caption hygiene (README "Caption hygiene").
     hygiene: bool = True
     strip_openers: bool = False
@@ -109,6 +110,7 @@ class RunConfig:
             (self.retries >= 0, "--retries must be >= 0"),
             (self.image_size >= 0, "--image-size must be >= 0"),
             (self.tensor_parallel_size >= 1, "--tensor-parallel-size must be >= 1"),
+            (self.gpus >= 1, "--gpus must be >= 1"),
             (self.min_words >= 0, "--min-words must be >= 0"),
             (self.max_words == 0 or self.max_words >= self.min_words, "--max-words must be 0 or >= --min-words"),
             (self.resample_attempts >= 0, "--resample-attempts must be >= 0"),

@@ -112,6 +112,8 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
     beam = _beam()
     if beam_runner == "DataflowRunner" and "://" not in config.output:
         raise ConfigError("DataflowRunner workers cannot write to a local folder: use -o gs://bucket/path")
+    if config.gpus > 1:
+        raise ConfigError("--gpus is for the local runner: Beam workers each use the GPUs they have")
     started = time.perf_counter()
     with start_run(config) as run:  # the launcher holds OUT's lock while the workers write
         summary = RunSummary.planned(run.shards, run.pending)

@@ -20,6 +20,7 @@ from capfleet.models.registry import (
     resolve_name,
 )
 from capfleet.runners.candidates import FLAGGED, RESAMPLED
+from capfleet.runners.data_parallel import run_on_gpus
 from capfleet.runners.lock import RunLock
 from capfleet.runners.progress import Progress
 from capfleet.runners.shard_processor import ShardProcessor, ShardStats
@@ -156,9 +157,17 @@ def _pending(state: RunState, config: RunConfig) -> list[ShardSpec]:
 def run_local(config: RunConfig, models=None) -> RunSummary:
     started = time.perf_counter()
     load = (lambda: models) if models is not None else (lambda: load_models(config))
+    if config.gpus > 1:
+        load = None  # each GPU worker loads its own engine; the parent keeps no GPU memory
     with start_run(config, load) as run:
         summary = RunSummary.planned(run.shards, run.pending)
-        if run.pending:
+        if run.pending and config.gpus > 1:
+            progress = Progress(sum(len(s.items) for s in run.pending), config.progress)
+            try:
+                summary.stats.add(run_on_gpus(config, run.pending, progress))
+            finally:
+                progress.close()
+        elif run.pending:
             captioner, scorer = run.models
             progress = Progress(sum(len(s.items) for s in run.pending), config.progress)
             executor = ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io")
