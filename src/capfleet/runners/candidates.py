@@ -31,6 +31,11 @@ class Captioned:
     error: str | None = None
 
 
+def _pick(seed, indexes: list[int]):
+    """The seed argument for a subset of the images: a batch seed as it is, per-image seeds picked."""
+    return [seed[i] for i in indexes] if isinstance(seed, list) else seed
+
+
 def resample_seed(seed: int, key: str, attempt: int) -> int:
     """A re-sample's seed: a function of the run seed, the image's key and the attempt only."""
     return derive_seed(seed, key, "resample", attempt)
@@ -48,9 +53,11 @@ class CandidateMaker:
         # Re-sampling must sample: beam search would return the same degenerate captions again.
         self.resample_decoding = DecodingOptions("sample", decoding.top_p, decoding.max_new_tokens)
         self.counts: Counter = Counter()  # hygiene kinds, re-sampled and flagged images
+        self._per_image_seeds = False
 
     def make(self, samples: list[Sample], seed) -> list[Captioned]:
-        """Results in sample order. `seed` is passed to the captioner as the runner chose it."""
+        """Results in sample order. `seed` is passed to the captioner as the runner chose it: one
+        seed for the batch, or a list with one per sample."""
         results: list[Captioned | None] = [None] * len(samples)
         prompts: list[str | None] = []
         for index, sample in enumerate(samples):
@@ -60,7 +67,9 @@ class CandidateMaker:
                 results[index] = Captioned(error=f"prompt failed: {exc.args[0]}")
                 prompts.append(None)
         live = [i for i, result in enumerate(results) if result is None]
-        generated, errors = self._generate([samples[i].image for i in live], [prompts[i] for i in live], seed)
+        images, live_prompts = [samples[i].image for i in live], [prompts[i] for i in live]
+        self._per_image_seeds = isinstance(seed, list)
+        generated, errors = self._generate(images, live_prompts, _pick(seed, live))
         for position, index in enumerate(live):
             if position in errors:
                 results[index] = Captioned(error=f"caption failed: {errors[position]}")
@@ -86,7 +95,7 @@ class CandidateMaker:
             prompt = group_prompts if getattr(self.captioner, "per_image_prompts", False) else group_prompts[0]
             try:
                 texts = self.captioner.generate(
-                    [images[i] for i in indexes], self.config.candidates, prompt, seed, options
+                    [images[i] for i in indexes], self.config.candidates, prompt, _pick(seed, indexes), options
                 )
             except PartialBatchError as exc:
                 texts = exc.candidates
@@ -106,6 +115,7 @@ class CandidateMaker:
                 break
             self.counts[RESAMPLED] += attempt == 1
             seed = resample_seed(self.config.seed, sample.key, attempt)
+            seed = [seed] if self._per_image_seeds else seed
             again, errors = self._generate([sample.image], [prompt], seed, self.resample_decoding)
             retry = again[0] if not errors and again[0] else []
             cleaned = clean_candidates(retry, self.hygiene) if retry else Cleaned([], [EMPTY], Counter({EMPTY: 1}))
