@@ -52,7 +52,7 @@ def test_retries_backoff_error_records_and_repeated_requests(tmp_path):
     assert server.requests["slow"] == 3 and "timed out" in errors["slow"]
     assert server.requests["bad400"] == 1 and "HTTP 400" in errors["bad400"]  # not retried: it cannot succeed
     # Hygiene saw only refusals: re-sampled twice, then kept with the reason.
-    assert rows["refuses"]["flags"] == ["refusal"] and server.requests["refuses"] == 3
+    assert rows["refuses"]["flags"] == "refusal" and server.requests["refuses"] == 3
     assert "captioned: 4  failed: 3" in result.output
 
     assert server.authorizations == {"Bearer sekret"}

@@ -66,6 +66,6 @@ def test_a_run_through_capfleet_serve(tmp_path, served_builtin):
     assert len(rows) == 6 and read_errors(out) == []
     for row in rows:
         assert 1 <= len(row["candidates"]) <= 3 and len(row["scores"]) == len(row["candidates"])
-        assert row["text"] in row["candidates"] and row["flags"] == []
+        assert row["text"] in row["candidates"] and row["flags"] == ""
         assert row["chunked"] == [False] * len(row["scores"])
         assert any(shape in row["text"] for shape in ("circle", "square", "triangle", "star"))

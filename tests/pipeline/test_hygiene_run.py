@@ -11,7 +11,8 @@ from capfleet.config import RunConfig
 from capfleet.runners.local import run_local
 from tests.pipeline.helpers import load_with_datasets, read_rows
 
-COLOURS = {"a-red": (255, 0, 0), "b-green": (0, 255, 0), "c-blue": (0, 0, 255), "d-yellow": (255, 255, 0)}
+# Sorted by name: the flagged image (red) is in the second shard, after a shard without flags.
+COLOURS = {"a-yellow": (255, 255, 0), "b-green": (0, 255, 0), "c-blue": (0, 0, 255), "d-red": (255, 0, 0)}
 
 
 class ScriptedCaptioner:
@@ -32,7 +33,7 @@ class ScriptedCaptioner:
             colour = image.getpixel((0, 0))
             self.calls[colour].append(seed)
             attempt = len(self.calls[colour])
-            if colour == COLOURS["a-red"]:  # loops forever
+            if colour == COLOURS["d-red"]:  # loops forever
                 rows.append(["bald bald bald bald", "bald man bald man bald man"])
             elif colour == COLOURS["b-green"]:  # refuses once, then answers
                 rows.append(["I'm sorry, I cannot help with that."] if attempt == 1 else ["a green field"])
@@ -62,22 +63,22 @@ def test_degenerate_candidates_are_dropped_resampled_and_flagged(tmp_path):
     rows = {Path(row["source"]).stem: row for row in read_rows(tmp_path / "out")}
     assert summary.stats.captioned == 4 and summary.stats.failed == 0
 
-    red = rows["a-red"]  # never clean: re-sampled twice, then kept as it was, with the reason
-    assert red["flags"] == ["repetition"] and red["candidates"] == ["bald bald bald bald", "bald man bald man bald man"]
-    assert len(captioner.calls[COLOURS["a-red"]]) == 3
-    assert rows["b-green"]["candidates"] == ["a green field"] and rows["b-green"]["flags"] == []
+    red = rows["d-red"]  # never clean: re-sampled twice, then kept as it was, with the reason
+    assert red["flags"] == "repetition" and red["candidates"] == ["bald bald bald bald", "bald man bald man bald man"]
+    assert len(captioner.calls[COLOURS["d-red"]]) == 3
+    assert rows["b-green"]["candidates"] == ["a green field"] and rows["b-green"]["flags"] == ""
     assert rows["c-blue"]["candidates"] == ["a blue sky"] and rows["c-blue"]["text"] == "a blue sky"
     assert len(captioner.calls[COLOURS["c-blue"]]) == 1  # one usable candidate: no re-sample
-    assert rows["d-yellow"]["text"] == "A yellow wall."
-    assert all(row["flags"] is not None and row["chunked"] == [] for row in rows.values())
+    assert rows["a-yellow"]["text"] == "A yellow wall."
+    assert all(isinstance(row["flags"], str) and row["chunked"] == [] for row in rows.values())
 
     counts = summary.stats.hygiene
     assert counts["repetition"] == 2 * 3 + 1 and counts["refusal"] == 2 and counts["empty"] == 1
     assert counts["opener"] == 1 and counts["images_resampled"] == 2 and counts["images_flagged"] == 1
     assert any(line.startswith("hygiene: dropped candidates:") and "refusal 2" in line for line in summary.lines())
-    # Shards where no row has flags sit beside shards where one does: the loader types both.
+    # A shard where no row has flags comes before one where a row does: the loader types both alike.
     dataset = load_with_datasets(tmp_path / "out")
-    assert sorted(map(len, dataset["flags"])) == [0, 0, 0, 1]
+    assert sorted(dataset["flags"]) == ["", "", "", "repetition"]
 
 
 def test_resample_seeds_depend_on_the_image_only(tmp_path):
@@ -85,15 +86,15 @@ def test_resample_seeds_depend_on_the_image_only(tmp_path):
     first, second = ScriptedCaptioner(), ScriptedCaptioner()
     run_local(_config(images, tmp_path / "a", batch_size=4), models=(first, None))
     run_local(_config(images, tmp_path / "b", batch_size=1, seed=0), models=(second, None))
-    red = COLOURS["a-red"]
+    red = COLOURS["d-red"]
     assert first.calls[red][1:] == second.calls[red][1:]  # the re-samples' seeds
-    assert len(set(first.calls[red][1:])) == 2
+    assert len({repr(seed) for seed in first.calls[red][1:]}) == 2
 
 
 def test_no_hygiene_keeps_every_candidate(tmp_path):
     images = _images(tmp_path / "images")
     summary = run_local(_config(images, tmp_path / "out", hygiene=False), models=(ScriptedCaptioner(), None))
     rows = {Path(row["source"]).stem: row for row in read_rows(tmp_path / "out")}
-    assert rows["a-red"]["flags"] == [] and len(rows["a-red"]["candidates"]) == 2
+    assert rows["d-red"]["flags"] == "" and len(rows["d-red"]["candidates"]) == 2
     assert rows["c-blue"]["candidates"] == ["", "I am unable to see images.", "a blue sky", "sky sky sky sky"]
     assert not summary.stats.hygiene

@@ -191,6 +191,8 @@ class ShardProcessor:
             "original_text": sample.item.original_text or "",
             "captioner": self.captioner_name,
             "scorer": self.scorer_name,
-            "flags": result.flags,
+            # A string, not a list: a shard whose rows all had [] would be typed list<null> by the
+            # imagefolder loader, which then cannot read a later shard's flags.
+            "flags": ",".join(result.flags),
             "chunked": result.chunked,
         }
