@@ -56,26 +56,30 @@ def _run(tmp_path: Path, prompt: str, captioner=None):
     return run_local(config, models=(captioner, None)), captioner
 
 
+def _texts(out: Path) -> dict[str, str]:
+    return {Path(row["source"]).stem: row["text"] for row in read_rows(out)}
+
+
 def test_prompt_fields_come_from_the_caption_and_the_json(tmp_path):
     summary, _ = _run(tmp_path, "Alt text: {original_text}. {{key}} is {key}; by {photographer}, {year}")
-    rows = {Path(row["source"]).stem: row["text"] for row in read_rows(tmp_path / "out")}
+    rows = _texts(tmp_path / "out")
     assert rows == {"a": "Alt text: a green square. {key} is 000000000; by Ann, 2021"}
     assert summary.stats.failed == 2  # b has no year, c no photographer
 
 
 def test_every_image_has_original_text_key_and_source(tmp_path):
-    summary, _ = _run(tmp_path, "Alt text: {original_text} ({key})")
-    rows = {Path(row["source"]).stem: row["text"] for row in read_rows(tmp_path / "out")}
-    assert rows == {
-        "a": "Alt text: a green square (000000000)",
-        "b": "Alt text: a green tile (000000001)",
-        "c": "Alt text: no photographer here (000000002)",
+    _run(tmp_path, "Alt text: {original_text} ({key}) from {source}")
+    folder = tmp_path / "in"
+    assert _texts(tmp_path / "out") == {
+        "a": f"Alt text: a green square (000000000) from {folder / 'a.png'}",
+        "b": f"Alt text: a green tile (000000001) from {folder / 'b.png'}",
+        "c": f"Alt text: no photographer here (000000002) from {folder / 'c.png'}",
     }
 
 
 def test_an_image_missing_a_field_becomes_an_error_record(tmp_path):
     summary, captioner = _run(tmp_path, "Describe this photo by {photographer}. Alt text: {original_text}")
-    rows = {Path(row["source"]).stem: row["text"] for row in read_rows(tmp_path / "out")}
+    rows = _texts(tmp_path / "out")
     assert rows == {
         "a": "Describe this photo by Ann. Alt text: a green square",
         "b": "Describe this photo by Bo. Alt text: a green tile",
