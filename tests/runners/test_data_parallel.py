@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from capfleet.cli import app
+from capfleet.runners.data_parallel import visible_devices
 from tests.pipeline.helpers import read_rows
 
 runner = CliRunner()
@@ -38,3 +39,8 @@ def test_gpus_with_beam_is_refused(tmp_path):
     args = ["caption", str(tmp_path), "-o", str(tmp_path / "o"), "--gpus", "2", "--runner", "beam"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "--gpus is for the local runner" in result.output
+
+
+def test_each_worker_sees_its_own_gpus():
+    assert [visible_devices(worker, 1) for worker in range(3)] == ["0", "1", "2"]
+    assert [visible_devices(worker, 2) for worker in range(2)] == ["0,1", "2,3"]

@@ -1,6 +1,7 @@
 """`--gpus N`: one engine per GPU, the run's pending shards divided among them.
 
-Each worker is a fresh process that sees one GPU (CUDA_VISIBLE_DEVICES), loads its own models
+Each worker is a fresh process that sees one GPU (CUDA_VISIBLE_DEVICES; with
+`--tensor-parallel-size T`, its own group of T GPUs), loads its own models
 and processes its share of shards with the same ShardProcessor as the local runner, so every
 shard is still published whole and marked done last by exactly one worker. The parent holds
 the run's lock, shows progress and sums the stats; a worker that dies leaves its unfinished
@@ -40,8 +41,15 @@ class _QueueProgress:
         self.messages.put((_TICK, count))
 
 
+def visible_devices(worker: int, tensor_parallel_size: int) -> str:
+    """The GPUs worker `worker` sees: its own group of `tensor_parallel_size` consecutive GPUs."""
+    first = worker * tensor_parallel_size
+    return ",".join(str(gpu) for gpu in range(first, first + tensor_parallel_size))
+
+
 def _worker(gpu: int, settings: dict, shards: list[ShardSpec], messages) -> None:
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before anything touches CUDA in this process
+    # Before anything touches CUDA in this process.
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices(gpu, settings["tensor_parallel_size"])
     from capfleet.runners.local import load_models
     from capfleet.runners.shard_processor import ShardProcessor
     from capfleet.sources import open_source
