@@ -105,6 +105,10 @@ class RunConfig:
             (self.engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)}"),
             (self.engine != "openai" or bool(self.api_base), "--engine openai needs --api-base URL"),
             (not self.api_base or self.api_base.startswith(("http://", "https://")), "--api-base must be http(s)://"),
+            (
+                "@" not in (self.api_base or "").split("://", 1)[-1].split("/", 1)[0],
+                "--api-base must not hold credentials: put the key in the variable --api-key-env names",
+            ),
             (self.concurrency >= 1, "--concurrency must be >= 1"),
             (self.request_timeout > 0, "--request-timeout must be > 0"),
             (self.retries >= 0, "--retries must be >= 0"),

@@ -91,6 +91,8 @@ def test_engine_settings_are_checked_before_anything_runs(tmp_path):
     assert missing.exit_code == 2 and "--engine openai needs --api-base URL" in missing.output
     bad = _caption(images, tmp_path / "o", "ftp://example")
     assert bad.exit_code == 2 and "--api-base must be http(s)://" in bad.output
+    secret = _caption(images, tmp_path / "o", "http://user:hunter2@127.0.0.1:9/v1")
+    assert secret.exit_code == 2 and "must not hold credentials" in secret.output
     unknown = runner.invoke(app, ["caption", str(images), "-o", str(tmp_path / "o"), "--engine", "tgi"])
     assert unknown.exit_code == 2 and "--engine must be one of transformers, vllm, openai" in unknown.output
     assert not (tmp_path / "o").exists()
