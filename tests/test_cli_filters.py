@@ -34,7 +34,7 @@ def test_filters_with_the_builtin_model_record_what_they_drop_and_resume(tmp_pat
 
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "captioned: 5  filtered: 3  failed: 0" in result.output
+    assert "captioned: 5  failed: 0  filtered: 3" in result.output
     filtered = {}
     for path in sorted((out / "_capfleet" / "filtered").glob("filtered-*.jsonl")):
         for line in path.read_text().splitlines():

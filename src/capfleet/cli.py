@@ -11,6 +11,7 @@ import typer
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.models.registry import ModelLoadError
+from capfleet.runners.data_parallel import GpuWorkerError
 from capfleet.runners.state import ERRORS_DIR, FILTERED_DIR
 from capfleet.sources.files import InputError
 from capfleet.sources.storage import is_url
@@ -65,7 +66,10 @@ def caption(
     decoding: str = typer.Option("sample", help="sample (nucleus) | beam."),
     top_p: float = typer.Option(0.9, help="Nucleus sampling mass."),
     max_new_tokens: int = typer.Option(30, help="Longest caption, in tokens."),
-    prompt: str | None = typer.Option(None, help="Text prefix (BLIP, GIT) or instruction (chat VLMs)."),
+    prompt: str | None = typer.Option(
+        None, help="Text prefix (BLIP, GIT) or instruction (chat VLMs); may use {original_text} and json fields."
+    ),
+    prompt_file: Path | None = typer.Option(None, help="Read the --prompt template from this file."),
     seed: int = typer.Option(0, help="Sampling seed; same seed and settings give the same rows."),
     batch_size: str = typer.Option(
         "auto", help="Images per model call, or auto: measured on CPU, largest that fits on CUDA (cached)."
@@ -109,6 +113,20 @@ def caption(
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
     ),
+    engine: str = typer.Option("transformers", help="transformers | vllm | openai (an OpenAI-compatible endpoint)."),
+    api_base: str | None = typer.Option(None, help="openai: endpoint base URL, e.g. http://127.0.0.1:8000/v1."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", help="openai: environment variable holding the API key."),
+    concurrency: int = typer.Option(8, help="openai: requests in flight (also raise --batch-size to match)."),
+    request_timeout: float = typer.Option(60.0, help="openai: seconds per request."),
+    retries: int = typer.Option(4, help="openai: retries after 429, 5xx, timeouts (exponential backoff)."),
+    image_size: int = typer.Option(0, help="openai: shorter side images are sent at (0: the model's own if known)."),
+    tensor_parallel_size: int = typer.Option(1, help="vllm: GPUs one engine spans."),
+    gpus: int = typer.Option(1, help="One engine per GPU, shards divided among them (local runner)."),
+    hygiene: bool = typer.Option(True, "--hygiene/--no-hygiene", help="Drop degenerate candidates before ranking."),
+    strip_openers: bool = typer.Option(False, help="Strip boilerplate openers ('This image shows ...')."),
+    min_words: int = typer.Option(1, help="Hygiene: shorter candidates are degenerate."),
+    max_words: int = typer.Option(0, help="Hygiene: longer candidates are degenerate (0: no limit)."),
+    resample_attempts: int = typer.Option(2, help="Hygiene: re-samples of an image whose candidates all fail."),
 ) -> None:
     """Caption images, rank candidates with a CLIP-style scorer, write a resumable dataset.
 
@@ -129,6 +147,13 @@ def caption(
             _fail(f"unknown option(s) {' '.join(beam_args)} (Beam pipeline options need --runner beam)")
     if not inputs:
         _fail("give at least one INPUT (a folder, an image, a file list or a URL)")
+    if prompt_file is not None:
+        if prompt is not None:
+            _fail("give --prompt or --prompt-file, not both")
+        try:
+            prompt = prompt_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read --prompt-file {prompt_file}: {exc}")
     _setup_logging()
     config = RunConfig(
         inputs=[_absolute(spec) for spec in inputs],
@@ -167,6 +192,20 @@ def caption(
         nsfw_threshold=nsfw_threshold,
         dedup=dedup,
         dedup_distance=dedup_distance,
+        engine=engine,
+        api_base=api_base,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        request_timeout=request_timeout,
+        retries=retries,
+        image_size=image_size,
+        tensor_parallel_size=tensor_parallel_size,
+        gpus=gpus,
+        hygiene=hygiene,
+        strip_openers=strip_openers,
+        min_words=min_words,
+        max_words=max_words,
+        resample_attempts=resample_attempts,
     )
     try:
         if runner == "beam":
@@ -177,7 +216,7 @@ def caption(
             from capfleet.runners.local import run_local
 
             summary = run_local(config)
-    except (ConfigError, ModelLoadError, InputError, OSError) as exc:
+    except (ConfigError, ModelLoadError, InputError, OSError, GpuWorkerError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         typer.secho("interrupted: rerun the same command to resume", err=True)

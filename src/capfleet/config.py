@@ -6,9 +6,12 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from capfleet.stages.hygiene import HygieneOptions
+
 DECODINGS = ("sample", "beam")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+ENGINES = ("transformers", "vllm", "openai")
 
 # Fields that change which rows a run writes. A rerun into the same output must match them;
 # the rest (batch size, workers, device, limit) only change speed or how much is done now.
@@ -42,7 +45,21 @@ _FILTER_FIELDS = (
 DEDUP_MODES = ("exact", "near")
 # Added after runs were recorded: part of the fingerprint only when changed from the default,
 # so upgrading capfleet does not refuse to resume a run started with the older version.
-_FINGERPRINT_FIELDS_IF_SET = ("max_bytes", "format", "txt", "images", "image_column", "caption_column", *_FILTER_FIELDS)
+_FINGERPRINT_FIELDS_IF_SET = (
+    "max_bytes",
+    "format",
+    "txt",
+    "images",
+    "image_column",
+    "caption_column",
+    *_FILTER_FIELDS,
+    "engine",
+    "hygiene",
+    "strip_openers",
+    "min_words",
+    "max_words",
+    "resample_attempts",
+)
 
 
 class ConfigError(ValueError):
@@ -88,6 +105,22 @@ class RunConfig:
     nsfw_threshold: float | None = None
     dedup: str | None = None
     dedup_distance: int | None = None
+    # Engines (README "Engines"): where the captions come from.
+    engine: str = "transformers"
+    api_base: str | None = None  # openai: the endpoint's base URL, e.g. http://127.0.0.1:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # openai: the variable holding the key (never the key itself)
+    concurrency: int = 8  # openai: requests in flight
+    request_timeout: float = 60.0  # openai: seconds per request
+    retries: int = 4  # openai: retries of a request after 429, 5xx, timeouts and dropped connections
+    image_size: int = 0  # openai: shorter side images are sent at; 0 = the model's own when known
+    tensor_parallel_size: int = 1  # vllm: GPUs one engine spans
+    gpus: int = 1  # data parallel: one engine per GPU, pending shards divided among them (local runner)
+    # Caption hygiene (README "Caption hygiene").
+    hygiene: bool = True
+    strip_openers: bool = False
+    min_words: int = 1
+    max_words: int = 0  # 0: no upper limit
+    resample_attempts: int = 2
 
     def validate(self) -> RunConfig:
         if not self.inputs:
@@ -112,10 +145,34 @@ class RunConfig:
             (self.images or self.format == "parquet", "--no-images needs --format parquet"),
             (self.http_timeout > 0, "--http-timeout must be > 0"),
             *self._filter_checks(),
+            (self.engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)}"),
+            (self.engine != "openai" or bool(self.api_base), "--engine openai needs --api-base URL"),
+            (not self.api_base or self.api_base.startswith(("http://", "https://")), "--api-base must be http(s)://"),
+            (
+                "@" not in (self.api_base or "").split("://", 1)[-1].split("/", 1)[0],
+                "--api-base must not hold credentials: put the key in the variable --api-key-env names",
+            ),
+            (self.concurrency >= 1, "--concurrency must be >= 1"),
+            (self.request_timeout > 0, "--request-timeout must be > 0"),
+            (self.retries >= 0, "--retries must be >= 0"),
+            (self.image_size >= 0, "--image-size must be >= 0"),
+            (self.tensor_parallel_size >= 1, "--tensor-parallel-size must be >= 1"),
+            (self.gpus >= 1, "--gpus must be >= 1"),
+            (self.min_words >= 0, "--min-words must be >= 0"),
+            (self.max_words == 0 or self.max_words >= self.min_words, "--max-words must be 0 or >= --min-words"),
+            (self.resample_attempts >= 0, "--resample-attempts must be >= 0"),
+            (
+                self.gpus == 1 or (self.dedup is None and not self.retry_errors),
+                "--dedup and --retry-errors need --gpus 1",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        if self.prompt:
+            from capfleet.models.prompts import prompt_fields  # imports this module
+
+            prompt_fields(self.prompt)  # a template that cannot be parsed stops the run here
         return self
 
     def _filter_checks(self) -> list[tuple[bool, str]]:
@@ -137,6 +194,9 @@ class RunConfig:
             (unset_or("dedup_distance", lambda v: 0 <= v <= 16), "--dedup-distance must be in [0, 16]"),
             (self.dedup_distance is None or self.dedup == "near", "--dedup-distance needs --dedup near"),
         ]
+
+    def hygiene_options(self) -> HygieneOptions:
+        return HygieneOptions(self.hygiene, self.strip_openers, self.min_words, self.max_words, self.resample_attempts)
 
     def fingerprint_fields(self) -> dict:
         values, defaults = asdict(self), RunConfig(inputs=[], output="")

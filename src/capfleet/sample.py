@@ -17,13 +17,15 @@ class Item:
     key: str
     source: str
     original_text: str | None = None
+    fields: dict[str, Any] | None = None  # the image's json (metadata row or sidecar), for --prompt templates
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "source": self.source, "original_text": self.original_text}
+        row = {"key": self.key, "source": self.source, "original_text": self.original_text}
+        return {**row, "fields": self.fields} if self.fields else row
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> Item:
-        return cls(row["key"], row["source"], row.get("original_text"))
+        return cls(row["key"], row["source"], row.get("original_text"), row.get("fields"))
 
 
 @dataclass

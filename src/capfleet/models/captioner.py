@@ -170,7 +170,12 @@ class HFCaptioner:
 
     def input_size(self) -> int:
         """The processor's target side, so decoding can shrink images no further than needed."""
-        size = getattr(getattr(self.processor, "image_processor", self.processor), "size", None) or {}
-        if isinstance(size, dict):
-            return int(size.get("shortest_edge") or size.get("height") or size.get("longest_edge") or 384)
-        return int(getattr(size, "height", None) or getattr(size, "shortest_edge", None) or 384)
+        return processor_input_size(self.processor)
+
+
+def processor_input_size(processor) -> int:
+    """The side a (multimodal) processor resizes images to; 384 when it does not say."""
+    size = getattr(getattr(processor, "image_processor", processor), "size", None) or {}
+    if isinstance(size, dict):
+        return int(size.get("shortest_edge") or size.get("height") or size.get("longest_edge") or 384)
+    return int(getattr(size, "height", None) or getattr(size, "shortest_edge", None) or 384)

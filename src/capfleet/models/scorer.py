@@ -7,6 +7,7 @@ import torch
 from capfleet.models.processors import load_image_processor
 from capfleet.models.registry import ModelLoadError, load_config, wrap_load_errors
 from capfleet.models.runtime import pick_device, pick_dtype
+from capfleet.models.text_chunks import text_chunks
 
 
 def _features(output) -> torch.Tensor:
@@ -52,11 +53,20 @@ class HFScorer:
         features = _features(self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype)))
         return torch.nn.functional.normalize(features.float(), dim=-1)
 
+    @property
+    def max_text_tokens(self) -> int:
+        """The longest text, in tokens with specials, the model reads (77 for CLIP, 64 for SigLIP)."""
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        limit = 77 if limit is None or limit > 100_000 else limit
+        text_config = getattr(self.model.config, "text_config", self.model.config)
+        positions = getattr(text_config, "max_position_embeddings", None)
+        return min(limit, positions) if positions else limit
+
     @torch.inference_mode()
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
-        """L2-normalised text embeddings, one row per text (truncated to the model's context)."""
-        max_length = getattr(self.tokenizer, "model_max_length", 77)
-        max_length = 77 if max_length is None or max_length > 100_000 else max_length
+        """L2-normalised text embeddings, one row per text (truncated to the model's context:
+        `score` chunks long texts instead)."""
+        max_length = self.max_text_tokens
         tokens = self.tokenizer(
             texts, padding=self.text_padding, truncation=True, max_length=max_length, return_tensors="pt"
         )
@@ -64,15 +74,35 @@ class HFScorer:
         return torch.nn.functional.normalize(_features(self.model.get_text_features(**tokens)).float(), dim=-1)
 
     def score(self, images: list, candidates: list[list[str]]) -> list[list[float]]:
-        """Cosine similarity of each image with each of its own candidates."""
-        flat = [text for texts in candidates for text in texts]
-        if not flat:
-            return [[] for _ in images]
+        """Cosine similarity of each image with each of its own candidates (see `score_with_chunks`)."""
+        return self.score_with_chunks(images, candidates)[0]
+
+    def score_with_chunks(
+        self, images: list, candidates: list[list[str]]
+    ) -> tuple[list[list[float]], list[list[bool]]]:
+        """Scores, and whether each candidate was too long to read whole.
+
+        A candidate longer than `max_text_tokens` is never truncated: it is cut into sentence
+        chunks that fit (`text_chunks`) and scored as the mean of the chunks' similarities.
+        """
+        if not any(candidates):
+            return [[] for _ in images], [[] for _ in images]
+        limit = self.max_text_tokens
+        lengths = iter(len(ids) for ids in self.tokenizer([t for texts in candidates for t in texts])["input_ids"])
+        pieces = [
+            [[text] if next(lengths) <= limit else text_chunks(text, self.tokenizer, limit) for text in texts]
+            for texts in candidates
+        ]
+        flat = [chunk for row in pieces for chunks in row for chunk in chunks]
         image_embeddings = self.embed_images(images)
         text_embeddings = self.embed_texts(flat)
-        scores, start = [], 0
-        for row, texts in enumerate(candidates):
-            block = text_embeddings[start : start + len(texts)]
-            scores.append([round(float(value), 6) for value in block @ image_embeddings[row]])
-            start += len(texts)
-        return scores
+        scores, chunked, start = [], [], 0
+        for row, row_pieces in enumerate(pieces):
+            row_scores = []
+            for chunks in row_pieces:
+                similarities = text_embeddings[start : start + len(chunks)] @ image_embeddings[row]
+                row_scores.append(round(float(similarities.mean()), 6))
+                start += len(chunks)
+            scores.append(row_scores)
+            chunked.append([len(chunks) > 1 for chunks in row_pieces])
+        return scores, chunked

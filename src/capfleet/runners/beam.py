@@ -24,6 +24,7 @@ from capfleet.sources.plan import ShardSpec
 
 log = logging.getLogger("capfleet")
 NAMESPACE = "capfleet"
+HYGIENE_COUNTER = "hygiene_"  # + a hygiene kind: one Beam counter each
 # Beam's DirectRunner first tries Prism, a separate binary it downloads on first use. The
 # FnApiRunner is the same in-process engine without that step, and honours
 # --direct_num_workers / --direct_running_mode.
@@ -104,6 +105,8 @@ def make_caption_shard_fn(config: RunConfig, pending_images: int | None = None):
             self.counters["images_failed"].inc(stats.failed)
             self.counters["images_filtered"].inc(stats.filtered)
             self.counters["shards_done"].inc()
+            for kind, count in stats.hygiene.items():
+                Metrics.counter(NAMESPACE, HYGIENE_COUNTER + kind).inc(count)
             log.info("shard %s: %d captioned, %d failed", shard.name, stats.captioned, stats.failed)
             yield {"shard_id": shard.shard_id, **stats.to_json()}
 
@@ -209,6 +212,8 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
     options = pipeline_options(beam_args or [], beam_runner)
     placement = worker_placement(options)
     check_paths_for_runner(config, **placement)
+    if config.gpus > 1:
+        raise ConfigError("--gpus is for the local runner: Beam workers each use the GPUs they have")
     started = time.perf_counter()
     with start_run(config) as run:  # the launcher holds OUT's lock while the workers write
         summary = RunSummary.planned(run.shards, run.pending)
@@ -258,3 +263,6 @@ def _fill_from_metrics(summary: RunSummary, result) -> None:
     summary.stats.failed = totals.get("images_failed", 0)
     summary.stats.filtered = totals.get("images_filtered", 0)
     summary.skipped += totals.get("images_skipped", 0)
+    summary.stats.hygiene.update(
+        {name.removeprefix(HYGIENE_COUNTER): n for name, n in totals.items() if name.startswith(HYGIENE_COUNTER)}
+    )

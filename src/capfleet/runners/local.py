@@ -11,23 +11,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.models.engines import load_engine_captioner
+from capfleet.models.prompts import check_prompt_fields
 from capfleet.models.registry import (
     CAPTIONER_ALIASES,
     SCORER_ALIASES,
-    load_captioner,
     load_scorer,
     resolve_name,
 )
 from capfleet.runners import dedup
+from capfleet.runners.candidates import FLAGGED, RESAMPLED
+from capfleet.runners.data_parallel import run_on_gpus
 from capfleet.runners.lock import RunLock
 from capfleet.runners.progress import Progress
 from capfleet.runners.shard_processor import ShardProcessor, ShardStats
 from capfleet.runners.state import RunState
+from capfleet.sample import Item
 from capfleet.sinks.location import Location
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
 from capfleet.sources.storage import local_path
 from capfleet.stages.filters import check_filters
+from capfleet.stages.hygiene import DEGENERATE_KINDS, OPENER
 
 log = logging.getLogger("capfleet")
 
@@ -53,16 +58,28 @@ class RunSummary:
     def lines(self) -> list[str]:
         return [
             f"shards: {self.shards} ({self.shards_done_before} already done)",
-            f"seen: {self.stats.seen}  captioned: {self.stats.captioned}  filtered: {self.stats.filtered}  "
-            f"failed: {self.stats.failed}  "
-            f"skipped (already done): {self.skipped}",
+            f"seen: {self.stats.seen}  captioned: {self.stats.captioned}  failed: {self.stats.failed}  "
+            + (f"filtered: {self.stats.filtered}  " if self.stats.filtered else "")
+            + f"skipped (already done): {self.skipped}",
             f"time: {self.wall_seconds:.1f} s  ({self.images_per_second:.2f} images/s)",
+            *self.hygiene_lines(),
+        ]
+
+    def hygiene_lines(self) -> list[str]:
+        """Degenerate candidates by kind, and what became of images with nothing usable."""
+        counts = self.stats.hygiene
+        if not counts:
+            return []
+        kinds = ", ".join(f"{kind} {counts[kind]}" for kind in (*DEGENERATE_KINDS, OPENER) if counts[kind])
+        return [
+            f"hygiene: dropped candidates: {kinds or 'none'}; images re-sampled: {counts[RESAMPLED]}, "
+            f"kept with flags: {counts[FLAGGED]}"
         ]
 
 
 def check_model_names(config: RunConfig) -> None:
     """Fail on a misspelt model name before listing a million files."""
-    if config.captioner != "none":
+    if config.captioner != "none" and config.engine != "openai":  # an endpoint's model names are its own
         resolve_name(config.captioner, CAPTIONER_ALIASES, "captioner")
     if config.scorer != "none":
         resolve_name(config.scorer, SCORER_ALIASES, "scorer")
@@ -72,14 +89,7 @@ def load_models(config: RunConfig):
     """Captioner and scorer for a run, loaded once per process (or Beam worker)."""
     captioner = None
     if config.captioner != "none":
-        captioner = load_captioner(
-            config.captioner,
-            device=config.device,
-            dtype=config.dtype,
-            decoding=config.decoding,
-            top_p=config.top_p,
-            max_new_tokens=config.max_new_tokens,
-        )
+        captioner = load_engine_captioner(config)
         if config.prompt and not captioner.accepts_prompt:
             raise ConfigError(f"captioner {config.captioner} takes no prompt: drop --prompt or use BLIP, GIT or a VLM")
     scorer = load_scorer(config.scorer, device=config.device, dtype=config.dtype) if captioner is not None else None
@@ -128,6 +138,8 @@ def start_run(config: RunConfig, load: Callable[[], tuple] | None = None) -> Ite
     source = open_source(config.inputs, config)
     resuming = state.check(config)
     listing = None if resuming else list(source.listing())
+    if listing is not None:
+        check_prompt_fields(config.prompt, _first_item(listing))
     work = _work(state, config, source) if resuming else None
     models = load() if load is not None and (work is None or any(work)) else None
     with RunLock(state.location):
@@ -136,11 +148,17 @@ def start_run(config: RunConfig, load: Callable[[], tuple] | None = None) -> Ite
         else:
             if listing is None:  # an --overwrite of a run: list now
                 listing = list(source.listing())
+                check_prompt_fields(config.prompt, _first_item(listing))
             state.record_run(config, listing)
         shards, pending, retries = _work(state, config, source)
         if (pending or retries) and models is None and load is not None:
             models = load()
         yield StartedRun(state, source, shards, pending, retries, models)
+
+
+def _first_item(listing: list[dict]) -> Item | None:
+    """The first image of a listing, for checking prompt fields (tars and tables list files, not images)."""
+    return Item.from_json(listing[0]) if listing and "source" in listing[0] and "key" in listing[0] else None
 
 
 def _work(state: RunState, config: RunConfig, source) -> tuple[list[ShardSpec], list[ShardSpec], list[ShardSpec]]:
@@ -162,9 +180,17 @@ def shards_to_retry(config: RunConfig, state: RunState, shards: list[ShardSpec],
 def run_local(config: RunConfig, models=None) -> RunSummary:
     started = time.perf_counter()
     load = (lambda: models) if models is not None else (lambda: load_models(config))
+    if config.gpus > 1:
+        load = None  # each GPU worker loads its own engine; the parent keeps no GPU memory
     with start_run(config, load) as run:
         summary = RunSummary.planned(run.shards, run.pending)
-        if run.pending or run.retries:
+        if run.pending and config.gpus > 1:
+            progress = Progress(sum(s.size_hint for s in run.pending), config.progress)
+            try:
+                summary.stats.add(run_on_gpus(config, run.pending, progress))
+            finally:
+                progress.close()
+        elif run.pending or run.retries:
             captioner, scorer = run.models
             progress = Progress(sum(s.size_hint for s in run.pending), config.progress)
             executor = ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io")

@@ -11,15 +11,17 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from capfleet.config import RunConfig
 from capfleet.models.captioner import DecodingOptions
 from capfleet.models.sampling import image_seed
 from capfleet.parallel import ordered_map
 from capfleet.ranking import best_candidate
+from capfleet.runners.candidates import CandidateMaker, Captioned
 from capfleet.runners.dedup import load_verdicts
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
@@ -27,7 +29,7 @@ from capfleet.sinks import shard_writer_factory
 from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
 from capfleet.stages.decode import MAX_ASPECT_RATIO, decode_sample
-from capfleet.stages.filters import FilterChain, render_prompt
+from capfleet.stages.filters import FilterChain
 from capfleet.tuning import DEFAULT_BATCH_SIZE, MIN_IMAGES_TO_TUNE, choose_batch_size
 
 log = logging.getLogger("capfleet")
@@ -43,6 +45,7 @@ class ShardStats:
     filtered: int = 0
     seconds: float = 0.0
     waited: float = 0.0  # seconds the model waited for decoded images
+    hygiene: Counter = field(default_factory=Counter)  # degenerate candidates by kind, re-sampled/flagged images
 
     def add(self, other: ShardStats) -> None:
         self.seen += other.seen
@@ -51,6 +54,7 @@ class ShardStats:
         self.filtered += other.filtered
         self.seconds += other.seconds
         self.waited += other.waited
+        self.hygiene.update(other.hygiene)
 
     def to_json(self) -> dict:
         return {
@@ -60,7 +64,15 @@ class ShardStats:
             "filtered": self.filtered,
             "seconds": round(self.seconds, 3),
             "waited_seconds": round(self.waited, 3),
+            "hygiene": dict(sorted(self.hygiene.items())),
         }
+
+    @classmethod
+    def from_json(cls, row: dict) -> ShardStats:
+        """The inverse of `to_json` (a marker, or a GPU worker's report)."""
+        counts = {name: row.get(name, 0) for name in ("seen", "captioned", "failed", "filtered")}
+        return cls(**counts, seconds=row.get("seconds", 0.0), waited=row.get("waited_seconds", 0.0),
+                   hygiene=Counter(row.get("hygiene", {})))  # fmt: skip
 
 
 def _batches(samples: Iterator[Sample], size: int, on_skip: Callable[[Sample], None]) -> Iterator[list[Sample]]:
@@ -106,6 +118,7 @@ class ShardProcessor:
         self.max_aspect_ratio = math.inf if config.max_aspect_ratio is not None else MAX_ASPECT_RATIO
         self.captioner_name = captioner.name if captioner is not None else "none"
         self.scorer_name = scorer.name if scorer is not None else "none"
+        self.candidates = CandidateMaker(captioner, scorer, config, self.decoding) if captioner is not None else None
 
     def _decoded(self, shard: ShardSpec, only: set[str] | None) -> Iterator[Sample]:
         screen = self.filters.for_shard(shard.name)
@@ -130,6 +143,8 @@ class ShardProcessor:
         writer = self.open_writer(shard.name)
         if retry is not None:
             writer.keep_published()
+        if self.candidates is not None:
+            self.candidates.counts = stats.hygiene
 
         def fail(sample: Sample) -> None:
             errors.append(sample.error_record())
@@ -230,32 +245,25 @@ class ShardProcessor:
         A batch that raises (a CUDA OOM, one image a processor rejects) is retried image by
         image, so one bad image costs one error record, not the whole batch.
         """
-        if self.captioner is None:
-            return [self._row(sample, [], []) for sample in batch]
-        prompts = {render_prompt(self.config.prompt, sample) for sample in batch}
-        if len(prompts) > 1:  # {ocr_text} gave these images different prompts
-            return [row for sample in batch for row in self._caption([sample])]
-        images = [sample.image for sample in batch]
+        if self.candidates is None:
+            return [self._row(sample, Captioned()) for sample in batch]
         try:
             seeds = [image_seed(self.config.seed, sample.key) for sample in batch]
-            candidates = self.captioner.generate(images, self.config.candidates, prompts.pop(), seeds, self.decoding)
-            scores = self.scorer.score(images, candidates) if self.scorer is not None else [[] for _ in batch]
+            results = self.candidates.make(batch, seeds)
         except Exception as exc:
             if len(batch) > 1:
                 return [row for sample in batch for row in self._caption([sample])]
             batch[0].error = f"caption failed: {type(exc).__name__}: {exc}"
             return [None]
         rows: list[dict | None] = []
-        for sample, texts, row_scores in zip(batch, candidates, scores, strict=True):
-            if not texts:
-                sample.error = "caption failed: the model produced only empty captions"
-                rows.append(None)
-            else:
-                rows.append(self._row(sample, texts, row_scores))
+        for sample, result in zip(batch, results, strict=True):
+            sample.error = result.error
+            rows.append(None if result.error else self._row(sample, result))
         return rows
 
-    def _row(self, sample: Sample, texts: list[str], scores: list[float]) -> dict:
+    def _row(self, sample: Sample, result: Captioned) -> dict:
         """The output row. No nulls: the imagefolder loader cannot type a column null in a whole shard."""
+        texts, scores = result.candidates, result.scores
         best = best_candidate(scores)
         return {
             "key": sample.key,
@@ -266,5 +274,9 @@ class ShardProcessor:
             "original_text": sample.item.original_text or "",
             "captioner": self.captioner_name,
             "scorer": self.scorer_name,
+            # A string, not a list: a shard whose rows all had [] would be typed list<null> by the
+            # imagefolder loader, which then cannot read a later shard's flags.
+            "flags": ",".join(result.flags),
+            "chunked": result.chunked,
             **sample.fields,
         }

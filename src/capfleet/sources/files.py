@@ -16,6 +16,7 @@ from capfleet.sources.storage import ReadLimits, filesystem, is_http, local_path
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 CAPTION_EXTENSIONS = (".txt", ".caption")
+JSON_EXTENSION = ".json"  # a sidecar with the image's fields (img2dataset writes one per image)
 KEY_WIDTH = 9
 METADATA_NAME = "metadata.jsonl"
 RUN_STATE_DIR = "_capfleet"  # a folder holding this is a capfleet output: never listed as input
@@ -29,6 +30,7 @@ class InputError(ValueError):
 class Listed:
     source: str
     original_text: str | None = None
+    fields: dict | None = None
 
 
 def _extension(path: str) -> str:
@@ -39,9 +41,15 @@ def is_image_path(path: str) -> bool:
     return _extension(path) in IMAGE_EXTENSIONS
 
 
-def _metadata_captions(others: set[str], read_text) -> dict[str, str]:
-    """Captions from imagefolder `metadata.jsonl` files (HF datasets, capfleet's own output)."""
-    captions: dict[str, str] = {}
+def _scalar_fields(row: dict) -> dict | None:
+    """A json object's plain values (strings, numbers, booleans): what a --prompt template may use."""
+    fields = {k: v for k, v in row.items() if k != "file_name" and isinstance(v, (str, int, float, bool))}
+    return fields or None
+
+
+def _metadata_rows(others: set[str], read_text) -> dict[str, dict]:
+    """Rows of imagefolder `metadata.jsonl` files (HF datasets, capfleet's own output) by image path."""
+    rows: dict[str, dict] = {}
     for path in sorted(p for p in others if os.path.basename(p) == METADATA_NAME):
         folder = os.path.dirname(path)
         for line in _read_or_empty(read_text, path).splitlines():
@@ -49,24 +57,40 @@ def _metadata_captions(others: set[str], read_text) -> dict[str, str]:
                 row = json.loads(line)
             except (ValueError, RecursionError):  # malformed, or nested deeper than the parser allows
                 continue
-            text = row.get("text", row.get("caption")) if isinstance(row, dict) else None
-            if isinstance(text, str) and text.strip() and isinstance(row.get("file_name"), str):
-                captions[f"{folder}/{row['file_name']}"] = text.strip()
-    return captions
+            if isinstance(row, dict) and isinstance(row.get("file_name"), str):
+                rows[f"{folder}/{row['file_name']}"] = row
+    return rows
+
+
+def _row_caption(row: dict) -> str | None:
+    text = row.get("text", row.get("caption"))
+    return text.strip() if isinstance(text, str) and text.strip() else None
+
+
+def _sidecar_fields(read_text, path: str) -> dict | None:
+    try:
+        row = json.loads(_read_or_empty(read_text, path) or "null")
+    except (ValueError, RecursionError):
+        return None
+    return _scalar_fields(row) if isinstance(row, dict) else None
 
 
 def _with_sidecar_captions(images: list[str], others: set[str], read_text) -> Iterator[Listed]:
     """Pair each image with its original caption: `name.txt`/`name.caption` beside it, else the
-    `text` of its row in an imagefolder metadata.jsonl."""
-    from_metadata = _metadata_captions(others, read_text)
+    `text` of its row in an imagefolder metadata.jsonl. Its fields come from that row or from
+    `name.json` beside it."""
+    from_metadata = _metadata_rows(others, read_text)
     for image in images:
         stem = os.path.splitext(image)[0]
-        caption = from_metadata.get(image)
+        row = from_metadata.get(image, {})
+        caption, fields = _row_caption(row), _scalar_fields(row)
         for ext in CAPTION_EXTENSIONS:
             if stem + ext in others:
                 caption = _read_or_empty(read_text, stem + ext).strip() or None
                 break
-        yield Listed(image, caption)
+        if stem + JSON_EXTENSION in others:
+            fields = _sidecar_fields(read_text, stem + JSON_EXTENSION) or fields
+        yield Listed(image, caption, fields)
 
 
 def _read_local_text(path: str) -> str:
@@ -114,13 +138,13 @@ def _list_remote_prefix(fs, url: str, root: str) -> Iterator[Listed]:
     protocol = url.split("://", 1)[0]
     paths = sorted(fs.find(root))
     images = [p for p in paths if is_image_path(p)]
-    others = {p for p in paths if p.endswith(CAPTION_EXTENSIONS) or p.endswith("/" + METADATA_NAME)}
+    others = {p for p in paths if p.endswith((*CAPTION_EXTENSIONS, JSON_EXTENSION)) or p.endswith("/" + METADATA_NAME)}
 
     def read_text(path: str) -> str:
         return fs.cat_file(path).decode("utf-8", errors="replace")
 
     for listed in _with_sidecar_captions(images, others, read_text):
-        yield Listed(f"{protocol}://{listed.source}", listed.original_text)
+        yield Listed(f"{protocol}://{listed.source}", listed.original_text, listed.fields)
 
 
 def parse_file_list(text: str, base: str | None) -> Iterator[Listed]:
@@ -172,7 +196,7 @@ def list_input(spec: str, exclude: str | None = None) -> Iterator[Listed]:
 
 def _siblings(path: str) -> set[str]:
     stem = os.path.splitext(path)[0]
-    return {stem + ext for ext in CAPTION_EXTENSIONS if os.path.exists(stem + ext)}
+    return {stem + ext for ext in (*CAPTION_EXTENSIONS, JSON_EXTENSION) if os.path.exists(stem + ext)}
 
 
 class FileSource:
@@ -192,7 +216,7 @@ class FileSource:
                 if listed.source in seen:
                     continue
                 seen.add(listed.source)
-                yield Item(f"{index:0{KEY_WIDTH}d}", listed.source, listed.original_text)
+                yield Item(f"{index:0{KEY_WIDTH}d}", listed.source, listed.original_text, listed.fields)
                 index += 1
 
     def listing(self) -> Iterator[dict]:

@@ -27,13 +27,6 @@ def near_distance(config: RunConfig) -> int | None:
     return config.dedup_distance if config.dedup_distance is not None else DEFAULT_DISTANCE
 
 
-def render_prompt(prompt: str | None, sample: Sample) -> str | None:
-    """`{ocr_text}` in a prompt becomes the image's recognised text (plain replace: other braces stay)."""
-    if prompt is None or "{ocr_text}" not in prompt:
-        return prompt
-    return prompt.replace("{ocr_text}", sample.fields.get("ocr_text", ""))
-
-
 def build_filters(config: RunConfig) -> list:
     """The content filters of a run, models loaded (once per process); raises ConfigError early."""
     from capfleet.stages.filters.size import SizeFilter

@@ -1,0 +1,138 @@
+"""A batch of decoded images -> clean, scored candidates: prompts, engine call, hygiene, re-sampling.
+
+Every engine goes through here, so prompts, hygiene and ranking behave the same whether the
+captions come from transformers, vLLM or an HTTP endpoint.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from capfleet.config import RunConfig
+from capfleet.models.captioner import DecodingOptions
+from capfleet.models.engines.base import PartialBatchError, derive_seed
+from capfleet.models.prompts import PromptFieldMissing, render_prompt
+from capfleet.sample import Sample
+from capfleet.stages.hygiene import EMPTY, Cleaned, clean_candidates
+
+RESAMPLED, FLAGGED = "images_resampled", "images_flagged"
+ONLY_EMPTY = "caption failed: the model produced only empty captions"
+
+
+@dataclass
+class Captioned:
+    """One image's outcome: its candidates with scores, or the error that becomes its record."""
+
+    candidates: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    chunked: list[bool] = field(default_factory=list)  # per candidate: scored by sentence chunks
+    flags: list[str] = field(default_factory=list)  # why every candidate was degenerate; [] when clean
+    error: str | None = None
+
+
+def _pick(seed, indexes: list[int]):
+    """The seed argument for a subset of the images: a batch seed as it is, per-image seeds picked."""
+    return [seed[i] for i in indexes] if isinstance(seed, list) else seed
+
+
+def resample_seed(seed: int, key: str, attempt: int) -> int:
+    """A re-sample's seed: a function of the run seed, the image's key and the attempt only."""
+    return derive_seed(seed, key, "resample", attempt)
+
+
+class CandidateMaker:
+    """Holds the models and the run's settings; `make` turns one batch into `Captioned` results."""
+
+    def __init__(self, captioner, scorer, config: RunConfig, decoding: DecodingOptions):
+        self.captioner = captioner
+        self.scorer = scorer
+        self.config = config
+        self.decoding = decoding
+        self.hygiene = config.hygiene_options()
+        # Re-sampling must sample: beam search would return the same degenerate captions again.
+        self.resample_decoding = DecodingOptions("sample", decoding.top_p, decoding.max_new_tokens)
+        self.counts: Counter = Counter()  # hygiene kinds, re-sampled and flagged images
+        self._per_image_seeds = False
+
+    def make(self, samples: list[Sample], seed) -> list[Captioned]:
+        """Results in sample order. `seed` is passed to the captioner as the runner chose it: one
+        seed for the batch, or a list with one per sample."""
+        results: list[Captioned | None] = [None] * len(samples)
+        prompts: list[str | None] = []
+        for index, sample in enumerate(samples):
+            try:
+                prompts.append(render_prompt(self.config.prompt, sample.item, sample.fields))
+            except PromptFieldMissing as exc:
+                results[index] = Captioned(error=f"prompt failed: {exc.args[0]}")
+                prompts.append(None)
+        live = [i for i, result in enumerate(results) if result is None]
+        images, live_prompts = [samples[i].image for i in live], [prompts[i] for i in live]
+        self._per_image_seeds = isinstance(seed, list)
+        generated, errors = self._generate(images, live_prompts, _pick(seed, live))
+        for position, index in enumerate(live):
+            if position in errors:
+                results[index] = Captioned(error=f"caption failed: {errors[position]}")
+            else:
+                results[index] = self._clean(samples[index], prompts[index], generated[position])
+        self._score(samples, results)
+        return results
+
+    def _generate(self, images: list, prompts: list[str | None], seed, options: DecodingOptions | None = None):
+        """Candidates per image and {position: error}. Engines that take a prompt per image get them all
+        at once; the others are called once per distinct prompt."""
+        options = options or self.decoding
+        candidates: list[list[str] | None] = [None] * len(images)
+        errors: dict[int, str] = {}
+        if getattr(self.captioner, "per_image_prompts", False) or len(set(prompts)) <= 1:
+            groups = {None: list(range(len(images)))}
+        else:
+            groups: dict = {}
+            for index, prompt in enumerate(prompts):
+                groups.setdefault(prompt, []).append(index)
+        for indexes in groups.values():
+            group_prompts = [prompts[i] for i in indexes]
+            prompt = group_prompts if getattr(self.captioner, "per_image_prompts", False) else group_prompts[0]
+            try:
+                texts = self.captioner.generate(
+                    [images[i] for i in indexes], self.config.candidates, prompt, _pick(seed, indexes), options
+                )
+            except PartialBatchError as exc:
+                texts = exc.candidates
+                errors.update({indexes[i]: message for i, message in exc.errors.items()})
+            for index, row in zip(indexes, texts, strict=True):
+                candidates[index] = row
+        return candidates, errors
+
+    def _clean(self, sample: Sample, prompt: str | None, texts: list[str]) -> Captioned:
+        if not self.hygiene.enabled:
+            return Captioned(texts) if texts else Captioned(error=ONLY_EMPTY)
+        cleaned = clean_candidates(texts, self.hygiene) if texts else Cleaned([], [EMPTY], Counter({EMPTY: 1}))
+        self.counts.update(cleaned.counts)
+        first = cleaned
+        for attempt in range(1, self.hygiene.resample_attempts + 1):
+            if not cleaned.flags:
+                break
+            self.counts[RESAMPLED] += attempt == 1
+            seed = resample_seed(self.config.seed, sample.key, attempt)
+            seed = [seed] if self._per_image_seeds else seed
+            again, errors = self._generate([sample.image], [prompt], seed, self.resample_decoding)
+            retry = again[0] if not errors and again[0] else []
+            cleaned = clean_candidates(retry, self.hygiene) if retry else Cleaned([], [EMPTY], Counter({EMPTY: 1}))
+            self.counts.update(cleaned.counts)
+        if not cleaned.flags:
+            return Captioned(cleaned.candidates)
+        if not first.candidates:
+            return Captioned(error=ONLY_EMPTY)
+        self.counts[FLAGGED] += 1
+        return Captioned(first.candidates, flags=first.flags)
+
+    def _score(self, samples: list[Sample], results: list[Captioned]) -> None:
+        ranked = [i for i, result in enumerate(results) if result.error is None]
+        if self.scorer is None or not ranked:
+            return
+        scores, chunked = self.scorer.score_with_chunks(
+            [samples[i].image for i in ranked], [results[i].candidates for i in ranked]
+        )
+        for index, row_scores, row_chunked in zip(ranked, scores, chunked, strict=True):
+            results[index].scores, results[index].chunked = row_scores, row_chunked

@@ -1,0 +1,117 @@
+"""`--gpus N`: one engine per GPU, the run's pending shards divided among them.
+
+Each worker is a fresh process that sees one GPU (CUDA_VISIBLE_DEVICES; with
+`--tensor-parallel-size T`, its own group of T GPUs), loads its own models
+and processes its share of shards with the same ShardProcessor as the local runner, so every
+shard is still published whole and marked done last by exactly one worker. The parent holds
+the run's lock, shows progress and sums the stats; a worker that dies leaves its unfinished
+shards unmarked, and rerunning the command redoes just those.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_module
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from capfleet.config import RunConfig
+from capfleet.sources.plan import ShardSpec
+
+if TYPE_CHECKING:  # the CLI imports this module for its error class: keep torch out of it
+    from capfleet.runners.shard_processor import ShardStats
+
+_TICK, _SHARD, _FAILED, _FINISHED = "tick", "shard", "failed", "finished"
+
+
+class GpuWorkerError(RuntimeError):
+    """A worker process failed; its finished shards are kept and a rerun resumes the rest."""
+
+
+class _QueueProgress:
+    """Progress ticks of a worker, sent to the parent's bar."""
+
+    def __init__(self, messages):
+        self.messages = messages
+
+    def update(self, count: int = 1) -> None:
+        self.messages.put((_TICK, count))
+
+
+def visible_devices(worker: int, tensor_parallel_size: int) -> str:
+    """The GPUs worker `worker` sees: its own group of `tensor_parallel_size` consecutive GPUs."""
+    first = worker * tensor_parallel_size
+    return ",".join(str(gpu) for gpu in range(first, first + tensor_parallel_size))
+
+
+def _worker(gpu: int, settings: dict, shards: list[ShardSpec], messages) -> None:
+    # Before anything touches CUDA in this process.
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices(gpu, settings["tensor_parallel_size"])
+    from capfleet.runners.local import load_models
+    from capfleet.runners.shard_processor import ShardProcessor
+    from capfleet.sources import open_source
+
+    try:
+        config = RunConfig(**settings)
+        captioner, scorer = load_models(config)
+        executor = ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io")
+        source = open_source(config.inputs, config)
+        processor = ShardProcessor(config, source, captioner, scorer, executor, _QueueProgress(messages))
+        for shard in shards:
+            messages.put((_SHARD, processor.process_with_retries(shard).to_json()))
+        executor.shutdown(wait=False, cancel_futures=True)
+    except BaseException as exc:
+        messages.put((_FAILED, f"GPU worker {gpu}: {type(exc).__name__}: {exc}"))
+        raise
+    messages.put((_FINISHED, gpu))
+
+
+def _stats(row: dict) -> ShardStats:
+    from capfleet.runners.shard_processor import ShardStats
+
+    return ShardStats.from_json(row)
+
+
+def run_on_gpus(config: RunConfig, pending: list[ShardSpec], progress) -> ShardStats:
+    """Process `pending` on `config.gpus` worker processes; raises if any worker failed."""
+    from capfleet.runners.shard_processor import ShardStats
+
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    messages = context.Queue()
+    settings = {**asdict(config), "gpus": 1, "progress": False}
+    shares = [pending[gpu :: config.gpus] for gpu in range(config.gpus)]
+    workers = [
+        context.Process(target=_worker, args=(gpu, settings, share, messages), daemon=True)
+        for gpu, share in enumerate(shares)
+        if share
+    ]
+    for worker in workers:
+        worker.start()
+    total, running, failures = ShardStats(), len(workers), []
+    try:
+        while running:
+            try:
+                kind, value = messages.get(timeout=5)
+            except queue_module.Empty:
+                if not any(worker.is_alive() for worker in workers):
+                    failures.append("a GPU worker died without a word (killed, or out of memory)")
+                    break
+                continue
+            if kind == _TICK:
+                progress.update(value)
+            elif kind == _SHARD:
+                total.add(_stats(value))
+            else:
+                running -= 1
+                if kind == _FAILED:
+                    failures.append(value)
+    finally:
+        for worker in workers:
+            worker.join(timeout=5 if not failures else 0.1)
+            if worker.is_alive():
+                worker.terminate()
+    if failures:
+        raise GpuWorkerError(f"{failures[0]}; finished shards are kept: rerun the same command to resume")
+    return total
