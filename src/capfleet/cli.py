@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from capfleet.config import ConfigError, RunConfig
-from capfleet.models.registry import ModelLoadError
+from capfleet.models.registry import CAPTIONER_ALIASES, SCORER_ALIASES, ModelLoadError, model_names
 from capfleet.runners.state import ERRORS_DIR
 from capfleet.sources.files import InputError
 from capfleet.sources.storage import is_url
@@ -23,6 +23,9 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()  # e.g. one "Retrying in 8s" warning per retry, each printed twice
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # e.g. the torchvision-less image-processor fallback notice
@@ -41,10 +44,23 @@ def _absolute(spec: str) -> str:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def caption(
     ctx: typer.Context,
-    inputs: list[str] = typer.Argument(..., help="Folders, images, file lists (one path/URL per line) or URLs."),
-    output: str = typer.Option(..., "-o", "--output", help="Output dataset folder or fsspec URL (gs://, s3://)."),
-    captioner: str = typer.Option("blip", help="blip | git | vit-gpt2 | none | HF hub id | local model folder."),
-    scorer: str = typer.Option("clip", help="clip | siglip | HF hub id | local folder | none."),
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT", help="Folders, images, file lists (one path/URL per line) or URLs."
+    ),
+    output: str = typer.Option(
+        ..., "-o", "--output", metavar="OUT_DIR", help="Output dataset folder or fsspec URL (gs://, s3://)."
+    ),
+    captioner: str = typer.Option(
+        "blip",
+        metavar="NAME",
+        help=f"{model_names(CAPTIONER_ALIASES)}, a hub id (org/name), a local model folder, or none (copy only).",
+    ),
+    scorer: str = typer.Option(
+        "auto",
+        metavar="NAME",
+        help=f"auto (the captioner's own scorer: builtin and capfleet-trained models; else clip), "
+        f"{model_names(SCORER_ALIASES)}, a hub id, a local model folder, or none.",
+    ),
     candidates: int = typer.Option(5, help="Candidate captions sampled per image; the best-scored is kept."),
     decoding: str = typer.Option("sample", help="sample (nucleus) | beam."),
     top_p: float = typer.Option(0.9, help="Nucleus sampling mass."),
@@ -61,6 +77,12 @@ def caption(
     overwrite: bool = typer.Option(False, help="Discard an earlier run in OUTPUT and start over."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
     shard_retries: int = typer.Option(2, help="Times a shard that raised is redone from scratch."),
+    threads: int | None = typer.Option(
+        None, help="Torch threads for the models (default: the CPUs this process may use, affinity and cgroup quota)."
+    ),
+    keep_names: bool = typer.Option(
+        False, help="Name output files <original stem>_<key>.ext instead of <key>.ext (unique, stable on rerun)."
+    ),
     runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
@@ -101,6 +123,8 @@ def caption(
         overwrite=overwrite,
         progress=progress,
         shard_retries=shard_retries,
+        threads=threads,
+        keep_names=keep_names,
     )
     try:
         if runner == "beam":
@@ -177,12 +201,12 @@ def synth(
 def train(ctx: typer.Context) -> None:
     """Train a captioner (ViT encoder + transformer decoder + contrastive heads): DATA -o MODEL_DIR.
 
-    All options are those of `python -m capfleet.train` (run `capfleet train --help`); under
-    torchrun use `torchrun --nproc_per_node 8 -m capfleet.train DATA -o MODEL_DIR`.
+    Its options are those of `python -m capfleet.train` (`capfleet train --help` lists them);
+    they are parsed there, so importing torch waits until training is asked for.
     """
     from capfleet.train.__main__ import main as train_main
 
-    train_main(list(ctx.args))
+    train_main(list(ctx.args), prog_name="capfleet train")
 
 
 @app.command("eval")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
+
+from capfleet.sources.storage import local_path
 
 DECODINGS = ("sample", "beam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -25,6 +28,8 @@ _FINGERPRINT_FIELDS = (
     "top_p",
     "max_pixels",
 )
+# Fields added later: fingerprinted only when set, so runs recorded before them still resume.
+_FINGERPRINT_IF_SET = {"keep_names": False}
 
 
 class ConfigError(ValueError):
@@ -36,7 +41,7 @@ class RunConfig:
     inputs: list[str]
     output: str
     captioner: str = "blip"
-    scorer: str = "clip"
+    scorer: str = "auto"  # the captioner's own scorer where it has one, else clip (see default_scorer)
     candidates: int = 5
     decoding: str = "sample"
     top_p: float = 0.9
@@ -53,10 +58,19 @@ class RunConfig:
     overwrite: bool = False
     shard_retries: int = 2  # a shard that raises (disk, network, OOM) is redone this many times
     progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
+    threads: int | None = None  # torch threads; None: the CPUs this process may use (capfleet.cpus)
+    keep_names: bool = False  # output files named <stem>_<key>.ext instead of <key>.ext
 
     def validate(self) -> RunConfig:
         if not self.inputs:
             raise ConfigError("give at least one INPUT (a folder, an image, a file list or a URL)")
+        local_output = local_path(self.output)
+        if local_output is not None and os.path.isfile(local_output):
+            raise ConfigError(f"output {self.output} is a file: -o needs a folder (new or empty) or a bucket URL")
+        if self.scorer == "auto":
+            from capfleet.models.registry import default_scorer
+
+            self.scorer = default_scorer(self.captioner)
         checks = [
             (self.candidates >= 1, "--candidates must be >= 1"),
             (self.decoding in DECODINGS, f"--decoding must be one of {', '.join(DECODINGS)}"),
@@ -70,6 +84,7 @@ class RunConfig:
             (self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}"),
             (self.max_pixels >= 1, "--max-pixels must be >= 1"),
             (self.shard_retries >= 0, "--shard-retries must be >= 0"),
+            (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -78,7 +93,9 @@ class RunConfig:
 
     def fingerprint_fields(self) -> dict:
         values = asdict(self)
-        return {name: values[name] for name in _FINGERPRINT_FIELDS}
+        fields = {name: values[name] for name in _FINGERPRINT_FIELDS}
+        fields.update({name: values[name] for name, unset in _FINGERPRINT_IF_SET.items() if values[name] != unset})
+        return fields
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.fingerprint_fields(), sort_keys=True).encode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from capfleet.runners.state import RUN_FILE
 from capfleet.sinks.imagefolder import METADATA_NAME
 from capfleet.sinks.location import Location
 
@@ -18,8 +19,12 @@ MERGED_NAME = "captions.jsonl"
 def merge_shards(root: str | Path, output: str | Path | None = None) -> tuple[Path, int]:
     """Write every shard's rows, in shard order, with `file_name` relative to `root`."""
     root = Path(root)
+    if root.is_file():
+        raise ValueError(f"{root} is a file: give the folder `capfleet caption -o` wrote")
     if not root.is_dir():
         raise FileNotFoundError(f"no such output folder: {root}")
+    if not (root / RUN_FILE).is_file():
+        raise ValueError(f"{root} is not a capfleet caption output (no {RUN_FILE}): nothing merged")
     rows = []
     for metadata in sorted(root.glob(f"[0-9]*/{METADATA_NAME}")):
         shard = metadata.parent.name

@@ -106,12 +106,15 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
     if beam_runner == "DataflowRunner" and "://" not in config.output:
         raise ConfigError("DataflowRunner workers cannot write to a local folder: use -o gs://bucket/path")
     started = time.perf_counter()
+    try:  # a misspelt runner fails here, before the output folder is touched
+        pipeline = beam.Pipeline(options=pipeline_options(beam_args or [], beam_runner))
+    except ValueError as exc:
+        raise ConfigError(f"--beam-runner {beam_runner}: {' '.join(str(exc).split())}") from None
     _, shards, pending = prepare_run(config)
     summary = RunSummary.planned(shards, pending)
     if pending:
         # Beam options are the launcher's business; workers see only capfleet's own settings.
         worker_config = RunConfig(**{**asdict(config), "overwrite": False, "progress": False})
-        pipeline = beam.Pipeline(options=pipeline_options(beam_args or [], beam_runner))
         _ = (
             pipeline
             | "PlanShards" >> beam.Create([shard_to_element(shard) for shard in pending], reshuffle=False)

@@ -15,6 +15,7 @@ from capfleet.models.registry import (
     load_scorer,
     resolve_name,
 )
+from capfleet.models.runtime import use_threads
 from capfleet.runners.progress import Progress
 from capfleet.runners.shard_processor import ShardProcessor, ShardStats
 from capfleet.runners.state import RunState
@@ -56,12 +57,13 @@ def check_model_names(config: RunConfig) -> None:
     """Fail on a misspelt model name before listing a million files."""
     if config.captioner != "none":
         resolve_name(config.captioner, CAPTIONER_ALIASES, "captioner")
-    if config.scorer != "none":
+    if config.captioner != "none" and config.scorer != "none":
         resolve_name(config.scorer, SCORER_ALIASES, "scorer")
 
 
 def load_models(config: RunConfig):
     """Captioner and scorer for a run, loaded once per process (or Beam worker)."""
+    use_threads(config.threads)
     captioner = None
     if config.captioner != "none":
         captioner = load_captioner(
@@ -87,7 +89,7 @@ def prepare_run(config: RunConfig) -> tuple[RunState, list[ShardSpec], list[Shar
     if resuming:
         log.info("resuming the run in %s", config.output)
     else:
-        state.record_run(config, open_source(config.inputs).items())
+        state.record_run(config, open_source(config.inputs).listing())
     shards = state.plan(config)
     done = state.done_counts()
     pending = [shard for shard in shards if done.get(shard.name) != len(shard.items)]

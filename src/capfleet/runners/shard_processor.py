@@ -19,7 +19,7 @@ from capfleet.models.captioner import DecodingOptions
 from capfleet.parallel import ordered_map
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
-from capfleet.sinks.imagefolder import ImageFolderSink
+from capfleet.sinks.imagefolder import ImageFolderSink, output_stem
 from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
 from capfleet.stages.decode import decode_sample
@@ -115,7 +115,8 @@ class ShardProcessor:
                     if sample.error is not None:
                         fail(sample)
                         continue
-                    writer.write(record, sample.data or b"", sample.extension)
+                    stem = output_stem(sample.key, sample.item.source, self.config.keep_names)
+                    writer.write(record, sample.data or b"", sample.extension, stem)
                     sample.data = sample.image = None
                     stats.seen += 1
                     stats.captioned += 1

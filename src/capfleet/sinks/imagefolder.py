@@ -8,6 +8,7 @@ inside shard folders (see DESIGN.md, output contract).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,17 @@ from typing import Any
 from capfleet.sinks.location import Location
 
 METADATA_NAME = "metadata.jsonl"
+_MAX_STEM = 200  # with "_" + key + extension, well inside the usual 255-byte file-name limit
+
+
+def output_stem(key: str, source: str, keep_names: bool) -> str:
+    """`key`; with --keep-names `<original stem>_<key>`: readable, and the key keeps it unique
+    (two `photo.jpg` from different folders) and the same on every rerun and in every shard."""
+    if not keep_names:
+        return key
+    stem = os.path.splitext(os.path.basename(source.split("?", 1)[0].split("#", 1)[0].rstrip("/")))[0]
+    stem = stem.strip()[:_MAX_STEM]
+    return f"{stem}_{key}" if stem else key
 
 
 class ImageFolderShardWriter:
@@ -26,11 +38,11 @@ class ImageFolderShardWriter:
         self.rows: list[dict[str, Any]] = []
         self._staged: Path | None = None
 
-    def write(self, record: dict[str, Any], image_bytes: bytes, extension: str) -> None:
+    def write(self, record: dict[str, Any], image_bytes: bytes, extension: str, stem: str | None = None) -> None:
         """Store the original image bytes verbatim (lossless, no re-encode) and its row."""
         if self._staged is None:
             self._staged = self.location.staging_dir(self.name)
-        file_name = f"{record['key']}{extension}"
+        file_name = f"{stem or record['key']}{extension}"
         (self._staged / file_name).write_bytes(image_bytes)
         self.rows.append({"file_name": file_name, **record})
 

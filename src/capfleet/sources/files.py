@@ -172,6 +172,16 @@ class FileSource:
                 yield Item(f"{index:0{KEY_WIDTH}d}", listed.source, listed.original_text)
                 index += 1
 
+    def listing(self) -> Iterator[Item]:
+        """`items()`, refusing a listing without a single image (an empty or mistyped folder)."""
+        items = self.items()
+        first = next(items, None)
+        if first is None:
+            kinds = ", ".join(sorted(ext[1:] for ext in IMAGE_EXTENSIONS))
+            raise InputError(f"nothing to caption in {', '.join(self.inputs)}: no image files ({kinds}) found")
+        yield first
+        yield from items
+
     def plan(self, shard_size: int, limit: int | None = None) -> list[ShardSpec]:
         return plan_shards(self.items(), shard_size, limit)
 

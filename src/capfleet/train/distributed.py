@@ -39,7 +39,7 @@ def pick_train_device(device: str = "auto", local_rank: int = 0) -> torch.device
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda was asked for but no CUDA GPU is visible")
+            raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device(device)
 
