@@ -56,6 +56,11 @@ MISTAKES = [
     (["merge", "{root}/afile"], "is a file"),
     (["merge", "{root}/nope"], "no such output folder"),
     (["eval", "{root}/imgs"], "exactly one of"),
+    (["synth", "3", "-o", "{root}/afile"], "is a file"),
+    (["synth", "3", "-o", "{out}", "--shard-size", "0"], "shard"),
+    (["synth", "0", "-o", "{out}"], "at least 1"),
+    (["list", "{root}/nope"], "input not found"),
+    (["eval", "{root}/scenes", "--predictions", "{root}/nope"], "nope"),
     (["train", "{root}/scenes", "-o", "{out}", "--preset", "huge"], "unknown preset 'huge'"),
     (["train", "{root}/scenes", "-o", "{out}", "--caption-mode", "bogus"], "caption_mode must be"),
     (["train", "{root}/scenes", "-o", "{out}", "--model-overrides", "notjson"], "--model-overrides must be"),
@@ -80,7 +85,7 @@ def _one_error_line(place, tmp_path, args: list[str], expected: str) -> None:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize(("args", "expected"), MISTAKES, ids=[" ".join(a[3:] or a) for a, _ in MISTAKES])
+@pytest.mark.parametrize(("args", "expected"), MISTAKES, ids=[" ".join(a).replace("{root}/", "") for a, _ in MISTAKES])
 def test_a_wrong_value_is_one_error_line(place, tmp_path, args, expected):
     _one_error_line(place, tmp_path, args, expected)
 

@@ -148,7 +148,7 @@ def caption(
 
 @app.command("list")
 def list_images(
-    inputs: list[str] = typer.Argument(..., help="Folders, bucket prefixes or file lists."),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Folders, bucket prefixes or file lists."),
 ) -> None:
     """Print one image path/URL per line (TAB original caption when one exists): a file list."""
     from capfleet.sources import open_source
@@ -163,8 +163,8 @@ def list_images(
 
 @app.command()
 def merge(
-    output: Path = typer.Argument(..., help="A capfleet output folder."),
-    to: Path | None = typer.Option(None, "--to", help="Merged file (default OUTPUT/captions.jsonl)."),
+    output: Path = typer.Argument(..., metavar="OUT_DIR", help="A folder `capfleet caption -o` wrote."),
+    to: Path | None = typer.Option(None, "--to", metavar="FILE", help="Merged file (default OUT_DIR/captions.jsonl)."),
 ) -> None:
     """Join all shards' metadata into one JSONL file (file_name relative to OUTPUT)."""
     from capfleet.merge import merge_shards
@@ -178,8 +178,8 @@ def merge(
 
 @app.command()
 def synth(
-    count: int = typer.Argument(..., help="Number of scenes to draw."),
-    output: Path = typer.Option(..., "-o", "--output", help="Dataset folder (imagefolder layout)."),
+    count: int = typer.Argument(..., metavar="N", help="Number of scenes to draw."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="DIR", help="New dataset folder (imagefolder layout)."),
     seed: int = typer.Option(0, help="Scene i depends only on (seed, i)."),
     size: int = typer.Option(96, help="Image side in pixels."),
     shard_size: int = typer.Option(1000, help="Images per shard folder."),
@@ -187,6 +187,8 @@ def synth(
     """Draw shape scenes with ground-truth captions: a dataset that needs no network."""
     from capfleet.synth import generate_synthetic_dataset
 
+    if output.is_file():
+        _fail(f"{output} is a file: -o needs a folder (new, or an earlier synth output to complete)")
     try:
         summary = generate_synthetic_dataset(count, output, seed=seed, size=size, shard_size=shard_size)
     except (ValueError, FileExistsError) as exc:
@@ -211,14 +213,26 @@ def train(ctx: typer.Context) -> None:
 
 @app.command("eval")
 def evaluate(
-    data: Path = typer.Argument(..., help="Dataset with reference captions (capfleet synth or caption output)."),
-    predictions: Path | None = typer.Option(None, "--predictions", help="A capfleet caption output folder."),
-    model: str | None = typer.Option(None, "--model", help="Caption DATA with this captioner first."),
-    model_scorer: str = typer.Option("none", help="With --model: the scorer that ranks its candidates."),
+    data: Path = typer.Argument(
+        ..., metavar="DATA", help="Dataset with reference captions (capfleet synth or caption output)."
+    ),
+    predictions: Path | None = typer.Option(
+        None, "--predictions", metavar="OUT_DIR", help="A capfleet caption output folder."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", metavar="NAME", help="Caption DATA with this captioner first (a name as for caption)."
+    ),
+    model_scorer: str = typer.Option(
+        "none", metavar="NAME", help="With --model: the scorer that ranks its candidates."
+    ),
     candidates: int = typer.Option(1, help="With --model: candidates per image."),
     decoding: str = typer.Option("beam", help="With --model: sample | beam."),
-    scorer: str = typer.Option("none", help="CLIP-style scorer for CLIPScore and retrieval R@K, or none."),
-    json_path: Path | None = typer.Option(None, "--json", help="Also write all results to this JSON file."),
+    scorer: str = typer.Option(
+        "none", metavar="NAME", help="CLIP-style scorer for CLIPScore and retrieval R@K, or none."
+    ),
+    json_path: Path | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write all results to this JSON file."
+    ),
     meteor: bool = typer.Option(True, "--meteor/--no-meteor", help="METEOR (needs Java; ~10 s JVM start)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
 ) -> None:
