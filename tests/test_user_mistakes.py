@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -118,3 +120,9 @@ def test_a_misspelt_beam_runner_leaves_the_output_untouched(place):
     args = ["caption", str(place / "imgs"), "-o", str(place / "beam-out"), "--captioner", "none"]
     result = runner.invoke(app, [*args, "--runner", "beam", "--beam-runner", "Nope"])
     assert result.exit_code == 2 and not (place / "beam-out").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed here")
+def test_a_missing_cloud_backend_names_its_own_extra(tmp_path):
+    result = runner.invoke(app, ["caption", "s3://bucket/photos", "-o", str(tmp_path / "out"), "--captioner", "none"])
+    assert result.exit_code == 2 and "pip install 'capfleet[s3]'" in result.output
