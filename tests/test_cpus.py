@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from capfleet.cpus import available_cpus, cgroup_cpu_limit
+from capfleet.cpus import available_cpus, busy_note, cgroup_cpu_limit
 
 
 @pytest.mark.parametrize(
@@ -36,3 +36,11 @@ def test_available_cpus_follows_the_affinity_mask():
         assert available_cpus() == 1
     finally:
         os.sched_setaffinity(0, mask)
+
+
+@pytest.mark.parametrize(("load", "threads", "noted"), [(9.0, 2, True), (0.5, 2, False), (9.0, 1, False)])
+def test_a_busy_machine_suggests_one_thread(monkeypatch, load, threads, noted):
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr("capfleet.cpus.available_cpus", lambda: 2)
+    note = busy_note(threads)
+    assert (note is not None and "--threads 1" in note and "load 9.0 on 2 CPUs" in note) if noted else note is None

@@ -46,3 +46,15 @@ def available_cpus() -> int:
         count = os.cpu_count() or 1
     limit = cgroup_cpu_limit()
     return max(1, min(count, limit) if limit is not None else count)
+
+
+def busy_note(threads: int) -> str | None:
+    """A hint when other work already keeps the CPUs busy: `threads` torch threads would then
+    fight it (measured on a shared 2-core machine: 2 threads ran 5x slower than 1)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        return None
+    if threads <= 1 or load < available_cpus():
+        return None
+    return f"the CPUs are busy (load {load:.1f} on {available_cpus()} CPUs): --threads 1 may run much faster"

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.cpus import busy_note
 from capfleet.models.registry import (
     CAPTIONER_ALIASES,
     SCORER_ALIASES,
@@ -63,7 +64,10 @@ def check_model_names(config: RunConfig) -> None:
 
 def load_models(config: RunConfig):
     """Captioner and scorer for a run, loaded once per process (or Beam worker)."""
-    use_threads(config.threads)
+    threads = use_threads(config.threads)
+    note = busy_note(threads) if config.threads is None else None
+    if note:
+        log.warning(note)
     captioner = None
     if config.captioner != "none":
         captioner = load_captioner(
