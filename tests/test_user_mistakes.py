@@ -65,6 +65,7 @@ MISTAKES = [
     (["eval", "{root}/scenes", "--predictions", "{root}/nope"], "nope"),
     (["train", "{root}/scenes", "-o", "{out}", "--preset", "huge"], "unknown preset 'huge'"),
     (["train", "{root}/scenes", "-o", "{out}", "--caption-mode", "bogus"], "caption_mode must be"),
+    (["train", "{root}/scenes", "-o", "{out}", "--nproc", "2", "--preset", "huge"], "unknown preset 'huge'"),
     (["train", "{root}/scenes", "-o", "{out}", "--model-overrides", "notjson"], "--model-overrides must be"),
     (["train", "{root}/nope", "-o", "{out}"], "no usable samples"),
 ]

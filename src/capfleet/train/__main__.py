@@ -102,11 +102,13 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _interrupted_message(output_dir: str, step: int) -> str:
+def _interrupted_message(output_dir: str, step: int | None) -> str:
+    """Where Ctrl-C stopped (`step` is None when --nproc children were training) and where a rerun goes on."""
+    stopped = "interrupted" if step is None else f"interrupted after step {step}"
     saved = checkpoint_dirs(os.path.join(output_dir, CKPT_DIR))
     if saved:
-        return f"interrupted after step {step}: rerun the same command to resume from step {saved[-1][0]} (checkpoint)"
-    return f"interrupted after step {step}, before the first checkpoint (--save-every): rerun starts from step 0"
+        return f"{stopped}: rerun the same command to resume from step {saved[-1][0]} (checkpoint)"
+    return f"{stopped}, before the first checkpoint (--save-every): rerun starts from step 0"
 
 
 def train_command(**options) -> None:
@@ -125,9 +127,10 @@ def train_command(**options) -> None:
     try:
         data = data_dir if len(data_dir) > 1 else data_dir[0]
         result = train_main(data, output_dir, nproc=nproc, model_overrides=overrides, **options)
-    except TrainingInterrupted as stop:
+    except KeyboardInterrupt as stop:
         if os.environ.get("RANK", "0") == "0":
-            typer.secho(_interrupted_message(output_dir, stop.step), err=True)
+            step = stop.step if isinstance(stop, TrainingInterrupted) else None
+            typer.secho(_interrupted_message(output_dir, step), err=True)
         raise typer.Exit(130) from None
     except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError) as exc:
         _fail(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
