@@ -52,6 +52,32 @@ FIELD_HELP = {
     "stop_after": "Checkpoint and stop at this step (time-boxed jobs); rerun to go on.",
 }
 
+# Lower bounds (fields and --nproc), checked before any data is read: never a ZeroDivisionError mid-run.
+FIELD_MIN = {
+    "image_size": 8,
+    "max_length": 2,
+    "batch_size": 1,
+    "grad_accum": 1,
+    "max_steps": 1,
+    "warmup_steps": 0,
+    "min_freq": 1,
+    "eval_every": 0,
+    "save_every": 0,
+    "keep_checkpoints": 1,
+    "log_every": 1,
+    "num_workers": 0,
+    "num_threads": 1,
+    "stop_after": 1,
+    "nproc": 1,
+}
+# Settings with a fixed set of values, checked before any data is read.
+FIELD_CHOICES = {
+    "preset": tuple(PRESETS),
+    "caption_mode": ("text", "all"),
+    "device": ("auto", "cpu", "cuda"),
+    "mixed_precision": ("auto", "bf16", "no"),
+}
+
 
 def _annotation(default: object) -> type:
     if default is None:
@@ -85,7 +111,10 @@ def _parameters() -> list[inspect.Parameter]:
             annotation=str,
         ),
         inspect.Parameter(
-            "nproc", keyword, default=typer.Option(1, help="Local DDP processes (without torchrun)."), annotation=int
+            "nproc",
+            keyword,
+            default=typer.Option(1, help="Local DDP processes (without torchrun)."),
+            annotation=int,
         ),
         inspect.Parameter(
             "model_overrides",
@@ -118,10 +147,19 @@ def train_command(**options) -> None:
     Rerunning the same command resumes from the newest checkpoint.
     """
     data_dir, output_dir, nproc = options.pop("data_dir"), options.pop("output_dir"), options.pop("nproc")
+    values = {**options, "nproc": nproc}
+    for name, least in FIELD_MIN.items():
+        if values[name] is not None and values[name] < least:
+            _fail(f"--{name.replace('_', '-')} must be >= {least}")
+    for name, allowed in FIELD_CHOICES.items():
+        if options[name] not in allowed:
+            _fail(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
+    if os.path.isfile(output_dir):
+        _fail(f"{output_dir} is a file: -o needs a folder (new, or an earlier run's to resume)")
     try:
         overrides = json.loads(options.pop("model_overrides"))
     except ValueError:
-        _fail("--model-overrides must be a JSON object, e.g. '{\"decoder_layers\": 3}'")
+        overrides = None
     if not isinstance(overrides, dict):
         _fail("--model-overrides must be a JSON object, e.g. '{\"decoder_layers\": 3}'")
     try:
