@@ -21,6 +21,7 @@ def place(tmp_path_factory):
     write_noise_images(root / "imgs", 2)
     (root / "empty").mkdir()
     (root / "afile").write_text("not a folder")
+    (root / "unfinished" / "checkpoints" / "step-2").mkdir(parents=True)
     result = runner.invoke(app, ["synth", "4", "-o", str(root / "scenes"), "--size", "32"])
     assert result.exit_code == 0, result.output
     return root
@@ -49,6 +50,7 @@ MISTAKES = [
     (_caption("--prompt", "a photo of"), "takes no prompt"),
     (_caption("--scorer", "./nope"), "no such model folder"),
     (_caption("--captioner", "blipp"), "unknown captioner 'blipp'"),
+    (_caption("--captioner", "{root}/unfinished"), "unfinished `capfleet train` run"),
     (_caption("--project=p"), "Beam pipeline options need --runner beam"),
     (_caption("--runner", "beam", "--beam-runner", "Nope"), "--beam-runner Nope"),
     (["caption", "{root}/imgs", "-o", "{root}/afile", "--captioner", "none"], "is a file"),

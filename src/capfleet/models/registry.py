@@ -50,6 +50,11 @@ def resolve_name(name: str, aliases: dict[str, str], role: str) -> str:
     expanded = os.path.expanduser(name)
     if os.path.isdir(expanded):
         if not os.path.exists(os.path.join(expanded, "config.json")):
+            if os.path.isdir(os.path.join(expanded, "checkpoints")):  # capfleet train stopped before the end
+                raise ModelLoadError(
+                    f"{role} folder {name} holds an unfinished `capfleet train` run (checkpoints, no model yet): "
+                    "rerun the same train command to finish it"
+                )
             raise ModelLoadError(f"{role} folder {name} has no config.json: pass a folder saved by save_pretrained")
         return expanded
     if os.path.exists(expanded) or name.startswith((".", "/", "~")):
