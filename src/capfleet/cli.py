@@ -193,6 +193,9 @@ def synth(
         summary = generate_synthetic_dataset(count, output, seed=seed, size=size, shard_size=shard_size)
     except (ValueError, FileExistsError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.secho("interrupted: rerun the same command to finish (complete shards are kept)", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"wrote {summary.images} scenes in {summary.shards} shards to {output}")
 
 

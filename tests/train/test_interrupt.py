@@ -16,7 +16,12 @@ def test_ctrl_c_names_the_step_and_how_to_resume(shapes_dir, tmp_path):
     command += ["--batch-size", "4", "--max-steps", "100000", "--save-every", "2", "--num-threads", "1"]
     command += ["--no-progress", "--no-plot"]
     process = subprocess.Popen(
-        command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores SIGINT
     )
     deadline = time.time() + 120
     checkpoints = out / "checkpoints"
