@@ -33,7 +33,7 @@ def test_unreachable_hub_says_to_pass_a_local_folder(tmp_path, monkeypatch):
     write_noise_images(tmp_path / "imgs", 1)
     result = runner.invoke(app, ["caption", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"), "--limit", "1"])
     assert result.exit_code == 2
-    assert "local model folder" in result.output and "Traceback" not in result.output
+    assert "`hf download Salesforce/blip-image-captioning-base" in result.output and "Traceback" not in result.output
 
 
 def test_missing_input_is_one_clear_line(tmp_path):

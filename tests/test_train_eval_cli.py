@@ -49,3 +49,13 @@ def test_eval_reports_caption_metrics_for_predictions_and_for_a_model(trained, t
     assert 0 <= results["caption_metrics"]["BLEU-1"] <= 1
     result = runner.invoke(app, ["eval", str(trained / "scenes")])
     assert result.exit_code == 2 and "exactly one of" in result.output
+
+
+def test_a_trained_model_is_its_own_default_scorer(trained, tmp_path):
+    model = str(trained / "model")
+    args = ["caption", str(trained / "scenes"), "-o", str(tmp_path / "out"), "--captioner", model, "--limit", "4"]
+    result = runner.invoke(app, [*args, "--candidates", "2", "--max-new-tokens", "6", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "out")
+    assert len(rows) == 4 and all(row["scorer"] == model for row in rows)  # not CLIP from the hub
+    assert all(len(row["scores"]) == len(row["candidates"]) for row in rows)

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from capfleet.config import ConfigError, RunConfig
-from capfleet.models.registry import ModelLoadError
+from capfleet.models.registry import CAPTIONER_ALIASES, SCORER_ALIASES, ModelLoadError, model_names
 from capfleet.runners.data_parallel import GpuWorkerError
 from capfleet.runners.state import ERRORS_DIR, FILTERED_DIR
 from capfleet.sources.files import InputError
@@ -24,6 +24,9 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()  # e.g. one "Retrying in 8s" warning per retry, each printed twice
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # e.g. the torchvision-less image-processor fallback notice
@@ -58,10 +61,23 @@ def _absolute(spec: str) -> str:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def caption(
     ctx: typer.Context,
-    inputs: list[str] = typer.Argument(..., help="Folders, images, file lists (one path/URL per line) or URLs."),
-    output: str = typer.Option(..., "-o", "--output", help="Output dataset folder or fsspec URL (gs://, s3://)."),
-    captioner: str = typer.Option("blip", help="blip | git | vit-gpt2 | none | HF hub id | local model folder."),
-    scorer: str = typer.Option("clip", help="clip | siglip | HF hub id | local folder | none."),
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT", help="Folders, images, file lists (one path/URL per line) or URLs."
+    ),
+    output: str = typer.Option(
+        ..., "-o", "--output", metavar="OUT_DIR", help="Output dataset folder or fsspec URL (gs://, s3://)."
+    ),
+    captioner: str = typer.Option(
+        "blip",
+        metavar="NAME",
+        help=f"{model_names(CAPTIONER_ALIASES)}, a hub id (org/name), a local model folder, or none (copy only).",
+    ),
+    scorer: str = typer.Option(
+        "auto",
+        metavar="NAME",
+        help=f"auto (the captioner's own scorer: builtin and capfleet-trained models; else clip), "
+        f"{model_names(SCORER_ALIASES)}, a hub id, a local model folder, or none.",
+    ),
     candidates: int = typer.Option(5, help="Candidate captions sampled per image; the best-scored is kept."),
     decoding: str = typer.Option("sample", help="sample (nucleus) | beam."),
     top_p: float = typer.Option(0.9, help="Nucleus sampling mass."),
@@ -109,6 +125,12 @@ def caption(
     nsfw_threshold: float | None = typer.Option(None, help="Filter above this NudeNet score (extra 'nsfw')."),
     dedup: str | None = typer.Option(None, help="exact (sha256) | near (also perceptual hash): keep first copies."),
     dedup_distance: int | None = typer.Option(None, help="With --dedup near: max Hamming distance of 64 (8)."),
+    threads: int | None = typer.Option(
+        None, help="Torch threads for the models (default: the CPUs this process may use, affinity and cgroup quota)."
+    ),
+    keep_names: bool = typer.Option(
+        False, help="Name output files <original stem>_<key>.ext instead of <key>.ext (unique, stable on rerun)."
+    ),
     runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
@@ -206,6 +228,8 @@ def caption(
         min_words=min_words,
         max_words=max_words,
         resample_attempts=resample_attempts,
+        threads=threads,
+        keep_names=keep_names,
     )
     try:
         if runner == "beam":
@@ -231,7 +255,7 @@ def caption(
 
 @app.command("list")
 def list_images(
-    inputs: list[str] = typer.Argument(..., help="Folders, bucket prefixes or file lists."),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Folders, bucket prefixes or file lists."),
 ) -> None:
     """Print one image path/URL per line (TAB original caption when one exists): a file list."""
     from capfleet.sources import FileSource, open_source
@@ -250,8 +274,8 @@ def list_images(
 
 @app.command()
 def merge(
-    output: Path = typer.Argument(..., help="A capfleet output folder."),
-    to: Path | None = typer.Option(None, "--to", help="Merged file (default OUTPUT/captions.jsonl)."),
+    output: Path = typer.Argument(..., metavar="OUT_DIR", help="A folder `capfleet caption -o` wrote."),
+    to: Path | None = typer.Option(None, "--to", metavar="FILE", help="Merged file (default OUT_DIR/captions.jsonl)."),
 ) -> None:
     """Join all shards' metadata into one JSONL file (file_name relative to OUTPUT)."""
     from capfleet.merge import merge_shards
@@ -297,8 +321,8 @@ def bench(
 
 @app.command()
 def synth(
-    count: int = typer.Argument(..., help="Number of scenes to draw."),
-    output: Path = typer.Option(..., "-o", "--output", help="Dataset folder (imagefolder layout)."),
+    count: int = typer.Argument(..., metavar="N", help="Number of scenes to draw."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="DIR", help="New dataset folder (imagefolder layout)."),
     seed: int = typer.Option(0, help="Scene i depends only on (seed, i)."),
     size: int = typer.Option(96, help="Image side in pixels."),
     shard_size: int = typer.Option(1000, help="Images per shard folder."),
@@ -306,10 +330,15 @@ def synth(
     """Draw shape scenes with ground-truth captions: a dataset that needs no network."""
     from capfleet.synth import generate_synthetic_dataset
 
+    if output.is_file():
+        _fail(f"{output} is a file: -o needs a folder (new, or an earlier synth output to complete)")
     try:
         summary = generate_synthetic_dataset(count, output, seed=seed, size=size, shard_size=shard_size)
     except (ValueError, FileExistsError) as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.secho("interrupted: rerun the same command to finish (complete shards are kept)", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"wrote {summary.images} scenes in {summary.shards} shards to {output}")
 
 
@@ -320,24 +349,36 @@ def synth(
 def train(ctx: typer.Context) -> None:
     """Train a captioner (ViT encoder + transformer decoder + contrastive heads): DATA -o MODEL_DIR.
 
-    All options are those of `python -m capfleet.train` (run `capfleet train --help`); under
-    torchrun use `torchrun --nproc_per_node 8 -m capfleet.train DATA -o MODEL_DIR`.
+    Its options are those of `python -m capfleet.train` (`capfleet train --help` lists them);
+    they are parsed there, so importing torch waits until training is asked for.
     """
     from capfleet.train.__main__ import main as train_main
 
-    train_main(list(ctx.args))
+    train_main(list(ctx.args), prog_name="capfleet train")
 
 
 @app.command("eval")
 def evaluate(
-    data: Path = typer.Argument(..., help="Dataset with reference captions (capfleet synth or caption output)."),
-    predictions: Path | None = typer.Option(None, "--predictions", help="A capfleet caption output folder."),
-    model: str | None = typer.Option(None, "--model", help="Caption DATA with this captioner first."),
-    model_scorer: str = typer.Option("none", help="With --model: the scorer that ranks its candidates."),
+    data: Path = typer.Argument(
+        ..., metavar="DATA", help="Dataset with reference captions (capfleet synth or caption output)."
+    ),
+    predictions: Path | None = typer.Option(
+        None, "--predictions", metavar="OUT_DIR", help="A capfleet caption output folder."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", metavar="NAME", help="Caption DATA with this captioner first (a name as for caption)."
+    ),
+    model_scorer: str = typer.Option(
+        "none", metavar="NAME", help="With --model: the scorer that ranks its candidates."
+    ),
     candidates: int = typer.Option(1, help="With --model: candidates per image."),
     decoding: str = typer.Option("beam", help="With --model: sample | beam."),
-    scorer: str = typer.Option("none", help="CLIP-style scorer for CLIPScore and retrieval R@K, or none."),
-    json_path: Path | None = typer.Option(None, "--json", help="Also write all results to this JSON file."),
+    scorer: str = typer.Option(
+        "none", metavar="NAME", help="CLIP-style scorer for CLIPScore and retrieval R@K, or none."
+    ),
+    json_path: Path | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write all results to this JSON file."
+    ),
     meteor: bool = typer.Option(True, "--meteor/--no-meteor", help="METEOR (needs Java; ~10 s JVM start)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
 ) -> None:

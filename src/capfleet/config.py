@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 
+from capfleet.sources.storage import local_path
 from capfleet.stages.hygiene import HygieneOptions
 
 DECODINGS = ("sample", "beam")
@@ -59,6 +61,7 @@ _FINGERPRINT_FIELDS_IF_SET = (
     "min_words",
     "max_words",
     "resample_attempts",
+    "keep_names",
 )
 
 
@@ -71,7 +74,7 @@ class RunConfig:
     inputs: list[str]
     output: str
     captioner: str = "blip"
-    scorer: str = "clip"
+    scorer: str = "auto"  # the captioner's own scorer where it has one, else clip (see default_scorer)
     candidates: int = 5
     decoding: str = "sample"
     top_p: float = 0.9
@@ -121,10 +124,19 @@ class RunConfig:
     min_words: int = 1
     max_words: int = 0  # 0: no upper limit
     resample_attempts: int = 2
+    threads: int | None = None  # torch threads; None: the CPUs this process may use (capfleet.cpus)
+    keep_names: bool = False  # output files named <stem>_<key>.ext instead of <key>.ext
 
     def validate(self) -> RunConfig:
         if not self.inputs:
             raise ConfigError("give at least one INPUT (a folder, an image, a file list or a URL)")
+        local_output = local_path(self.output)
+        if local_output is not None and os.path.isfile(local_output):
+            raise ConfigError(f"output {self.output} is a file: -o needs a folder (new or empty) or a bucket URL")
+        if self.scorer == "auto":
+            from capfleet.models.registry import default_scorer
+
+            self.scorer = default_scorer(self.captioner)
         checks = [
             (self.candidates >= 1, "--candidates must be >= 1"),
             (self.decoding in DECODINGS, f"--decoding must be one of {', '.join(DECODINGS)}"),
@@ -165,6 +177,7 @@ class RunConfig:
                 self.gpus == 1 or (self.dedup is None and not self.retry_errors),
                 "--dedup and --retry-errors need --gpus 1",
             ),
+            (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from capfleet.runners.state import RunState
+from capfleet.runners.state import RUN_FILE, RunState
 from capfleet.sinks import read_shard_rows
 from capfleet.sinks.imagefolder import METADATA_NAME
 from capfleet.sinks.location import Location
@@ -20,8 +20,12 @@ def merge_shards(root: str | Path, output: str | Path | None = None) -> tuple[Pa
     """Write every shard's rows, in shard order, whatever the format; `file_name` says where each
     row's image is (`SSSSS/name` in a folder, `SSSSS.tar:key` or `SSSSS.parquet:key` in a file)."""
     root = Path(root)
+    if root.is_file():
+        raise ValueError(f"{root} is a file: give the folder `capfleet caption -o` wrote")
     if not root.is_dir():
         raise FileNotFoundError(f"no such output folder: {root}")
+    if not (root / RUN_FILE).is_file():
+        raise ValueError(f"{root} is not a capfleet caption output (no {RUN_FILE}): nothing merged")
     rows = []
     for shard in sorted(p for p in root.iterdir() if p.name.split(".", 1)[0].isdigit()):
         rows.extend(read_shard_rows(shard))

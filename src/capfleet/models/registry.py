@@ -6,9 +6,12 @@ name, so fine-tunes and local copies load like their base model.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
+
+from capfleet.models import hub
 
 BUILTIN = "builtin"
 CAPTIONER_ALIASES = {
@@ -43,18 +46,59 @@ def resolve_name(name: str, aliases: dict[str, str], role: str) -> str:
             raise ModelLoadError(f"the built-in model is missing from {MODEL_DIR}: run scripts/build_builtin_model.py")
         return str(MODEL_DIR)
     if name in aliases:
-        return aliases[name]
+        return _hub_model(aliases[name], role)
     expanded = os.path.expanduser(name)
     if os.path.isdir(expanded):
         if not os.path.exists(os.path.join(expanded, "config.json")):
+            if os.path.isdir(os.path.join(expanded, "checkpoints")):  # capfleet train stopped before the end
+                raise ModelLoadError(
+                    f"{role} folder {name} holds an unfinished `capfleet train` run (checkpoints, no model yet): "
+                    "rerun the same train command to finish it"
+                )
             raise ModelLoadError(f"{role} folder {name} has no config.json: pass a folder saved by save_pretrained")
         return expanded
     if os.path.exists(expanded) or name.startswith((".", "/", "~")):
         raise ModelLoadError(f"{role} {name}: no such model folder")
     if _HUB_ID.match(name):
-        return name
-    known = ", ".join(sorted([*aliases, BUILTIN]))
-    raise ModelLoadError(f"unknown {role} '{name}': use one of {known}, a hub id (org/name) or a local model folder")
+        return _hub_model(name, role)
+    raise ModelLoadError(
+        f"unknown {role} '{name}': use one of {model_names(aliases)}, a hub id (org/name) or a local model folder"
+    )
+
+
+def _hub_model(repo_id: str, role: str) -> str:
+    """A hub id, once it is known to be loadable here (hub reachable, or the model cached)."""
+    try:
+        hub.require(repo_id, role)
+    except hub.HubUnavailableError as exc:
+        raise ModelLoadError(str(exc)) from None
+    return repo_id
+
+
+def default_scorer(captioner: str) -> str:
+    """The scorer a run uses unless one is given: the captioner's own where it has one
+    (the built-in model, capfleet-trained folders), none without a captioner, else CLIP."""
+    if captioner == "none":
+        return "none"
+    if captioner == BUILTIN:
+        return BUILTIN
+    config_file = os.path.join(os.path.expanduser(captioner), "config.json")
+    if os.path.isfile(config_file):
+        try:
+            with open(config_file, encoding="utf-8") as handle:
+                model_type = json.load(handle).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            model_type = None
+        from capfleet.train.configuration import MODEL_TYPE
+
+        if model_type == MODEL_TYPE:
+            return captioner
+    return "clip"
+
+
+def model_names(aliases: dict[str, str]) -> str:
+    """`builtin, blip, blip-large, ...`: the names a user can give, for help texts and errors."""
+    return ", ".join([BUILTIN, *aliases])
 
 
 def load_config(name_or_path: str, role: str):
@@ -82,8 +126,7 @@ def _load_hint(name_or_path: str, role: str, exc: Exception) -> str:
         return f"cannot load {role} from {name_or_path}: {first_line}"
     return (
         f"cannot load {role} '{name_or_path}' from the Hugging Face hub ({first_line}). "
-        "If this machine is offline, pass a local model folder (e.g. one made with "
-        "`huggingface-cli download`) or use a cached model with HF_HUB_OFFLINE=1."
+        f"Pass a local model folder instead (e.g. one made with `hf download {name_or_path} --local-dir DIR`)."
     )
 
 

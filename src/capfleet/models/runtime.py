@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from capfleet.config import ConfigError
+
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -11,7 +13,7 @@ def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
     return torch.device(device)
 
 
@@ -30,3 +32,12 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         # Emulated bf16 (T4, V100) is slow: only native support counts.
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.float32
+
+
+def use_threads(threads: int | None) -> int:
+    """Torch's intra-op threads: `threads`, or the CPUs this process may use (not the machine's)."""
+    from capfleet.cpus import available_cpus
+
+    count = threads or available_cpus()
+    torch.set_num_threads(count)
+    return count

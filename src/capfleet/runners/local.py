@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.cpus import busy_note
 from capfleet.models.engines import load_engine_captioner
 from capfleet.models.prompts import check_prompt_fields
 from capfleet.models.registry import (
@@ -19,6 +20,7 @@ from capfleet.models.registry import (
     load_scorer,
     resolve_name,
 )
+from capfleet.models.runtime import use_threads
 from capfleet.runners import dedup
 from capfleet.runners.candidates import FLAGGED, RESAMPLED
 from capfleet.runners.data_parallel import run_on_gpus
@@ -81,12 +83,16 @@ def check_model_names(config: RunConfig) -> None:
     """Fail on a misspelt model name before listing a million files."""
     if config.captioner != "none" and config.engine != "openai":  # an endpoint's model names are its own
         resolve_name(config.captioner, CAPTIONER_ALIASES, "captioner")
-    if config.scorer != "none":
+    if config.captioner != "none" and config.scorer != "none":
         resolve_name(config.scorer, SCORER_ALIASES, "scorer")
 
 
 def load_models(config: RunConfig):
     """Captioner and scorer for a run, loaded once per process (or Beam worker)."""
+    threads = use_threads(config.threads)
+    note = busy_note(threads) if config.threads is None else None
+    if note:
+        log.warning(note)
     captioner = None
     if config.captioner != "none":
         captioner = load_engine_captioner(config)

@@ -25,7 +25,7 @@ def shard_writer_factory(config: RunConfig, location: Location) -> Callable[[str
         return lambda name: webdataset.WebDatasetShardWriter(location, name)
     if config.format == "artifacts":
         return lambda name: artifacts.ArtifactsShardWriter(location, name)
-    return lambda name: imagefolder.ImageFolderShardWriter(location, name, config.txt)
+    return lambda name: imagefolder.ImageFolderShardWriter(location, name, config.txt, config.keep_names)
 
 
 def read_shard_rows(path: Path) -> Iterator[dict]:

@@ -10,6 +10,7 @@ loader ignores those files.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,17 @@ from capfleet.sinks.base import ShardWriter
 from capfleet.sinks.location import Location
 
 METADATA_NAME = "metadata.jsonl"
+_MAX_STEM = 200  # with "_" + key + extension, well inside the usual 255-byte file-name limit
+
+
+def output_stem(key: str, source: str, keep_names: bool) -> str:
+    """`key`; with --keep-names `<original stem>_<key>`: readable, and the key keeps it unique
+    (two `photo.jpg` from different folders) and the same on every rerun and in every shard."""
+    if not keep_names:
+        return key
+    stem = os.path.splitext(os.path.basename(source.split("?", 1)[0].split("#", 1)[0].rstrip("/")))[0]
+    stem = stem.strip()[:_MAX_STEM]
+    return f"{stem}_{key}" if stem else key
 
 
 def caption_lines(record: dict[str, Any], mode: str) -> str:
@@ -35,17 +47,19 @@ def caption_lines(record: dict[str, Any], mode: str) -> str:
 class ImageFolderShardWriter(ShardWriter):
     """Collects one shard's images and rows in a staging folder; `commit` publishes it."""
 
-    def __init__(self, location: Location, name: str, txt: str = "none"):
+    def __init__(self, location: Location, name: str, txt: str = "none", keep_names: bool = False):
         super().__init__(location, name)
         self.txt = txt
+        self.keep_names = keep_names
         self.rows: list[dict[str, Any]] = []
 
     def _add(self, record: dict[str, Any], sample: Sample) -> None:
         """Store the original image bytes verbatim (lossless, no re-encode) and its row."""
-        file_name = f"{record['key']}{sample.extension}"
+        stem = output_stem(record["key"], sample.item.source, self.keep_names)
+        file_name = f"{stem}{sample.extension}"
         (self.staged / file_name).write_bytes(sample.data or b"")
         if self.txt != "none":
-            (self.staged / f"{record['key']}.txt").write_text(caption_lines(record, self.txt), encoding="utf-8")
+            (self.staged / f"{stem}.txt").write_text(caption_lines(record, self.txt), encoding="utf-8")
         self.rows.append({"file_name": file_name, **record})
 
     def _include(self, published: Path) -> int:

@@ -220,8 +220,17 @@ class FileSource:
                 index += 1
 
     def listing(self) -> Iterator[dict]:
-        """The manifest rows recorded at a run's start: every item (folders are listed in full)."""
-        return (item.to_json() for item in self.items())
+        """The manifest rows recorded at a run's start: every item (folders are listed in full).
+
+        A listing without a single image (an empty or mistyped folder) is refused.
+        """
+        items = self.items()
+        first = next(items, None)
+        if first is None:
+            kinds = ", ".join(sorted(ext[1:] for ext in IMAGE_EXTENSIONS))
+            raise InputError(f"nothing to caption in {', '.join(self.inputs)}: no image files ({kinds}) found")
+        yield first.to_json()
+        yield from (item.to_json() for item in items)
 
     def plan(self, rows: Iterable[dict], shard_size: int, limit: int | None = None) -> list[ShardSpec]:
         return plan_shards((Item.from_json(row) for row in rows), shard_size, limit)

@@ -49,7 +49,7 @@ def read_bytes(path: str, limits: ReadLimits = ReadLimits()) -> bytes:  # noqa: 
         with fsspec.open(path, "rb") as handle:
             return _read_capped(handle, limits.max_bytes)
     except ImportError as exc:  # a cloud backend that is not installed
-        raise OSError(f"{exc} (install the matching extra, e.g. pip install 'capfleet[gcs]')") from exc
+        raise OSError(_missing_backend(path, exc)) from exc
 
 
 def _read_capped(handle, max_bytes: int | None) -> bytes:
@@ -113,9 +113,20 @@ def filesystem(url: str):
     try:
         return fsspec.core.url_to_fs(url)
     except ImportError as exc:
-        raise OSError(f"{exc} (install the matching extra, e.g. pip install 'capfleet[gcs]')") from exc
+        raise OSError(_missing_backend(url, exc)) from exc
+
     except ValueError as exc:  # e.g. "Protocol not known: foo"
         raise OSError(f"cannot open {url}: {exc}") from exc
+
+
+_EXTRAS = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3", "http": "http", "https": "http"}
+
+
+def _missing_backend(url: str, exc: ImportError) -> str:
+    """The extra that brings the backend for this URL's scheme (s3:// -> capfleet[s3])."""
+    extra = _EXTRAS.get(url.split("://", 1)[0].lower())
+    hint = f"pip install 'capfleet[{extra}]'" if extra else "install the fsspec backend for this URL scheme"
+    return f"{exc} ({hint})"
 
 
 def local_path(path: str) -> str | None:

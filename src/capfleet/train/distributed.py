@@ -39,7 +39,7 @@ def pick_train_device(device: str = "auto", local_rank: int = 0) -> torch.device
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda was asked for but no CUDA GPU is visible")
+            raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device(device)
 
@@ -168,9 +168,22 @@ def launch_local(fn: Any, args: tuple, nprocs: int, start_method: str = "spawn",
         _spawned, args=(nprocs, free_port(), fn, args), nprocs=nprocs, join=False, start_method=start_method
     )
     deadline = None if timeout is None else time.monotonic() + timeout
-    while not ctx.join(timeout=0.5):
-        if deadline is not None and time.monotonic() > deadline:
-            for proc in ctx.processes:
-                if proc.is_alive():
-                    proc.kill()
-            raise TimeoutError(f"{nprocs} training processes still running after {timeout}s; killed")
+    try:
+        while not ctx.join(timeout=0.5):
+            if deadline is not None and time.monotonic() > deadline:
+                for proc in ctx.processes:
+                    if proc.is_alive():
+                        proc.kill()
+                raise TimeoutError(f"{nprocs} training processes still running after {timeout}s; killed")
+    except mp.ProcessRaisedException as exc:
+        raise _user_error(exc) or exc from None
+
+
+def _user_error(exc: Exception) -> Exception | None:
+    """A child's ValueError/FileNotFoundError (a bad setting or dataset) as that type again, so the CLI
+    reports it in one line like a single-process run; torch passes only the child's traceback text."""
+    last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+    for kind in (ValueError, FileNotFoundError):
+        if last.startswith(f"{kind.__name__}: "):
+            return kind(last[len(kind.__name__) + 2 :])
+    return None

@@ -40,6 +40,14 @@ log = logging.getLogger(__name__)
 LOG_NAME, PLOT_NAME, CKPT_DIR = "train_log.jsonl", "loss.png", "checkpoints"
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``step`` is the last optimizer step that completed."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
 @dataclass
 class TrainConfig:
     """Everything a run depends on. ``batch_size`` is per process; global batch per optimizer step is
@@ -320,49 +328,53 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     stream = _micro_batches(loader_for, epoch, offset)
     first_loss = last_loss = held_loss = None
     stop_at = min(cfg.max_steps, cfg.stop_after) if cfg.stop_after else cfg.max_steps
-    while step < stop_at:
-        micro = []
-        for _ in range(cfg.grad_accum):
-            epoch, batch_idx, batch = next(stream)
-            micro.append(batch)
-        losses = _step_losses(model, micro, cfg, info, autocast)
-        if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        epoch, offset = (epoch + 1, 0) if batch_idx + 1 >= sampler.batches_per_epoch else (epoch, batch_idx + 1)
-        first_loss = losses["loss"] if first_loss is None else first_loss
-        last_loss = losses["loss"]
-        row = {
-            "step": step,
-            "epoch": epoch,
-            **{k: round(v, 6) for k, v in losses.items()},
-            "lr": scheduler.get_last_lr()[0],
-        }
-        if held is not None and info.is_main and cfg.eval_every and (step % cfg.eval_every == 0 or step == stop_at):
-            row["held_out_loss"] = held_loss = round(_held_out_loss(raw, held, cfg, info.device), 6)
-        if info.is_main and (step % max(cfg.log_every, 1) == 0 or step in (1, stop_at) or "held_out_loss" in row):
-            with log_path.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses['loss']:.4f}", epoch=epoch)
-        if (cfg.save_every and step % cfg.save_every == 0) or (step == stop_at < cfg.max_steps):
-            rngs = D.all_gather_objects(ckpt.capture_rng(), info)
-            if info.is_main:
-                state = {
-                    "step": step,
-                    "epoch": epoch,
-                    "batch": offset,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": rngs,
-                    "world_size": info.world_size,
-                    "global_batch": sampler.global_batch * cfg.grad_accum,
-                }
-                ckpt.save_checkpoint(ckpt_root, step, raw, tokenizer, image_processor, state, cfg.keep_checkpoints)
-            D.barrier(info)
+    try:
+        while step < stop_at:
+            micro = []
+            for _ in range(cfg.grad_accum):
+                epoch, batch_idx, batch = next(stream)
+                micro.append(batch)
+            losses = _step_losses(model, micro, cfg, info, autocast)
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            epoch, offset = (epoch + 1, 0) if batch_idx + 1 >= sampler.batches_per_epoch else (epoch, batch_idx + 1)
+            first_loss = losses["loss"] if first_loss is None else first_loss
+            last_loss = losses["loss"]
+            row = {
+                "step": step,
+                "epoch": epoch,
+                **{k: round(v, 6) for k, v in losses.items()},
+                "lr": scheduler.get_last_lr()[0],
+            }
+            if held is not None and info.is_main and cfg.eval_every and (step % cfg.eval_every == 0 or step == stop_at):
+                row["held_out_loss"] = held_loss = round(_held_out_loss(raw, held, cfg, info.device), 6)
+            if info.is_main and (step % max(cfg.log_every, 1) == 0 or step in (1, stop_at) or "held_out_loss" in row):
+                with log_path.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses['loss']:.4f}", epoch=epoch)
+            if (cfg.save_every and step % cfg.save_every == 0) or (step == stop_at < cfg.max_steps):
+                rngs = D.all_gather_objects(ckpt.capture_rng(), info)
+                if info.is_main:
+                    state = {
+                        "step": step,
+                        "epoch": epoch,
+                        "batch": offset,
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": rngs,
+                        "world_size": info.world_size,
+                        "global_batch": sampler.global_batch * cfg.grad_accum,
+                    }
+                    ckpt.save_checkpoint(ckpt_root, step, raw, tokenizer, image_processor, state, cfg.keep_checkpoints)
+                D.barrier(info)
+    except KeyboardInterrupt:
+        bar.close()
+        raise TrainingInterrupted(step) from None
     bar.close()
 
     plot_path = None
