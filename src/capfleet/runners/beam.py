@@ -210,8 +210,11 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
     """Plan on the launcher, process pending shards on Beam workers, summarise from metrics."""
     beam = _beam()
     options = pipeline_options(beam_args or [], beam_runner)
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.runners.runner import create_runner
+
     try:  # a misspelt runner fails here, before the output folder is touched
-        beam.Pipeline(options=options)
+        create_runner(options.view_as(StandardOptions).runner)
     except ValueError as exc:
         raise ConfigError(f"--beam-runner {beam_runner}: {' '.join(str(exc).split())}") from None
     placement = worker_placement(options)

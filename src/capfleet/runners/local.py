@@ -80,8 +80,12 @@ class RunSummary:
 
 
 def check_model_names(config: RunConfig) -> None:
-    """Fail on a misspelt model name before listing a million files."""
-    if config.captioner != "none" and config.engine != "openai":  # an endpoint's model names are its own
+    """Fail on a misspelt model name, a missing engine or an unusable hub before listing a million files."""
+    if config.engine == "vllm":
+        from capfleet.models.engines.vllm_offline import require_vllm
+
+        require_vllm()
+    if config.captioner != "none" and config.engine == "transformers":  # other engines load models their own way
         resolve_name(config.captioner, CAPTIONER_ALIASES, "captioner")
     if config.captioner != "none" and config.scorer != "none":
         resolve_name(config.scorer, SCORER_ALIASES, "scorer")
@@ -129,7 +133,9 @@ class StartedRun:
 
 
 @contextmanager
-def start_run(config: RunConfig, load: Callable[[], tuple] | None = None) -> Iterator[StartedRun]:
+def start_run(
+    config: RunConfig, load: Callable[[], tuple] | None = None, models_given: bool = False
+) -> Iterator[StartedRun]:
     """Check everything, then take OUT's lock and record the run; the lock is held until exit.
 
     Nothing is written before the settings, the inputs and the models (`load`, when this run
@@ -137,7 +143,8 @@ def start_run(config: RunConfig, load: Callable[[], tuple] | None = None) -> Ite
     corrected settings is not refused as "other settings".
     """
     config.validate()
-    check_model_names(config)
+    if not models_given:  # models handed in (the API, tests) were loaded already: no names to check
+        check_model_names(config)
     check_output_is_not_an_input(config)
     check_filters(config)
     state = RunState(Location(config.output))
@@ -188,7 +195,7 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
     load = (lambda: models) if models is not None else (lambda: load_models(config))
     if config.gpus > 1:
         load = None  # each GPU worker loads its own engine; the parent keeps no GPU memory
-    with start_run(config, load) as run:
+    with start_run(config, load, models_given=models is not None) as run:
         summary = RunSummary.planned(run.shards, run.pending)
         if run.pending and config.gpus > 1:
             progress = Progress(sum(s.size_hint for s in run.pending), config.progress)
