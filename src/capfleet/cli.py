@@ -157,14 +157,15 @@ def synth(
     count: int = typer.Argument(..., help="Number of scenes to draw."),
     output: Path = typer.Option(..., "-o", "--output", help="Dataset folder (imagefolder layout)."),
     seed: int = typer.Option(0, help="Scene i depends only on (seed, i)."),
-    size: int = typer.Option(96, help="Image side in pixels."),
+    size: int = typer.Option(96, help="Image side in pixels (clean style; random draws 64-512)."),
     shard_size: int = typer.Option(1000, help="Images per shard folder."),
+    style: str = typer.Option("clean", help="clean: one renderer | random: domain randomisation of the drawing."),
 ) -> None:
     """Draw shape scenes with ground-truth captions: a dataset that needs no network."""
     from capfleet.synth import generate_synthetic_dataset
 
     try:
-        summary = generate_synthetic_dataset(count, output, seed=seed, size=size, shard_size=shard_size)
+        summary = generate_synthetic_dataset(count, output, seed=seed, size=size, shard_size=shard_size, style=style)
     except (ValueError, FileExistsError) as exc:
         _fail(str(exc))
     typer.echo(f"wrote {summary.images} scenes in {summary.shards} shards to {output}")
