@@ -6,8 +6,9 @@ Draws held-out scenes with a seed the model never saw in training (12345; traini
 captions them with `capfleet caption` (N sampled candidates ranked by the model's own
 contrastive heads), and prints, for the ranked caption, the first sample alone, beam search and the
 most-frequent-caption baseline: object accuracy (the caption names exactly the scene's colour+shape
-objects), relation accuracy (every spatial claim true, over captions making one) and CIDEr. Also the model's size on disk and images/s of
-the whole captioning run (decode, generate, score, write) on this machine.
+objects), relation accuracy (every spatial claim true, over captions making one) and CIDEr.
+Also the model's size on disk and images/s of the whole captioning run (decode, generate, score,
+write) on this machine.
 """
 
 from __future__ import annotations

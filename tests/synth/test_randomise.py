@@ -53,7 +53,9 @@ def test_rendered_shapes_show_their_colour_at_their_centre():
 
 def test_cli_random_style_is_deterministic_and_its_captions_are_true(tmp_path):
     for out in ("a", "b"):
-        result = runner.invoke(app, ["synth", "10", "-o", str(tmp_path / out), "--style", "random", "--shard-size", "5"])
+        result = runner.invoke(
+            app, ["synth", "10", "-o", str(tmp_path / out), "--style", "random", "--shard-size", "5"]
+        )
         assert result.exit_code == 0, result.output
     a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert a and all((tmp_path / "a" / p).read_bytes() == (tmp_path / "b" / p).read_bytes() for p in a)
