@@ -61,6 +61,9 @@ def caption(
     overwrite: bool = typer.Option(False, help="Discard an earlier run in OUTPUT and start over."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
     shard_retries: int = typer.Option(2, help="Times a shard that raised is redone from scratch."),
+    embeddings: bool = typer.Option(
+        False, "--embeddings", help="Keep the scorer's image and chosen-caption embeddings (SHARD/embeddings.npz)."
+    ),
     runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
@@ -101,6 +104,7 @@ def caption(
         overwrite=overwrite,
         progress=progress,
         shard_retries=shard_retries,
+        embeddings=embeddings,
     )
     try:
         if runner == "beam":
@@ -120,6 +124,26 @@ def caption(
         typer.echo(line)
     if summary.stats.failed:
         typer.echo(f"errors: {config.output}/{ERRORS_DIR}/")
+
+
+@app.command()
+def search(
+    output: Path = typer.Argument(..., help="A caption output folder written with --embeddings."),
+    query: str = typer.Argument(..., help="A text, or the path of an image to find similar images."),
+    k: int = typer.Option(10, "-k", help="How many images to print."),
+    scorer: str | None = typer.Option(None, help="Embed the query with this scorer (default: the run's)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+) -> None:
+    """Print the images of OUTPUT that best match QUERY, best first: score, key, image path, caption."""
+    from capfleet.search import search as run_search
+
+    _setup_logging()
+    try:
+        hits = run_search(output, query, k, scorer, device)
+    except (FileNotFoundError, ValueError, ModelLoadError) as exc:
+        _fail(str(exc))
+    for hit in hits:
+        typer.echo(f"{hit.score:.4f}\t{hit.key}\t{hit.image_path}\t{hit.text}")
 
 
 @app.command("list")

@@ -24,6 +24,7 @@ _FINGERPRINT_FIELDS = (
     "shard_size",
     "top_p",
     "max_pixels",
+    "embeddings",
 )
 
 
@@ -53,6 +54,7 @@ class RunConfig:
     overwrite: bool = False
     shard_retries: int = 2  # a shard that raises (disk, network, OOM) is redone this many times
     progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
+    embeddings: bool = False  # keep the scorer's image and chosen-caption embeddings beside each shard
 
     def validate(self) -> RunConfig:
         if not self.inputs:
@@ -70,6 +72,7 @@ class RunConfig:
             (self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}"),
             (self.max_pixels >= 1, "--max-pixels must be >= 1"),
             (self.shard_retries >= 0, "--shard-retries must be >= 0"),
+            (not self.embeddings or self.scorer != "none", "--embeddings needs a scorer (not --scorer none)"),
         ]
         for ok, message in checks:
             if not ok:

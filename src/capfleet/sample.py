@@ -35,6 +35,7 @@ class Sample:
     image: Any = None  # PIL.Image.Image once decoded
     extension: str = ".jpg"
     error: str | None = None
+    embeddings: Any = None  # (image, chosen caption) scorer embeddings when the run keeps them
 
     @property
     def key(self) -> str:

@@ -65,14 +65,22 @@ class HFScorer:
 
     def score(self, images: list, candidates: list[list[str]]) -> list[list[float]]:
         """Cosine similarity of each image with each of its own candidates."""
+        return self.score_and_embed(images, candidates)[0]
+
+    def score_and_embed(
+        self, images: list, candidates: list[list[str]]
+    ) -> tuple[list[list[float]], torch.Tensor | None, list[torch.Tensor]]:
+        """Scores as :meth:`score`, plus the image embeddings and each image's candidate embeddings
+        (computed once for both: a run that keeps embeddings pays nothing extra)."""
         flat = [text for texts in candidates for text in texts]
         if not flat:
-            return [[] for _ in images]
+            return [[] for _ in images], None, []
         image_embeddings = self.embed_images(images)
         text_embeddings = self.embed_texts(flat)
-        scores, start = [], 0
+        scores, blocks, start = [], [], 0
         for row, texts in enumerate(candidates):
             block = text_embeddings[start : start + len(texts)]
             scores.append([round(float(value), 6) for value in block @ image_embeddings[row]])
+            blocks.append(block)
             start += len(texts)
-        return scores
+        return scores, image_embeddings, blocks

@@ -116,7 +116,9 @@ class ShardProcessor:
                         fail(sample)
                         continue
                     writer.write(record, sample.data or b"", sample.extension)
-                    sample.data = sample.image = None
+                    if sample.embeddings is not None:
+                        writer.add_embeddings(sample.key, *sample.embeddings)
+                    sample.data = sample.image = sample.embeddings = None
                     stats.seen += 1
                     stats.captioned += 1
                     self._tick()
@@ -162,19 +164,27 @@ class ShardProcessor:
             candidates = self.captioner.generate(
                 images, self.config.candidates, self.config.prompt, seed, self.decoding
             )
-            scores = self.scorer.score(images, candidates) if self.scorer is not None else [[] for _ in batch]
+            scores, image_embeddings, text_embeddings = (
+                self.scorer.score_and_embed(images, candidates)
+                if self.scorer is not None
+                else ([[] for _ in batch], None, [])
+            )
         except Exception as exc:
             if len(batch) > 1:
                 return [row for sample in batch for row in self._caption([sample])]
             batch[0].error = f"caption failed: {type(exc).__name__}: {exc}"
             return [None]
         rows: list[dict | None] = []
-        for sample, texts, row_scores in zip(batch, candidates, scores, strict=True):
+        for i, (sample, texts, row_scores) in enumerate(zip(batch, candidates, scores, strict=True)):
             if not texts:
                 sample.error = "caption failed: the model produced only empty captions"
                 rows.append(None)
-            else:
-                rows.append(self._row(sample, texts, row_scores))
+                continue
+            row = self._row(sample, texts, row_scores)
+            if self.config.embeddings and image_embeddings is not None:
+                chosen = text_embeddings[i][row["candidates"].index(row["text"])]
+                sample.embeddings = (image_embeddings[i].cpu().numpy(), chosen.cpu().numpy())
+            rows.append(row)
         return rows
 
     def _row(self, sample: Sample, texts: list[str], scores: list[float]) -> dict:

@@ -12,9 +12,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from capfleet.sinks.location import Location
 
 METADATA_NAME = "metadata.jsonl"
+EMBEDDINGS_NAME = "embeddings.npz"  # keys, image, text: numpy arrays; dataset loaders skip the file
 
 
 class ImageFolderShardWriter:
@@ -24,6 +27,7 @@ class ImageFolderShardWriter:
         self.location = location
         self.name = name
         self.rows: list[dict[str, Any]] = []
+        self.embeddings: list[tuple[str, Any, Any]] = []
         self._staged: Path | None = None
 
     def write(self, record: dict[str, Any], image_bytes: bytes, extension: str) -> None:
@@ -34,6 +38,10 @@ class ImageFolderShardWriter:
         (self._staged / file_name).write_bytes(image_bytes)
         self.rows.append({"file_name": file_name, **record})
 
+    def add_embeddings(self, key: str, image: Any, text: Any) -> None:
+        """The scorer's embeddings of a written row's image and of its chosen caption."""
+        self.embeddings.append((key, image, text))
+
     def commit(self) -> int:
         """Publish the shard folder (none when every image failed); returns rows written."""
         if self._staged is None:
@@ -41,6 +49,9 @@ class ImageFolderShardWriter:
             return 0
         with open(self._staged / METADATA_NAME, "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in self.rows)
+        if self.embeddings:
+            keys, images, texts = zip(*self.embeddings, strict=True)
+            np.savez(self._staged / EMBEDDINGS_NAME, keys=np.array(keys), image=np.stack(images), text=np.stack(texts))
         self.location.publish_dir(self._staged, self.name)
         self._staged = None
         return len(self.rows)
