@@ -4,9 +4,11 @@
 
 Draws held-out scenes with a seed the model never saw in training (12345; training used 1),
 captions them with `capfleet caption` (N sampled candidates ranked by the model's own
-contrastive heads), and prints CIDEr for: the ranked caption, the first sample alone, beam
-search, and the most-frequent-caption baseline. Also the model's size on disk and images/s of
-the whole captioning run (decode, generate, score, write) on this machine.
+contrastive heads), and prints, for the ranked caption, the first sample alone, beam search and the
+most-frequent-caption baseline: object accuracy (the caption names exactly the scene's colour+shape
+objects), relation accuracy (every spatial claim true, over captions making one) and CIDEr.
+Also the model's size on disk and images/s of the whole captioning run (decode, generate, score,
+write) on this machine.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from capfleet.config import RunConfig
 from capfleet.evaluate import caption_scores, most_frequent_caption_baseline, read_predictions, read_references
+from capfleet.evaluate.scene_accuracy import scene_accuracy, scenes_of
 from capfleet.models.registry import CAPTIONER_ALIASES, resolve_name
 from capfleet.runners.local import run_local
 from capfleet.synth import generate_synthetic_dataset
@@ -47,6 +50,7 @@ def main() -> None:
         generate_synthetic_dataset(args.scenes, temp / "scenes", seed=HELD_OUT_SEED, size=64, progress=False)
         refs = read_references(temp / "scenes")
         references = {ref.image_path.name: list(ref.captions) for ref in refs.rows.values()}
+        scenes = {refs.rows[key].image_path.name: scene for key, scene in scenes_of(refs).items()}
         sampled, sampled_rate = caption(
             temp / "scenes", temp / "sampled", args.model, scorer=args.model, candidates=args.candidates
         )
@@ -62,11 +66,16 @@ def main() -> None:
     size_mb = sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6
     print(f"\nheld-out scenes: {len(references)} (seed {HELD_OUT_SEED})  model: {model_dir} ({size_mb:.1f} MB)")
     print(f"cores: {os.cpu_count()}  torch threads: {torch.get_num_threads()}  torch {torch.__version__}\n")
-    print("| captions | CIDEr | BLEU-4 | ROUGE-L |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| captions | object acc. | relation acc. | CIDEr | BLEU-4 | ROUGE-L |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, predictions in systems.items():
         scores = caption_scores(references, predictions, tokenizer="simple", meteor=False)
-        print(f"| {name} | {scores['CIDEr']:.3f} | {scores['BLEU-4']:.3f} | {scores['ROUGE-L']:.3f} |")
+        acc = scene_accuracy(scenes, predictions)
+        relation = "n/a" if acc["relation_accuracy"] is None else f"{acc['relation_accuracy']:.1%}"
+        print(
+            f"| {name} | {acc['object_accuracy']:.1%} | {relation} | "
+            f"{scores['CIDEr']:.3f} | {scores['BLEU-4']:.3f} | {scores['ROUGE-L']:.3f} |"
+        )
     print(f"\nimages/s, whole run: sampled x{args.candidates} + ranking {sampled_rate:.1f}, beam {beam_rate:.1f}")
 
 

@@ -1,13 +1,20 @@
 """Rebuild capfleet's built-in offline captioner + scorer from nothing but a seed.
 
-    python scripts/build_builtin_model.py [--work /tmp/capfleet-builtin] [--steps 1500]
+    python scripts/build_builtin_model.py [--work /tmp/capfleet-builtin] [--steps 2400]
+
+The shipped model is exactly this command with the defaults (2400 steps, batch 32): on this
+project's 2-core machine, shared with other jobs, drawing the scenes took 55 s and training
+1003 s (17 minutes, one torch thread).
 
 1. draws the training scenes with `capfleet synth` (seed 1; the evaluation scenes use seed 12345,
    never seen in training),
 2. trains the small ViT-encoder + transformer-decoder model with contrastive heads (with
    one-word-swapped hard negatives, so that it can rank near-miss candidates) on them
    (single process, 1 torch thread, deterministic CPU kernels: the same machine type gives the
-   same weights bit for bit),
+   same weights bit for bit). The encoder starts with a small VGG-style CNN (``stem="conv"``)
+   instead of one linear 8x8 patch embedding: with the linear one, 4000 steps gave a model
+   whose chosen caption named exactly the right objects for 11% of held-out scenes, and a stem
+   of stride-2 convolutions alone still had not learnt shapes after 1000 steps,
 3. copies the HF bundle (config, safetensors, tokenizer, image processor) into
    src/capfleet/builtin/model, where `--captioner builtin --scorer builtin` finds it.
 """
@@ -44,13 +51,14 @@ MODEL = {
     "encoder_attention_heads": 4,
     "decoder_attention_heads": 4,
     "projection_dim": 64,
+    "stem": "conv",
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/capfleet-builtin"))
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=2400)
     args = parser.parse_args()
     data = args.work / "scenes"
     if not data.exists():

@@ -1,15 +1,28 @@
-"""The shipped built-in model works offline and describes the scenes it was trained for."""
+"""The shipped built-in model works offline and is right about the scenes it was trained for."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from capfleet.builtin import MODEL_DIR
 from capfleet.cli import app
-from capfleet.evaluate import caption_scores, most_frequent_caption_baseline, read_predictions, read_references
+from capfleet.evaluate import caption_scores, most_frequent_caption_baseline, read_references
+from capfleet.evaluate.scene_accuracy import scenes_of
+from capfleet.synth.grounding import objects_right
+from tests.foreign_shapes import write_drawings
 from tests.pipeline.helpers import read_rows
 
 runner = CliRunner()
+
+
+def caption_builtin(images: Path, out: Path, *options: str) -> dict[str, dict]:
+    """{image file name: output row} of `capfleet caption --captioner builtin`."""
+    args = ["caption", str(images), "-o", str(out), "--captioner", "builtin", "--no-progress", *options]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return {Path(row["source"]).name: row for row in read_rows(out)}
 
 
 def test_builtin_is_a_small_hf_bundle():
@@ -18,19 +31,26 @@ def test_builtin_is_a_small_hf_bundle():
     assert (MODEL_DIR / "model.safetensors").stat().st_size < 20_000_000
 
 
-def test_builtin_captions_unseen_scenes_far_better_than_a_constant(tmp_path):
+def test_builtin_names_the_objects_of_unseen_scenes(tmp_path):
     assert runner.invoke(app, ["synth", "40", "-o", str(tmp_path / "scenes"), "--seed", "4242"]).exit_code == 0
-    args = ["caption", str(tmp_path / "scenes"), "-o", str(tmp_path / "out"), "--captioner", "builtin"]
-    result = runner.invoke(app, [*args, "--scorer", "builtin", "--candidates", "3", "--no-progress"])
-    assert result.exit_code == 0, result.output
-    rows = read_rows(tmp_path / "out")
-    assert len(rows) == 40 and all(row["scores"] and row["original_text"] for row in rows)
+    rows = caption_builtin(tmp_path / "scenes", tmp_path / "out", "--scorer", "builtin", "--candidates", "3")
+    assert len(rows) == 40 and all(row["scores"] and row["original_text"] for row in rows.values())
     refs = read_references(tmp_path / "scenes")
+    scenes = scenes_of(refs)
+    predictions = {key: rows[ref.image_path.name]["text"] for key, ref in refs.rows.items()}
+    wrong = [text for key, text in predictions.items() if not objects_right(text, scenes[key])]
+    # this model: 4 of 40; benchmarks/bench_builtin.py measures it on 500 scenes
+    assert len(predictions) - len(wrong) >= 3, wrong
     references = refs.captions()
-    by_name = {ref.image_path.name: key for key, ref in refs.rows.items()}
-    predictions = {
-        by_name[p.source.rsplit("/", 1)[1]]: p.text for p in read_predictions(tmp_path / "out").rows.values()
-    }
     model = caption_scores(references, predictions, tokenizer="simple", meteor=False)["CIDEr"]
     baseline = caption_scores(references, most_frequent_caption_baseline(references), tokenizer="simple", meteor=False)
     assert model > 3 * baseline["CIDEr"] and model > 1.2, (model, baseline["CIDEr"])
+
+
+def test_builtin_names_shapes_drawn_by_another_program(tmp_path):
+    """Plain PIL drawings (tests/foreign_shapes.py): other colours, edges and star proportions than synth's."""
+    truth = write_drawings(tmp_path / "drawn")
+    beam = ("--scorer", "none", "--decoding", "beam", "--candidates", "1")
+    rows = caption_builtin(tmp_path / "drawn", tmp_path / "out", *beam)
+    wrong = {name: rows[name]["text"] for name, scene in truth.items() if not objects_right(rows[name]["text"], scene)}
+    assert len(truth) - len(wrong) >= 3, wrong  # this model: 4 of 16 (the previous one: 0)

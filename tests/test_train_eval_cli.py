@@ -47,6 +47,8 @@ def test_eval_reports_caption_metrics_for_predictions_and_for_a_model(trained, t
     assert results["matching"]["matched"] == 24  # every scene captioned and matched back by image path
     assert set(results["caption_metrics"]) >= {"BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr"}
     assert 0 <= results["caption_metrics"]["BLEU-1"] <= 1
+    assert "object acc." in result.output and results["scene_accuracy"]["images"] == 24
+    assert 0 <= results["scene_accuracy"]["object_accuracy"] <= 1
     result = runner.invoke(app, ["eval", str(trained / "scenes")])
     assert result.exit_code == 2 and "exactly one of" in result.output
 

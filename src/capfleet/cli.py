@@ -131,6 +131,9 @@ def caption(
     keep_names: bool = typer.Option(
         False, help="Name output files <original stem>_<key>.ext instead of <key>.ext (unique, stable on rerun)."
     ),
+    embeddings: bool = typer.Option(
+        False, "--embeddings", help="Keep the scorer's image and chosen-caption embeddings (SHARD/embeddings.npz)."
+    ),
     runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
@@ -230,6 +233,7 @@ def caption(
         resample_attempts=resample_attempts,
         threads=threads,
         keep_names=keep_names,
+        embeddings=embeddings,
     )
     try:
         if runner == "beam":
@@ -251,6 +255,26 @@ def caption(
         typer.echo(f"errors: {config.output}/{ERRORS_DIR}/")
     if summary.stats.filtered:
         typer.echo(f"filtered: {config.output}/{FILTERED_DIR}/")
+
+
+@app.command()
+def search(
+    output: Path = typer.Argument(..., help="A caption output folder written with --embeddings."),
+    query: str = typer.Argument(..., help="A text, or the path of an image to find similar images."),
+    k: int = typer.Option(10, "-k", help="How many images to print."),
+    scorer: str | None = typer.Option(None, help="Embed the query with this scorer (default: the run's)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+) -> None:
+    """Print the images of OUTPUT that best match QUERY, best first: score, key, image path, caption."""
+    from capfleet.search import search as run_search
+
+    _setup_logging()
+    try:
+        hits = run_search(output, query, k, scorer, device)
+    except (FileNotFoundError, ValueError, ModelLoadError) as exc:
+        _fail(str(exc))
+    for hit in hits:
+        typer.echo(f"{hit.score:.4f}\t{hit.key}\t{hit.image_path}\t{hit.text}")
 
 
 @app.command("list")
@@ -324,8 +348,9 @@ def synth(
     count: int = typer.Argument(..., metavar="N", help="Number of scenes to draw."),
     output: Path = typer.Option(..., "-o", "--output", metavar="DIR", help="New dataset folder (imagefolder layout)."),
     seed: int = typer.Option(0, help="Scene i depends only on (seed, i)."),
-    size: int = typer.Option(96, help="Image side in pixels."),
+    size: int = typer.Option(96, help="Image side in pixels (clean style; random draws 64-512)."),
     shard_size: int = typer.Option(1000, help="Images per shard folder."),
+    style: str = typer.Option("clean", help="clean: one renderer | random: domain randomisation of the drawing."),
 ) -> None:
     """Draw shape scenes with ground-truth captions: a dataset that needs no network."""
     from capfleet.synth import generate_synthetic_dataset
@@ -333,7 +358,7 @@ def synth(
     if output.is_file():
         _fail(f"{output} is a file: -o needs a folder (new, or an earlier synth output to complete)")
     try:
-        summary = generate_synthetic_dataset(count, output, seed=seed, size=size, shard_size=shard_size)
+        summary = generate_synthetic_dataset(count, output, seed=seed, size=size, shard_size=shard_size, style=style)
     except (ValueError, FileExistsError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

@@ -62,6 +62,7 @@ _FINGERPRINT_FIELDS_IF_SET = (
     "max_words",
     "resample_attempts",
     "keep_names",
+    "embeddings",
 )
 
 
@@ -126,6 +127,7 @@ class RunConfig:
     resample_attempts: int = 2
     threads: int | None = None  # torch threads; None: the CPUs this process may use (capfleet.cpus)
     keep_names: bool = False  # output files named <stem>_<key>.ext instead of <key>.ext
+    embeddings: bool = False  # keep the scorer's image and chosen-caption embeddings beside each shard
 
     def validate(self) -> RunConfig:
         if not self.inputs:
@@ -178,6 +180,8 @@ class RunConfig:
                 "--dedup and --retry-errors need --gpus 1",
             ),
             (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
+            (not self.embeddings or self.scorer != "none", "--embeddings needs a scorer (not --scorer none)"),
+            (not self.embeddings or self.format == "imagefolder", "--embeddings needs --format imagefolder"),
         ]
         for ok, message in checks:
             if not ok:

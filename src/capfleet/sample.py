@@ -44,6 +44,7 @@ class Sample:
     original_size: tuple[int, int] | None = None  # (width, height) of the stored image
     fields: dict[str, Any] = field(default_factory=dict)  # filter scores, added to the row
     filtered: dict[str, Any] | None = None  # set by a filter that rejects it: its record
+    embeddings: Any = None  # (image, chosen caption) scorer embeddings when the run keeps them
 
     @property
     def key(self) -> str:

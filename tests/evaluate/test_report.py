@@ -72,3 +72,29 @@ def test_scorer_only_measures_retrieval_and_same_folder_warns(synth, tiny_clip):
     assert results["scorer"] == str(tiny_clip)
     same = evaluate(data, data, tokenizer="simple", meteor=False)
     assert any("same folder" in w for w in same["warnings"])
+
+
+def test_synth_references_give_object_and_relation_accuracy(synth):
+    """Ground-truth captions are right about every scene; the same captions with shapes renamed are not,
+    though they keep most n-grams (CIDEr stays well above zero)."""
+    data, refs = synth
+    truth = {k: refs[k][1][0] for k in refs}
+    right = evaluate(data, predictions=truth, tokenizer="simple", meteor=False)
+    assert right["scene_accuracy"]["object_accuracy"] == 1.0
+    assert right["scene_accuracy"]["images"] == 12
+    assert right["scene_accuracy"]["relation_accuracy"] in (1.0, None)
+    table = format_table(right)
+    assert "object acc.  1.0000" in table and "relation acc." in table
+
+    renamed = {k: " ".join({"circle": "star", "star": "circle"}.get(w, w) for w in t.split()) for k, t in truth.items()}
+    wrong = evaluate(data, predictions=renamed, tokenizer="simple", meteor=False)
+    assert wrong["scene_accuracy"]["object_accuracy"] < 1.0
+    assert wrong["caption_metrics"]["CIDEr"] > 0.5
+
+
+def test_references_without_scenes_give_no_scene_accuracy(tmp_path):
+    from tests.evaluate.helpers import REFERENCES, synth_rows
+
+    data = write_shards(tmp_path / "refs", synth_rows())  # "scene": "{}" is not a scene graph
+    results = evaluate(data, predictions={k: c[0] for k, c in REFERENCES.items()}, tokenizer="simple", meteor=False)
+    assert "scene_accuracy" not in results and "object acc." not in format_table(results)

@@ -122,3 +122,32 @@ def test_generate_dict_outputs_and_prompt(model):
     prompt = torch.tensor([[1, 7], [1, 8]])
     seqs = model.generate(pixel_values=px, input_ids=prompt, max_new_tokens=3)
     assert torch.equal(seqs[:, :2], prompt)  # continues a caption prefix
+
+
+def test_conv_stem_trains_saves_and_reloads(tmp_path):
+    """stem="conv" gives the same token grid as the patch embedding, learns, and round-trips through
+    from_pretrained with its normalisation statistics (batch statistics in training, running ones after)."""
+    torch.manual_seed(0)
+    model = CapfleetCaptionerModel(preset_config("tiny", 30, 32, stem="conv", max_position_embeddings=24))
+    assert model.get_encoder()(torch.randn(2, 3, 32, 32)).last_hidden_state.shape == (2, 16, 64)
+    px, ids, mask = _batch()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = model(pixel_values=px, input_ids=ids, attention_mask=mask, return_loss=True).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    model.eval()
+    model.save_pretrained(tmp_path)
+    again = AutoModel.from_pretrained(tmp_path).eval()
+    assert again.config.stem == "conv"
+    torch.testing.assert_close(
+        again(pixel_values=px, input_ids=ids).logits, model(pixel_values=px, input_ids=ids).logits
+    )
+    with pytest.raises(ValueError, match="stem="):
+        preset_config("tiny", 30, 32, stem="resnet")
+    with pytest.raises(ValueError, match="power-of-two"):
+        preset_config("tiny", 30, 36, stem="conv", patch_size=6)

@@ -24,6 +24,7 @@ class Reference:
     captions: tuple[str, ...]  # every reference phrasing, never empty
     image_path: Path
     source: str = ""
+    scene: str = ""  # synth's scene graph as JSON (``Scene.to_dict``), "" for other datasets
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def read_references(data_dir: str | Path) -> ReferenceSet:
             result.skipped["duplicate_key"] += 1
         else:
             source = row.get("source") if isinstance(row.get("source"), str) else ""
-            result.rows[key] = Reference(key, tuple(captions), folder / row["file_name"], source)
+            scene = row.get("scene") if isinstance(row.get("scene"), str) else ""
+            result.rows[key] = Reference(key, tuple(captions), folder / row["file_name"], source, scene)
     _warn_skipped(root, result.skipped)
     return result
 

@@ -27,6 +27,7 @@ from capfleet.evaluate.clip_score import (
 )
 from capfleet.evaluate.references import Prediction, ReferenceSet, match, read_predictions, read_references
 from capfleet.evaluate.retrieval import retrieval_recall
+from capfleet.evaluate.scene_accuracy import scene_accuracy, scenes_of
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,9 @@ def evaluate_predictions(
             if meteor and results["caption_metrics"]["METEOR"] is None:
                 why = JAVA_HINT if not java_available() else "METEOR failed, see the log"
                 _warn(results, f"METEOR unavailable: {why}", logged=True)
+            grounded = scene_accuracy(scenes_of(references), texts)
+            if grounded is not None:
+                results["scene_accuracy"] = grounded
         else:
             _warn(results, "no prediction key matches a reference key")
     if scorer is not None:
@@ -175,6 +179,13 @@ def format_table(results: dict[str, Any]) -> str:
     for name in METRICS:
         if name in results.get("caption_metrics", {}):
             lines.append(f"{name:<13}{_value(results['caption_metrics'][name])}")  # None: see the warnings
+    if "scene_accuracy" in results:
+        acc = results["scene_accuracy"]
+        lines.append(f"{'object acc.':<13}{_value(acc['object_accuracy'])}  (names exactly the scene's objects)")
+        lines.append(
+            f"{'relation acc.':<13}{_value(acc['relation_accuracy'], 'no spatial claims')}  "
+            f"(every spatial claim true, {acc['captions_with_relations']} captions with one)"
+        )
     if "clip" in results:
         lines.append(f"{'CLIPScore':<13}{_value(results['clip']['CLIPScore'])}  ({results['scorer']}, w={WEIGHT})")
         lines.append(f"{'RefCLIPScore':<13}{_value(results['clip']['RefCLIPScore'])}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from capfleet.models.processors import load_image_processor
@@ -80,13 +82,18 @@ class HFScorer:
     def score_with_chunks(
         self, images: list, candidates: list[list[str]]
     ) -> tuple[list[list[float]], list[list[bool]]]:
+        """`score_chunks_and_embed` without the embeddings."""
+        scores, chunked, _ = self.score_chunks_and_embed(images, candidates)
+        return scores, chunked
+
+    def score_chunks_and_embed(self, images: list, candidates: list[list[str]]) -> tuple[list, list, Callable]:
         """Scores, and whether each candidate was too long to read whole.
 
         A candidate longer than `max_text_tokens` is never truncated: it is cut into sentence
         chunks that fit (`text_chunks`) and scored as the mean of the chunks' similarities.
         """
         if not any(candidates):
-            return [[] for _ in images], [[] for _ in images]
+            return [[] for _ in images], [[] for _ in images], None
         limit = self.max_text_tokens
         lengths = iter(len(ids) for ids in self.tokenizer([t for texts in candidates for t in texts])["input_ids"])
         pieces = [
@@ -105,4 +112,14 @@ class HFScorer:
                 start += len(chunks)
             scores.append(row_scores)
             chunked.append([len(chunks) > 1 for chunks in row_pieces])
-        return scores, chunked
+
+        def embeddings_of(row: int, candidate: int) -> tuple:
+            """The image's embedding and one candidate's (the mean of its chunks, re-normalised), as
+            numpy arrays: what `--embeddings` keeps, at no extra model cost."""
+            start = sum(len(chunks) for texts in pieces[:row] for chunks in texts)
+            start += sum(len(chunks) for chunks in pieces[row][:candidate])
+            text = text_embeddings[start : start + len(pieces[row][candidate])].float().mean(0)
+            text = text / text.norm().clamp_min(1e-12)
+            return image_embeddings[row].float().cpu().numpy(), text.cpu().numpy()
+
+        return scores, chunked, embeddings_of

@@ -13,6 +13,7 @@ from capfleet.config import RunConfig
 from capfleet.models.captioner import DecodingOptions
 from capfleet.models.engines.base import PartialBatchError, derive_seed
 from capfleet.models.prompts import PromptFieldMissing, render_prompt
+from capfleet.ranking import best_candidate
 from capfleet.sample import Sample
 from capfleet.stages.hygiene import EMPTY, Cleaned, clean_candidates
 
@@ -29,6 +30,7 @@ class Captioned:
     chunked: list[bool] = field(default_factory=list)  # per candidate: scored by sentence chunks
     flags: list[str] = field(default_factory=list)  # why every candidate was degenerate; [] when clean
     error: str | None = None
+    embeddings: tuple | None = None  # --embeddings: (image, chosen caption) scorer embeddings
 
 
 def _pick(seed, indexes: list[int]):
@@ -131,8 +133,10 @@ class CandidateMaker:
         ranked = [i for i, result in enumerate(results) if result.error is None]
         if self.scorer is None or not ranked:
             return
-        scores, chunked = self.scorer.score_with_chunks(
+        scores, chunked, embeddings_of = self.scorer.score_chunks_and_embed(
             [samples[i].image for i in ranked], [results[i].candidates for i in ranked]
         )
-        for index, row_scores, row_chunked in zip(ranked, scores, chunked, strict=True):
+        for row, (index, row_scores, row_chunked) in enumerate(zip(ranked, scores, chunked, strict=True)):
             results[index].scores, results[index].chunked = row_scores, row_chunked
+            if self.config.embeddings and row_scores:
+                results[index].embeddings = embeddings_of(row, best_candidate(row_scores))

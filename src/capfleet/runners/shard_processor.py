@@ -170,7 +170,9 @@ class ShardProcessor:
                         fail(sample)
                         continue
                     writer.write(record, sample)
-                    sample.data = sample.image = None
+                    if sample.embeddings is not None:
+                        writer.add_embeddings(sample.key, *sample.embeddings)
+                    sample.data = sample.image = sample.embeddings = None
                     sample.members = ()
                     stats.seen += 1
                     stats.captioned += 1
@@ -258,6 +260,7 @@ class ShardProcessor:
         rows: list[dict | None] = []
         for sample, result in zip(batch, results, strict=True):
             sample.error = result.error
+            sample.embeddings = result.embeddings
             rows.append(None if result.error else self._row(sample, result))
         return rows
 

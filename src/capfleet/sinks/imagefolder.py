@@ -16,11 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from capfleet.sample import Sample
 from capfleet.sinks.base import ShardWriter
 from capfleet.sinks.location import Location
 
 METADATA_NAME = "metadata.jsonl"
+EMBEDDINGS_NAME = "embeddings.npz"  # keys, image, text: numpy arrays; dataset loaders skip the file
 _MAX_STEM = 200  # with "_" + key + extension, well inside the usual 255-byte file-name limit
 
 
@@ -52,6 +55,7 @@ class ImageFolderShardWriter(ShardWriter):
         self.txt = txt
         self.keep_names = keep_names
         self.rows: list[dict[str, Any]] = []
+        self.embeddings: list[tuple[str, Any, Any]] = []
 
     def _add(self, record: dict[str, Any], sample: Sample) -> None:
         """Store the original image bytes verbatim (lossless, no re-encode) and its row."""
@@ -62,12 +66,19 @@ class ImageFolderShardWriter(ShardWriter):
             (self.staged / f"{stem}.txt").write_text(caption_lines(record, self.txt), encoding="utf-8")
         self.rows.append({"file_name": file_name, **record})
 
+    def add_embeddings(self, key: str, image: Any, text: Any) -> None:
+        """The scorer's embeddings of a written row's image and of its chosen caption."""
+        self.embeddings.append((key, image, text))
+
     def _include(self, published: Path) -> int:
         rows = [
             json.loads(line) for line in (published / METADATA_NAME).read_text(encoding="utf-8").splitlines() if line
         ]
         for path in published.iterdir():
-            if path.name != METADATA_NAME:
+            if path.name == EMBEDDINGS_NAME:  # --retry-errors: keep the first pass's embeddings
+                with np.load(path) as kept:
+                    self.embeddings.extend(zip(kept["keys"].tolist(), kept["image"], kept["text"], strict=True))
+            elif path.name != METADATA_NAME:
                 shutil.copyfile(path, self.staged / path.name)
         self.rows.extend(rows)
         return len(rows)
@@ -75,6 +86,9 @@ class ImageFolderShardWriter(ShardWriter):
     def _finish(self, staged: Path) -> None:
         with open(staged / METADATA_NAME, "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in self.rows)
+        if self.embeddings:
+            keys, images, texts = zip(*self.embeddings, strict=True)
+            np.savez(staged / EMBEDDINGS_NAME, keys=np.array(keys), image=np.stack(images), text=np.stack(texts))
 
 
 def read_rows(shard: Path) -> Iterator[dict[str, Any]]:

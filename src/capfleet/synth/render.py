@@ -18,7 +18,7 @@ from .scene import Scene, Shape
 STAR_INNER = 0.45  # inner / outer radius of the five-pointed star
 
 
-def _polygon(s: Shape, scale: float) -> list[tuple[float, float]]:
+def shape_polygon(s: Shape, scale: float) -> list[tuple[float, float]]:
     """Vertices of s in pixels; every vertex lies within the bounding circle of radius r."""
     cx, cy, r = s.x * scale, s.y * scale, s.r * scale
     if s.shape == "square":
@@ -51,7 +51,7 @@ def _shape_layers(scene: Scene, size: int) -> tuple[np.ndarray, np.ndarray]:
             dm.ellipse(box, fill=255)
             dc.ellipse(box, fill=s.rgb)
         else:
-            pts = _polygon(s, big)
+            pts = shape_polygon(s, big)
             dm.polygon(pts, fill=255)
             dc.polygon(pts, fill=s.rgb)
     m = np.asarray(mask.reduce(ss), dtype=np.float32)[..., None] / 255.0

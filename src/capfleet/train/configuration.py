@@ -12,6 +12,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 MODEL_TYPE = "capfleet-captioner"
+STEMS = ("patch", "conv")
 
 # name -> sizes; everything else keeps the config defaults.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -57,6 +58,7 @@ class CapfleetCaptionerConfig(PretrainedConfig):
     vocab_size: int = 1000
     image_size: int = 64
     patch_size: int = 8
+    stem: str = "patch"  # "patch": one linear patch embedding (ViT); "conv": stride-2 3x3 convolutions
     num_channels: int = 3
     encoder_hidden_size: int = 128
     encoder_layers: int = 2
@@ -86,6 +88,10 @@ class CapfleetCaptionerConfig(PretrainedConfig):
                 raise ValueError(f"{prefix}_hidden_size={hidden} not divisible by {prefix}_attention_heads={heads}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size={self.image_size} not divisible by patch_size={self.patch_size}")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem={self.stem!r}; choose from {STEMS}")
+        if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
+            raise ValueError(f"a conv stem needs a power-of-two patch_size, got {self.patch_size}")
 
     @property
     def num_patches(self) -> int:
