@@ -259,8 +259,8 @@ def caption(
 
 @app.command()
 def search(
-    output: Path = typer.Argument(..., help="A caption output folder written with --embeddings."),
-    query: str = typer.Argument(..., help="A text, or the path of an image to find similar images."),
+    output: Path = typer.Argument(..., metavar="OUT_DIR", help="A caption output folder written with --embeddings."),
+    query: str = typer.Argument(..., metavar="QUERY", help="A text, or the path of an image to find similar images."),
     k: int = typer.Option(10, "-k", help="How many images to print."),
     scorer: str | None = typer.Option(None, help="Embed the query with this scorer (default: the run's)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
