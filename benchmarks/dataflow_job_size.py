@@ -25,6 +25,8 @@ import hashlib
 import os
 import tempfile
 import time
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import capfleet.runners.beam as beam_runner
 from capfleet.config import RunConfig
@@ -39,18 +41,32 @@ class NotSubmitted(Exception):
     """Raised where DataflowRunner would send the job to the Dataflow service."""
 
 
-def pending_shards(images: int, shard_size: int, prefix: str) -> list[ShardSpec]:
-    items = [Item(f"{i:09d}", f"{prefix}{hashlib.sha1(str(i).encode()).hexdigest()}.jpg") for i in range(images)]
+def pending_shards(images: int, shard_size: int, prefix: str, natural: bool = False) -> list[ShardSpec]:
+    """Listed shards carry their image URLs; natural ones (a parquet row range; a tar is alike)
+    carry only where to read."""
     starts = range(0, images, shard_size)
+    if natural:
+        origin = f"{prefix}images.parquet"
+        return [
+            ShardSpec(n, origin=origin, start=start, stop=min(start + shard_size, images))
+            for n, start in enumerate(starts)
+        ]
+    items = [Item(f"{i:09d}", f"{prefix}{hashlib.sha1(str(i).encode()).hexdigest()}.jpg") for i in range(images)]
     return [ShardSpec(n, tuple(items[start : start + shard_size])) for n, start in enumerate(starts)]
 
 
-def job_sizes(images: int, shard_size: int, prefix: str, folder: str) -> tuple[int, int]:
+@contextmanager
+def _planned(shards: list[ShardSpec]):
+    """`start_run` as the launcher sees it, without listing a bucket or taking a lease."""
+    yield SimpleNamespace(shards=shards, pending=shards, retries=[])
+
+
+def job_sizes(images: int, shard_size: int, prefix: str, folder: str, natural: bool) -> tuple[int, int]:
     """(bytes of job.json, bytes of the staged pipeline.pb) for `images` pending images."""
     from apache_beam.options.pipeline_options import GoogleCloudOptions
     from apache_beam.runners.dataflow.internal.apiclient import DataflowApplicationClient
 
-    shards = pending_shards(images, shard_size, prefix)
+    shards = pending_shards(images, shard_size, prefix, natural)
     config = RunConfig(inputs=["gs://my-bucket/photos"], output="gs://my-bucket/captions", shard_size=shard_size)
     args = [
         "--project=my-project",
@@ -71,7 +87,7 @@ def job_sizes(images: int, shard_size: int, prefix: str, folder: str) -> tuple[i
         raise NotSubmitted
 
     replaced = [
-        (beam_runner, "prepare_run", lambda config: (None, shards, shards)),
+        (beam_runner, "start_run", lambda config: _planned(shards)),
         (GoogleCloudOptions, "_warn_if_soft_delete_policy_enabled", lambda self, arg_name: None),
         (DataflowApplicationClient, "stage_file", stage_locally),
         (DataflowApplicationClient, "submit_job_description", not_submitted),
@@ -94,6 +110,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--prefix", default="gs://my-bucket/photos/", help="what precedes each hashed file name")
+    parser.add_argument(
+        "--natural", action="store_true", help="shards as row ranges of a parquet file (as tars and tables plan)"
+    )
     parser.add_argument("--keep", help="write the job files here (one folder per size) instead of a temp folder")
     args = parser.parse_args()
     print(f"image URLs: {args.prefix}<40 hex digits>.jpg")
@@ -104,7 +123,7 @@ def main() -> None:
             folder = os.path.join(args.keep, str(images)) if args.keep else scratch
             os.makedirs(folder, exist_ok=True)
             started = time.perf_counter()
-            request, graph = job_sizes(images, args.shard_size, args.prefix, folder)
+            request, graph = job_sizes(images, args.shard_size, args.prefix, folder, args.natural)
             fits = "yes" if graph <= GRAPH_LIMIT and request <= REQUEST_LIMIT else "no"
             print(
                 f"| {images:,} | {request / MB:.2f} MB | {graph / MB:.2f} MB | {graph / images:.0f} | {fits} "
