@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=500)
     parser.add_argument("--model", default="builtin")
     parser.add_argument("--candidates", type=int, default=5)
+    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16: the CPU dtype to measure")
     args = parser.parse_args()
     model_dir = Path(resolve_name(args.model, CAPTIONER_ALIASES, "captioner"))
     with tempfile.TemporaryDirectory() as temp:
@@ -52,10 +53,15 @@ def main() -> None:
         references = {ref.image_path.name: list(ref.captions) for ref in refs.rows.values()}
         scenes = {refs.rows[key].image_path.name: scene for key, scene in scenes_of(refs).items()}
         sampled, sampled_rate = caption(
-            temp / "scenes", temp / "sampled", args.model, scorer=args.model, candidates=args.candidates
+            temp / "scenes",
+            temp / "sampled",
+            args.model,
+            scorer=args.model,
+            candidates=args.candidates,
+            dtype=args.dtype,
         )
         beam, beam_rate = caption(temp / "scenes", temp / "beam", args.model, scorer="none", decoding="beam",
-                                  candidates=1)  # fmt: skip
+                                  candidates=1, dtype=args.dtype)  # fmt: skip
     baseline = most_frequent_caption_baseline(references)
     systems = {
         f"best of {args.candidates} sampled, ranked by the model's scorer": {k: v[0] for k, v in sampled.items()},
