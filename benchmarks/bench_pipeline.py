@@ -68,7 +68,7 @@ def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def run_config(args, inputs: Path, out: Path | str, captioner: str, scorer: str):
+def run_config(args, inputs: Path, out: Path | str, captioner: str, scorer: str, dtype: str = "auto"):
     """One RunConfig for loading and running: `run_local(config, models=...)` generates with the
     decoding options the captioner was LOADED with, not with config.max_new_tokens."""
     from capfleet.config import RunConfig
@@ -83,6 +83,7 @@ def run_config(args, inputs: Path, out: Path | str, captioner: str, scorer: str)
         batch_size=args.batch_size,
         workers=args.workers,
         device="cpu",
+        dtype=dtype,
         progress=False,
     )
 
@@ -127,6 +128,17 @@ def plain_loop(paths: list[Path], out: Path, args, captioner, scorer) -> float:
     return time.perf_counter() - started
 
 
+def chosen_captions_changed(first: Path, second: Path) -> int:
+    """How many images got another chosen caption in two runs over the same images."""
+
+    def chosen(out: Path) -> dict[str, str]:
+        rows = [json.loads(line) for path in sorted(out.glob("[0-9]*/metadata.jsonl")) for line in open(path)]
+        return {row["key"]: row["text"] for row in rows}
+
+    a, b = chosen(first), chosen(second)
+    return sum(a[key] != b.get(key) for key in a)
+
+
 def raw_decode(paths: list[Path], max_pixels: int) -> float:
     """The floor for the model-free pipeline: read bytes + capfleet's own decode_image, one thread."""
     from capfleet.stages.decode import decode_image
@@ -148,6 +160,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="capfleet's I/O threads (RunConfig default)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
+    parser.add_argument("--dtype", default="auto", help="capfleet's --dtype (the plain loop is always float32)")
     parser.add_argument("--keep", help="work folder to use and keep (default: a temp folder, removed)")
     args = parser.parse_args()
     args.images = args.images or (16 if args.size == "full" else 64)
@@ -180,18 +193,26 @@ def main() -> None:
         model_list = work / "model-images.txt"
         model_list.write_text("".join(f"{p}\n" for p in model_paths))
 
-        config = run_config(args, model_list, "-", str(blip), str(clip))
-        captioner, scorer = load_models(config)
+        config = run_config(args, model_list, "-", str(blip), str(clip), "float32")
+        captioner, scorer = load_models(config)  # fp32: what a user's plain loop loads
+        fast = load_models(run_config(args, model_list, "-", str(blip), str(clip), args.dtype))
+        print(f"capfleet --dtype {args.dtype}: {fast[0].dtype}; plain loop: {captioner.dtype}")
         assert captioner.options.max_new_tokens == args.max_new_tokens
-        fix_length(captioner, args.max_new_tokens)
+        for model in (captioner, fast[0]):
+            fix_length(model, args.max_new_tokens)
         # First-call costs (allocator, oneDNN kernels for each shape) off the clock, for both sides.
         plain_loop(model_paths[:1], work / "warmup", args, captioner, scorer)
         warm = [decode_image(p.read_bytes(), config.max_pixels, captioner.input_size())[0] for p in model_paths]
-        scorer.score(warm[: args.batch_size], captioner.generate(warm[: args.batch_size], args.candidates))
+        for pair in ((captioner, scorer), fast):
+            pair[1].score(warm[: args.batch_size], pair[0].generate(warm[: args.batch_size], args.candidates))
         cases = {
             "plain": lambda rep: plain_loop(model_paths, work / f"plain-{rep}", args, captioner, scorer),
             "capfleet": lambda rep: capfleet_run(
-                run_config(args, model_list, work / f"capfleet-{rep}", str(blip), str(clip)), (captioner, scorer)
+                run_config(args, model_list, work / f"capfleet-{rep}", str(blip), str(clip), args.dtype), fast
+            ),
+            "capfleet-fp32": lambda rep: capfleet_run(
+                run_config(args, model_list, work / f"capfleet-fp32-{rep}", str(blip), str(clip), "float32"),
+                (captioner, scorer),
             ),
             "raw": lambda rep: raw_decode(paths[: args.decode_images], config.max_pixels),
             "none": lambda rep: capfleet_run(
@@ -204,14 +225,26 @@ def main() -> None:
                 times[name].append(run(rep))
             print(f"repetition {rep + 1}/{args.repeats}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()))
         seconds = {name: sum(values) / len(values) for name, values in times.items()}
+        changed = chosen_captions_changed(work / "capfleet-0", work / "capfleet-fp32-0")
 
-    counts = {"plain": args.images, "capfleet": args.images, "raw": args.decode_images, "none": args.decode_images}
+    counts = {
+        "plain": args.images,
+        "capfleet": args.images,
+        "capfleet-fp32": args.images,
+        "raw": args.decode_images,
+        "none": args.decode_images,
+    }
     rates = {name: counts[name] / value for name, value in seconds.items()}
     best = {name: counts[name] / min(values) for name, values in times.items()}
     speedup, model_free = rates["capfleet"] / rates["plain"], rates["none"] / rates["raw"]
     rows = [
         (f"plain loop (batch 1, one Python thread), {args.size} BLIP + CLIP", "plain", 1.0),
-        (f"capfleet run_local (batch {args.batch_size}, {args.workers} workers)", "capfleet", speedup),
+        (
+            f"capfleet run_local (batch {args.batch_size}, {args.workers} workers, --dtype {args.dtype})",
+            "capfleet",
+            speedup,
+        ),
+        ("capfleet run_local, float32", "capfleet-fp32", rates["capfleet-fp32"] / rates["plain"]),
         ("raw read + decode_image (1 thread)", "raw", 1.0),
         ("capfleet run_local, captioner=none", "none", model_free),
     ]
@@ -221,6 +254,7 @@ def main() -> None:
     for label, name, ratio in rows:
         print(f"| {label} | {counts[name]} | {seconds[name]:.2f} | {rates[name]:.3f} | {ratio:.2f} |")
     print(f"\ncapfleet / plain loop = {speedup:.2f}x (goal >= 2x)")
+    print(f"chosen captions that differ between --dtype {args.dtype} and float32: {changed} of {args.images}")
     print(f"model-free pipeline / raw decode = {model_free:.2f} (goal >= 0.90)")
     print(f"(best runs instead of means: {best['capfleet'] / best['plain']:.2f}x and {best['none'] / best['raw']:.2f})")
 
