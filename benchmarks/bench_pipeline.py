@@ -68,7 +68,7 @@ def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def run_config(args, inputs: Path, out: Path | str, captioner: str, scorer: str, dtype: str = "auto"):
+def run_config(args, inputs: Path, out: Path | str, captioner: str, scorer: str, dtype: str = "auto", quantize=None):
     """One RunConfig for loading and running: `run_local(config, models=...)` generates with the
     decoding options the captioner was LOADED with, not with config.max_new_tokens."""
     from capfleet.config import RunConfig
@@ -84,6 +84,7 @@ def run_config(args, inputs: Path, out: Path | str, captioner: str, scorer: str,
         workers=args.workers,
         device="cpu",
         dtype=dtype,
+        quantize=quantize,
         progress=False,
     )
 
@@ -161,6 +162,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
     parser.add_argument("--dtype", default="auto", help="capfleet's --dtype (the plain loop is always float32)")
+    parser.add_argument("--quantize", default=None, help="capfleet's --quantize (int8; with --dtype float32)")
     parser.add_argument("--keep", help="work folder to use and keep (default: a temp folder, removed)")
     args = parser.parse_args()
     args.images = args.images or (16 if args.size == "full" else 64)
@@ -195,7 +197,7 @@ def main() -> None:
 
         config = run_config(args, model_list, "-", str(blip), str(clip), "float32")
         captioner, scorer = load_models(config)  # fp32: what a user's plain loop loads
-        fast = load_models(run_config(args, model_list, "-", str(blip), str(clip), args.dtype))
+        fast = load_models(run_config(args, model_list, "-", str(blip), str(clip), args.dtype, args.quantize))
         print(f"capfleet --dtype {args.dtype}: {fast[0].dtype}; plain loop: {captioner.dtype}")
         assert captioner.options.max_new_tokens == args.max_new_tokens
         for model in (captioner, fast[0]):
@@ -208,7 +210,8 @@ def main() -> None:
         cases = {
             "plain": lambda rep: plain_loop(model_paths, work / f"plain-{rep}", args, captioner, scorer),
             "capfleet": lambda rep: capfleet_run(
-                run_config(args, model_list, work / f"capfleet-{rep}", str(blip), str(clip), args.dtype), fast
+                run_config(args, model_list, work / f"capfleet-{rep}", str(blip), str(clip), args.dtype, args.quantize),
+                fast,
             ),
             "capfleet-fp32": lambda rep: capfleet_run(
                 run_config(args, model_list, work / f"capfleet-fp32-{rep}", str(blip), str(clip), "float32"),
@@ -237,6 +240,7 @@ def main() -> None:
     rates = {name: counts[name] / value for name, value in seconds.items()}
     best = {name: counts[name] / min(values) for name, values in times.items()}
     speedup, model_free = rates["capfleet"] / rates["plain"], rates["none"] / rates["raw"]
+    setting = f"--dtype {args.dtype}" + (f" --quantize {args.quantize}" if args.quantize else "")
     rows = [
         (f"plain loop (batch 1, one Python thread), {args.size} BLIP + CLIP", "plain", 1.0),
         (
@@ -254,7 +258,7 @@ def main() -> None:
     for label, name, ratio in rows:
         print(f"| {label} | {counts[name]} | {seconds[name]:.2f} | {rates[name]:.3f} | {ratio:.2f} |")
     print(f"\ncapfleet / plain loop = {speedup:.2f}x (goal >= 2x)")
-    print(f"chosen captions that differ between --dtype {args.dtype} and float32: {changed} of {args.images}")
+    print(f"chosen captions that differ between {setting} and float32: {changed} of {args.images}")
     print(f"model-free pipeline / raw decode = {model_free:.2f} (goal >= 0.90)")
     print(f"(best runs instead of means: {best['capfleet'] / best['plain']:.2f}x and {best['none'] / best['raw']:.2f})")
 

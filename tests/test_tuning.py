@@ -86,3 +86,35 @@ def test_a_run_whose_readers_starve_the_model_says_so(tmp_path, monkeypatch, cap
     with caplog.at_level(logging.WARNING, logger="capfleet"):
         run_local(config)
     assert "the model waited for images" in caplog.text and "raise --workers, now 1" in caplog.text
+
+
+def test_quantize_int8_replaces_linear_layers_and_still_captions(tmp_path):
+    import torch
+
+    from capfleet.config import RunConfig
+    from capfleet.runners.local import load_models
+    from tests.image_zoo import write_noise_images
+
+    write_noise_images(tmp_path / "imgs", 3)
+    args = ["caption", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"), "--captioner", "builtin", "--candidates",
+            "2", "--no-progress", "--device", "cpu"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--dtype", "float32", "--quantize", "int8"])
+    assert result.exit_code == 0, result.output
+    assert "captioned: 3" in result.output
+    config = RunConfig(inputs=[], output="", captioner="builtin", scorer="builtin", device="cpu", dtype="float32",
+                       quantize="int8")  # fmt: skip
+    captioner, scorer = load_models(config)
+    quantized = torch.ao.nn.quantized.dynamic.Linear
+    for model in (captioner.model, scorer.model):
+        assert any(isinstance(module, quantized) for module in model.modules())
+        assert not any(type(module) is torch.nn.Linear for module in model.modules())
+
+
+def test_quantize_int8_on_a_bf16_model_is_one_clear_line_and_writes_nothing(tmp_path):
+    from tests.image_zoo import write_noise_images
+
+    write_noise_images(tmp_path / "imgs", 1)
+    args = ["caption", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"), "--captioner", "builtin", "--no-progress"]
+    result = runner.invoke(app, [*args, "--device", "cpu", "--dtype", "bfloat16", "--quantize", "int8"])
+    assert result.exit_code == 2 and "--quantize int8 is for float32 models on a CPU" in result.output
+    assert not (tmp_path / "out").exists()

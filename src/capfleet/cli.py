@@ -131,6 +131,9 @@ def caption(
     keep_names: bool = typer.Option(
         False, help="Name output files <original stem>_<key>.ext instead of <key>.ext (unique, stable on rerun)."
     ),
+    quantize: str | None = typer.Option(
+        None, help="int8: dynamic int8 linear layers, for CPUs without native bf16 (use with --dtype float32)."
+    ),
     embeddings: bool = typer.Option(
         False, "--embeddings", help="Keep the scorer's image and chosen-caption embeddings (SHARD/embeddings.npz)."
     ),
@@ -234,6 +237,7 @@ def caption(
         threads=threads,
         keep_names=keep_names,
         embeddings=embeddings,
+        quantize=quantize,
     )
     try:
         if runner == "beam":

@@ -63,6 +63,7 @@ _FINGERPRINT_FIELDS_IF_SET = (
     "resample_attempts",
     "keep_names",
     "embeddings",
+    "quantize",
 )
 
 
@@ -127,6 +128,7 @@ class RunConfig:
     resample_attempts: int = 2
     threads: int | None = None  # torch threads; None: the CPUs this process may use (capfleet.cpus)
     keep_names: bool = False  # output files named <stem>_<key>.ext instead of <key>.ext
+    quantize: str | None = None  # "int8": dynamic int8 linear layers (CPU, float32), opt-in
     embeddings: bool = False  # keep the scorer's image and chosen-caption embeddings beside each shard
 
     def validate(self) -> RunConfig:
@@ -181,6 +183,8 @@ class RunConfig:
             ),
             (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
             (not self.embeddings or self.scorer != "none", "--embeddings needs a scorer (not --scorer none)"),
+            (self.quantize in (None, "int8"), "--quantize must be int8"),
+            (self.quantize is None or self.engine == "transformers", "--quantize needs --engine transformers"),
             (not self.embeddings or self.format == "imagefolder", "--embeddings needs --format imagefolder"),
         ]
         for ok, message in checks:

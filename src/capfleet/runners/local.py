@@ -103,6 +103,12 @@ def load_models(config: RunConfig):
         if config.prompt and not captioner.accepts_prompt:
             raise ConfigError(f"captioner {config.captioner} takes no prompt: drop --prompt or use BLIP, GIT or a VLM")
     scorer = load_scorer(config.scorer, device=config.device, dtype=config.dtype) if captioner is not None else None
+    if config.quantize == "int8":
+        from capfleet.models.quantize import quantize_int8
+
+        for model in (getattr(captioner, "model", None), getattr(scorer, "model", None)):
+            if model is not None:
+                quantize_int8(model)
     return captioner, scorer
 
 
