@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.cpus import default_workers
 from capfleet.models.registry import CAPTIONER_ALIASES, SCORER_ALIASES, ModelLoadError, model_names
 from capfleet.runners.data_parallel import GpuWorkerError
 from capfleet.runners.state import ERRORS_DIR, FILTERED_DIR
@@ -90,7 +91,9 @@ def caption(
     batch_size: str = typer.Option(
         "auto", help="Images per model call, or auto: measured on CPU, largest that fits on CUDA (cached)."
     ),
-    workers: int = typer.Option(4, help="Threads reading and decoding ahead of the model."),
+    workers: int | None = typer.Option(
+        None, help="Threads reading and decoding ahead of the model (default: the CPUs this process may use, >= 4)."
+    ),
     shard_size: int = typer.Option(1000, help="Images per output shard (unit of resume)."),
     limit: int | None = typer.Option(None, help="Only the first N images (exactly those a full run does first)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
@@ -195,7 +198,7 @@ def caption(
         prompt=prompt,
         seed=seed,
         batch_size=_batch_size(batch_size),
-        workers=workers,
+        workers=workers if workers is not None else default_workers(),
         shard_size=shard_size,
         limit=limit,
         device=device,

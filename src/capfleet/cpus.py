@@ -38,6 +38,11 @@ def cgroup_cpu_limit(v2: str = _CGROUP_V2, v1: tuple[str, str] = _CGROUP_V1) -> 
         return None
 
 
+def default_workers() -> int:
+    """Reader threads: one per usable CPU (decoding is CPU work), at least 4 (I/O waits overlap)."""
+    return max(4, available_cpus())
+
+
 def available_cpus() -> int:
     """CPUs this process may use: min(affinity mask, cgroup quota), at least 1."""
     try:
