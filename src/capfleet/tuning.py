@@ -83,12 +83,6 @@ def largest_that_fits(try_batch: Callable[[int], None], start: int = CUDA_START)
     return 1
 
 
-def torch_device_type():
-    import torch
-
-    return torch.device
-
-
 def _cache_file() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(root) / "capfleet" / "batch-sizes.json"
@@ -129,7 +123,9 @@ def choose_batch_size(captioner, scorer, candidates: int, options, pending_image
     Captioners that are not a local torch model (an HTTP endpoint, vLLM's own scheduler) keep
     the default: their batch is only how many images are handed over at once.
     """
-    if not isinstance(getattr(captioner, "device", None), torch_device_type()):
+    import torch
+
+    if not isinstance(getattr(captioner, "device", None), torch.device):
         return DEFAULT_BATCH_SIZE
     key = _cache_key(captioner, scorer, candidates, options)
     cached = _read_cache().get(key)
