@@ -301,3 +301,18 @@ def test_ctrl_c_ends_a_run_whose_reader_is_stuck_within_seconds(tmp_path):
     finally:
         silent.close()
     assert process.returncode == 130 and "rerun the same command to resume" in output
+
+
+def test_rerunning_a_finished_run_loads_no_models(tmp_path, monkeypatch):
+    write_noise_images(tmp_path / "imgs", 2)
+    args = ["caption", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"), "--captioner", "builtin",
+            "--candidates", "1", "--no-progress"]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+
+    def no_loading(config):
+        raise AssertionError("a finished run must not load models")
+
+    monkeypatch.setattr("capfleet.runners.local.load_models", no_loading)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "(1 already done)" in again.output and "skipped (already done): 2" in again.output

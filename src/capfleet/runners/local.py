@@ -159,13 +159,13 @@ def start_run(
     listing = None if resuming else list(source.listing())
     if listing is not None:
         check_prompt_fields(config.prompt, _first_item(listing))
-    work = _work(state, config, source) if resuming else None
-    models = load() if load is not None and (work is None or any(work)) else None
+    has_work = True if not resuming else any(_work(state, config, source)[1:])  # pending or retried shards
+    models = load() if load is not None and has_work else None  # a finished run loads no models
     with RunLock(state.location):
         if state.prepare(config):  # again under the lock: another run may have started meanwhile
             log.info("resuming the run in %s", config.output)
         else:
-            if listing is None:  # an --overwrite of a run: list now
+            if listing is None:  # the folder changed between the check and the lock: list now
                 listing = list(source.listing())
                 check_prompt_fields(config.prompt, _first_item(listing))
             state.record_run(config, listing)
