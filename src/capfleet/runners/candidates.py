@@ -33,11 +33,6 @@ class Captioned:
     embeddings: tuple | None = None  # --embeddings: (image, chosen caption) scorer embeddings
 
 
-def _pick(seed, indexes: list[int]):
-    """The seed argument for a subset of the images: a batch seed as it is, per-image seeds picked."""
-    return [seed[i] for i in indexes] if isinstance(seed, list) else seed
-
-
 def resample_seed(seed: int, key: str, attempt: int) -> int:
     """A re-sample's seed: a function of the run seed, the image's key and the attempt only."""
     return derive_seed(seed, key, "resample", attempt)
@@ -55,11 +50,9 @@ class CandidateMaker:
         # Re-sampling must sample: beam search would return the same degenerate captions again.
         self.resample_decoding = DecodingOptions("sample", decoding.top_p, decoding.max_new_tokens)
         self.counts: Counter = Counter()  # hygiene kinds, re-sampled and flagged images
-        self._per_image_seeds = False
 
-    def make(self, samples: list[Sample], seed) -> list[Captioned]:
-        """Results in sample order. `seed` is passed to the captioner as the runner chose it: one
-        seed for the batch, or a list with one per sample."""
+    def make(self, samples: list[Sample], seeds: list[int]) -> list[Captioned]:
+        """Results in sample order; `seeds` holds each sample's own seed (`sampling.image_seed`)."""
         results: list[Captioned | None] = [None] * len(samples)
         prompts: list[str | None] = []
         for index, sample in enumerate(samples):
@@ -70,8 +63,7 @@ class CandidateMaker:
                 prompts.append(None)
         live = [i for i, result in enumerate(results) if result is None]
         images, live_prompts = [samples[i].image for i in live], [prompts[i] for i in live]
-        self._per_image_seeds = isinstance(seed, list)
-        generated, errors = self._generate(images, live_prompts, _pick(seed, live))
+        generated, errors = self._generate(images, live_prompts, [seeds[i] for i in live])
         for position, index in enumerate(live):
             if position in errors:
                 results[index] = Captioned(error=f"caption failed: {errors[position]}")
@@ -80,7 +72,9 @@ class CandidateMaker:
         self._score(samples, results)
         return results
 
-    def _generate(self, images: list, prompts: list[str | None], seed, options: DecodingOptions | None = None):
+    def _generate(
+        self, images: list, prompts: list[str | None], seeds: list[int], options: DecodingOptions | None = None
+    ):
         """Candidates per image and {position: error}. Engines that take a prompt per image get them all
         at once; the others are called once per distinct prompt."""
         options = options or self.decoding
@@ -97,7 +91,7 @@ class CandidateMaker:
             prompt = group_prompts if getattr(self.captioner, "per_image_prompts", False) else group_prompts[0]
             try:
                 texts = self.captioner.generate(
-                    [images[i] for i in indexes], self.config.candidates, prompt, _pick(seed, indexes), options
+                    [images[i] for i in indexes], self.config.candidates, prompt, [seeds[i] for i in indexes], options
                 )
             except PartialBatchError as exc:
                 texts = exc.candidates
@@ -117,8 +111,7 @@ class CandidateMaker:
                 break
             self.counts[RESAMPLED] += attempt == 1
             seed = resample_seed(self.config.seed, sample.key, attempt)
-            seed = [seed] if self._per_image_seeds else seed
-            again, errors = self._generate([sample.image], [prompt], seed, self.resample_decoding)
+            again, errors = self._generate([sample.image], [prompt], [seed], self.resample_decoding)
             retry = again[0] if not errors and again[0] else []
             cleaned = clean_candidates(retry, self.hygiene) if retry else Cleaned([], [EMPTY], Counter({EMPTY: 1}))
             self.counts.update(cleaned.counts)

@@ -23,12 +23,10 @@ def derive_seed(*parts) -> int:
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:4], "little") >> 1
 
 
-def per_image_seeds(seeds: int | list[int] | None, count: int) -> list[int | None]:
-    """One seed per image from a batch seed or a list of image seeds; None leaves sampling unseeded."""
+def per_image_seeds(seeds: list[int] | None, count: int) -> list[int | None]:
+    """The images' seeds cut to 31 bits (servers and vLLM take a plain int); None leaves sampling unseeded."""
     if seeds is None:
         return [None] * count
-    if isinstance(seeds, int):
-        return [derive_seed(seeds, index) for index in range(count)]
     return [derive_seed(seed) for seed in seeds]
 
 
