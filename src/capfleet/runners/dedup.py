@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from concurrent.futures import Executor
 
@@ -35,10 +34,6 @@ def verdicts_file(shard_name: str) -> str:
     return f"{DEDUP_DIR}/verdicts-{shard_name}.jsonl"
 
 
-def _read_lines(location: Location, relative: str) -> list[dict]:
-    return [json.loads(line) for line in location.read_text(relative).splitlines() if line.strip()]
-
-
 def unhashed(location: Location, shards: list[ShardSpec]) -> list[ShardSpec]:
     """Shards without a complete hash file (a --limit run's cut-short shard is hashed again)."""
     present = set(location.list(DEDUP_DIR))
@@ -46,7 +41,7 @@ def unhashed(location: Location, shards: list[ShardSpec]) -> list[ShardSpec]:
         shard
         for shard in shards
         if f"hashes-{shard.name}.jsonl" not in present
-        or (shard.planned is not None and len(_read_lines(location, hashes_file(shard.name))) != shard.planned)
+        or (shard.planned is not None and len(location.read_lines(hashes_file(shard.name))) != shard.planned)
     ]
 
 
@@ -62,26 +57,29 @@ def hash_shard(shard: ShardSpec, source, executor: Executor, config: RunConfig) 
     return len(records)
 
 
-def _all_hashes(location: Location, shards: list[ShardSpec]) -> Iterator[dict]:
+def _all_hashes(location: Location, shards: list[ShardSpec], shard_of: dict[str, str]) -> Iterator[dict]:
+    """Every hash record in listing order, noting each key's shard on the way (from the hash files,
+    not the plan: a natural shard, a tar, lists its keys only once read)."""
     for shard in shards:
-        yield from _read_lines(location, hashes_file(shard.name))
+        for row in location.read_lines(hashes_file(shard.name)):
+            shard_of[row["key"]] = shard.name
+            yield row
 
 
 def resolve(config: RunConfig, shards: list[ShardSpec]) -> int:
     """Write every shard's verdicts from all hash files, in listing order; returns the duplicates."""
     location = Location(config.output)
     by_shard: dict[str, list[dict]] = {shard.name: [] for shard in shards}
-    # From the hash files, not the plan: a natural shard (a tar) lists its keys only once read.
-    shard_of = {row["key"]: shard.name for shard in shards for row in _read_lines(location, hashes_file(shard.name))}
-    found = 0
-    for verdict in resolve_duplicates(_all_hashes(location, shards), near_distance(config), len(shard_of)):
+    shard_of: dict[str, str] = {}
+    expected = sum(shard.size_hint for shard in shards)  # sizes the near index; 0 for tars: unknown
+    verdicts = resolve_duplicates(_all_hashes(location, shards, shard_of), near_distance(config), expected)
+    for verdict in verdicts:  # a verdict comes after its own record, so its shard is known
         by_shard[shard_of[verdict["key"]]].append(verdict)
-        found += 1
-    for name, verdicts in by_shard.items():
-        location.write_lines(verdicts_file(name), verdicts)
-    return found
+    for name, rows in by_shard.items():
+        location.write_lines(verdicts_file(name), rows)
+    return sum(len(rows) for rows in by_shard.values())
 
 
 def load_verdicts(location: Location, shard_name: str) -> dict[str, dict]:
     """One shard's verdicts by key; missing means the resolve step did not run (a bug, so raise)."""
-    return {row["key"]: row for row in _read_lines(location, verdicts_file(shard_name))}
+    return {row["key"]: row for row in location.read_lines(verdicts_file(shard_name))}

@@ -7,7 +7,6 @@ model works on the current batch; memory stays bounded by the in-flight window.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -184,8 +183,7 @@ class ShardProcessor:
         self.state.location.write_lines(self.state.errors_file(shard), errors)
         filtered_file = self.state.filtered_file(shard)
         if retry is not None and self.state.location.exists(filtered_file):  # keep the first pass's records
-            earlier = self.state.location.read_text(filtered_file).splitlines()
-            filtered = [json.loads(line) for line in earlier if line.strip()] + filtered
+            filtered = self.state.location.read_lines(filtered_file) + filtered
         if filtered or self.state.location.exists(filtered_file):  # a redo replaces an attempt's records
             self.state.location.write_lines(filtered_file, filtered)
         stats.seconds = time.perf_counter() - started

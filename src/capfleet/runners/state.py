@@ -106,8 +106,7 @@ class RunState:
 
     # -- what belongs to the run ----------------------------------------------------------
     def manifest_rows(self) -> list[dict]:
-        lines = self.location.read_text(MANIFEST_FILE).splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        return self.location.read_lines(MANIFEST_FILE)
 
     def plan(self, config: RunConfig, source) -> list[ShardSpec]:
         return source.plan(self.manifest_rows(), config.shard_size, config.limit)
@@ -185,8 +184,7 @@ class RunState:
         """The keys the shard's error records name (`--retry-errors` reads them again)."""
         if not self.location.exists(self.errors_file(shard)):
             return set()
-        lines = self.location.read_text(self.errors_file(shard)).splitlines()
-        return {json.loads(line)["key"] for line in lines if line.strip()}
+        return {row["key"] for row in self.location.read_lines(self.errors_file(shard))}
 
     def shards_with_errors(self) -> set[str]:
         """Names of shards whose error file is not empty, listing the folder once."""

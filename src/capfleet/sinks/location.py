@@ -67,6 +67,10 @@ class Location:
     def write_lines(self, relative: str, rows: list[dict]) -> None:
         self.write_text(relative, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
+    def read_lines(self, relative: str) -> list[dict]:
+        """The rows `write_lines` wrote (blank lines skipped)."""
+        return [json.loads(line) for line in self.read_text(relative).splitlines() if line.strip()]
+
     def remove(self, relative: str) -> None:
         if self.exists(relative):
             self.fs.rm(self.path(relative), recursive=True)

@@ -36,7 +36,9 @@ class _NearIndex:
     the bucket of every value within that many bits of its own. m is chosen to balance the
     probes per lookup against the size of the buckets they hit."""
 
-    def __init__(self, distance: int, expected_images: int = 10_000_000):
+    def __init__(self, distance: int, expected_images: int | None = None):
+        """`expected_images` only tunes the band count; unknown (None, 0) plans for ten million."""
+        expected_images = expected_images or 10_000_000
         self.distance = distance
         self.bands = min(range(1, distance + 2), key=lambda m: _lookup_cost(m, distance, expected_images))
         self.edges = [round(i * 64 / self.bands) for i in range(self.bands + 1)]
@@ -79,7 +81,7 @@ def _lookup_cost(bands: int, distance: int, images: int) -> float:
 
 
 def resolve_duplicates(
-    records: Iterable[dict], near_distance: int | None, expected_images: int = 10_000_000
+    records: Iterable[dict], near_distance: int | None, expected_images: int | None = None
 ) -> Iterator[dict]:
     """Verdicts for records given in listing order: the first occurrence is kept, later copies
     are yielded as {key, duplicate_of, kind, distance}. Near copies compare with kept images only."""
