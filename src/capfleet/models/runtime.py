@@ -25,19 +25,18 @@ def cpu_has_native_bf16() -> bool:
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto`: bf16 on GPUs that support it, fp16 on older GPUs; on CPUs bf16 where it is native
-    (AMX, AVX-512 BF16), fp32 elsewhere (emulated bf16 is slower than fp32).
+    """`auto`: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU.
 
-    Measured for the CPU choice (benchmarks/README.md): BLIP-base runs about twice as fast in bf16,
-    and the built-in model's chosen captions name the right objects as often as in fp32 (within
-    1 point on 300 held-out scenes).
+    bf16 on CPUs with native support (`cpu_has_native_bf16`) is 2.7-3.5x faster with BLIP + CLIP
+    (benchmarks/README.md) but stays opt-in: a long-running process's memory kept growing in bf16
+    on the CPU (`capfleet serve` soak: 513 -> 922 MB over 3,300 requests; flat in fp32).
     """
     if dtype != "auto":
         return _DTYPES[dtype]
     if device.type == "cuda":
         # Emulated bf16 (T4, V100) is slow: only native support counts.
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    return torch.float32
 
 
 def use_threads(threads: int | None) -> int:
