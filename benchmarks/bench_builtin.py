@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16: the CPU dtype to measure")
     args = parser.parse_args()
     model_dir = Path(resolve_name(args.model, CAPTIONER_ALIASES, "captioner"))
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as temp:
         temp = Path(temp)
         generate_synthetic_dataset(args.scenes, temp / "scenes", seed=HELD_OUT_SEED, size=64, progress=False)
@@ -71,7 +72,10 @@ def main() -> None:
     }
     size_mb = sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6
     print(f"\nheld-out scenes: {len(references)} (seed {HELD_OUT_SEED})  model: {model_dir} ({size_mb:.1f} MB)")
-    print(f"cores: {os.cpu_count()}  torch threads: {torch.get_num_threads()}  torch {torch.__version__}\n")
+    print(
+        f"cores: {os.cpu_count()}  torch threads: {torch.get_num_threads()}  torch {torch.__version__}  "
+        f"dtype: {args.dtype}  load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after\n"
+    )
     print("| captions | object acc. | relation acc. | CIDEr | BLEU-4 | ROUGE-L |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, predictions in systems.items():

@@ -67,10 +67,11 @@ def _read_local(path: str, max_bytes: int | None) -> bytes:
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise OSError("not a regular file (a FIFO, device or socket)")
-        if max_bytes is not None and os.fstat(fd).st_size > max_bytes:
-            raise OSError(f"larger than --max-bytes {max_bytes} ({os.fstat(fd).st_size} bytes)")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise OSError(f"larger than --max-bytes {max_bytes} ({info.st_size} bytes)")
         with os.fdopen(os.dup(fd), "rb") as handle:
             return _read_capped(handle, max_bytes)
     finally:
