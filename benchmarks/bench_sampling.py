@@ -89,4 +89,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     main()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
