@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
+from capfleet.http_body import BodyTooLarge, read_capped
+
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _REDIRECTS = (301, 302, 303, 307, 308)
 
@@ -123,22 +125,15 @@ class UrlFetcher:
             raise FetchError(f"{url}: {type(exc).__name__}: {exc}") from None
 
     def _read(self, response, connection, url: str, deadline: float) -> bytes:
-        declared = response.getheader("Content-Length")
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise FetchError(f"{url}: {declared} bytes is more than the {self.max_bytes} allowed")
-        chunks, size = [], 0
+        def shorten_timeout(remaining: float) -> None:
+            if connection.sock is not None:  # (a closing response has moved its socket out of reach)
+                connection.sock.settimeout(remaining)
+
         try:
-            while True:
-                remaining = self._remaining(url, deadline)  # a trickling server is cut off here
-                if connection.sock is not None:  # (a closing response has moved its socket out of reach)
-                    connection.sock.settimeout(remaining)
-                chunk = response.read1(65536)  # whatever has arrived: the deadline is checked per chunk
-                if not chunk:
-                    return b"".join(chunks)
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise FetchError(f"{url}: more than the {self.max_bytes} bytes allowed")
-                chunks.append(chunk)
+            return read_capped(response, self.max_bytes, deadline, shorten_timeout)
+        except BodyTooLarge as exc:
+            size = f"{exc.declared} bytes is" if exc.declared else "the body is"
+            raise FetchError(f"{url}: {size} more than the {self.max_bytes} allowed") from None
         except (OSError, http.client.HTTPException) as exc:
             if isinstance(exc, TimeoutError):
                 raise FetchError(f"{url}: took longer than {self.timeout_s:g} s") from None

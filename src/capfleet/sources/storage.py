@@ -10,8 +10,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from capfleet.http_body import BodyTooLarge, read_capped
+
 HTTP_TIMEOUT_S = 30.0
-_CHUNK = 1 << 16
 _HTTP_PREFIXES = ("http://", "https://")
 
 
@@ -83,20 +84,10 @@ def _read_http(url: str, max_bytes: int | None, timeout: float) -> bytes:
     deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            if max_bytes is not None and length and length.isdigit() and int(length) > max_bytes:
-                raise OSError(f"larger than --max-bytes {max_bytes} (Content-Length {length})")
-            chunks, size = [], 0
-            while chunk := response.read1(_CHUNK):
-                chunks.append(chunk)
-                size += len(chunk)
-                if max_bytes is not None and size > max_bytes:
-                    raise OSError(f"larger than --max-bytes {max_bytes}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-            if response.length:  # read1 ends quietly when the server closes before Content-Length
-                raise http.client.IncompleteRead(b"".join(chunks), response.length)
-            return b"".join(chunks)
+            return read_capped(response, max_bytes, deadline)
+    except BodyTooLarge as exc:
+        declared = f" (Content-Length {exc.declared})" if exc.declared else ""
+        raise OSError(f"larger than --max-bytes {max_bytes}{declared}") from exc
     except urllib.error.HTTPError as exc:
         raise OSError(f"HTTP {exc.code} {exc.reason}") from exc
     except TimeoutError as exc:
