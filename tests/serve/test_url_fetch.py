@@ -18,7 +18,7 @@ IMAGE = png_bytes("blue")
 
 
 class ImageHandler(BaseHTTPRequestHandler):
-    """/image.png, /hop/N (N redirects before the image), /to-private, /big, /slow, /missing."""
+    """/image.png, /hop/N (N redirects before the image), /to-private, /big, /slow, /cut, /missing."""
 
     def log_message(self, *args) -> None:
         pass
@@ -48,6 +48,12 @@ class ImageHandler(BaseHTTPRequestHandler):
                 self.wfile.write(b"\0" * 10)
                 self.wfile.flush()
                 time.sleep(0.1)
+        elif self.path == "/cut":  # promises the whole image, sends half, hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(IMAGE)))
+            self.end_headers()
+            self.wfile.write(IMAGE[: len(IMAGE) // 2])
+            self.close_connection = True
         else:
             self._send(404, b"not found")
 
@@ -111,6 +117,8 @@ def test_fetch_follows_three_redirects_and_caps_size_and_time(image_server):
     with pytest.raises(FetchError, match="took longer than 1 s"):
         loopback_fetcher(timeout_s=1.0).fetch(f"{image_server}/slow")
     assert time.monotonic() - started < 2.5
+    with pytest.raises(FetchError, match="IncompleteRead"):  # half an image is no image
+        fetcher.fetch(f"{image_server}/cut")
     with pytest.raises(FetchError, match="HTTP 404"):
         fetcher.fetch(f"{image_server}/missing")
     with pytest.raises(FetchError, match="only http and https"):
