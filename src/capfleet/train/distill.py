@@ -90,11 +90,14 @@ def vocabulary_map(student_tokenizer: Any, teacher_tokenizer: Any) -> torch.Tens
 
 
 def token_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float):
-    """KL(teacher || student) of the next-token distributions, mean over the caption's real tokens."""
-    real = labels[:, 1:] != -100
-    student = F.log_softmax(student_logits[:, :-1][real].float() / temperature, dim=-1)
-    teacher = F.log_softmax(teacher_logits[:, :-1][real].float() / temperature, dim=-1)
-    return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * temperature**2
+    """KL(teacher || student) of the next-token distributions: the mean over a caption's real tokens,
+    then over captions (a per-sample mean, so DDP's average over equal per-process batches is exact)."""
+    real = (labels[:, 1:] != -100).float()
+    student = F.log_softmax(student_logits[:, :-1].float() / temperature, dim=-1)
+    teacher = F.log_softmax(teacher_logits[:, :-1].float() / temperature, dim=-1)
+    per_token = (teacher.exp() * (teacher - student)).sum(dim=-1)
+    per_caption = (per_token * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
+    return per_caption.mean() * temperature**2
 
 
 def embedding_match(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
