@@ -38,22 +38,9 @@ CANDIDATES = 5
 
 def student_settings(args: argparse.Namespace) -> dict:
     """The student's size and training recipe, the same with and without the teacher."""
-    return dict(
-        preset=args.preset,
-        model_overrides={"stem": "conv"},
-        image_size=64,
-        batch_size=32,
-        max_steps=args.steps,
-        warmup_steps=100,
-        lr=1e-3,
-        contrastive_weight=0.5,
-        hard_negatives=True,
-        save_every=0,
-        seed=0,
-        num_threads=1,
-        progress=False,
-        plot=False,
-    )
+    recipe = dict(image_size=64, batch_size=32, max_steps=args.steps, warmup_steps=100, lr=1e-3, save_every=0)
+    recipe.update(contrastive_weight=0.5, hard_negatives=True, seed=0, num_threads=1, progress=False, plot=False)
+    return {"preset": args.preset, "model_overrides": {"stem": "conv"}, **recipe}
 
 
 def model_rate(model: capfleet.CaptionModel, images: list) -> float:

@@ -211,13 +211,18 @@ app = typer.Typer(add_completion=False)
 app.command()(train_command)
 
 
-def main(argv: list[str] | None = None, prog_name: str = "python -m capfleet.train") -> None:
-    """Run the command; returns normally on success (tests and `capfleet train` call it in-process)."""
+def run_app(command_app: typer.Typer, argv: list[str] | None, prog_name: str) -> None:
+    """Run a one-command app; returns normally on success (its CLI caller and tests run it in-process)."""
     try:
-        app(args=argv, prog_name=prog_name)
+        command_app(args=argv, prog_name=prog_name)
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             raise
+
+
+def main(argv: list[str] | None = None, prog_name: str = "python -m capfleet.train") -> None:
+    """`capfleet train`, in-process."""
+    run_app(app, argv, prog_name)
 
 
 if __name__ == "__main__":

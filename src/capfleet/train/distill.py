@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from PIL import Image
 from . import distributed as D
 from .configuration import MODEL_TYPE
 from .data import CaptionDataset, CaptionRecord, collate, image_transform
-from .objective import Objective
+from .objective import Objective, Tokenize, Transform
 from .teacher import TEACHER_DIR, TeacherSettings, TeacherTargets, load_targets, run_teacher
 from .trainer import TrainResult, train_main
 
@@ -109,16 +109,8 @@ class TeacherTargetDataset(CaptionDataset):
     """Caption samples that also carry their teacher targets: (image row, text row) in the embedding
     matrices, and the image as the teacher sees it when the KL term needs another preprocessing."""
 
-    def __init__(
-        self,
-        records: Sequence[CaptionRecord],
-        transform: Callable[[Image.Image], torch.Tensor],
-        tokenize: Callable[[str], list[int]],
-        skipped: Counter | None,
-        targets: TeacherTargets,
-        teacher_transform: Callable[[Image.Image], torch.Tensor] | None,
-    ) -> None:
-        super().__init__(records, transform, tokenize, skipped)
+    def __init__(self, base: CaptionDataset, targets: TeacherTargets, teacher_transform: Transform | None) -> None:
+        super().__init__(base.records, base.transform, base.tokenize, base.skipped)
         self.targets = targets if targets.image_embeddings is not None else None
         if self.targets is not None:
             missing = [r for r in self.records if str(r.image_path) not in targets.image_rows]
@@ -174,8 +166,9 @@ class DistillObjective(Objective):
             self.teacher_transform = image_transform(teacher_processor)
         return "on: the student's vocabulary is within the teacher's"
 
-    def dataset(self, records, transform, tokenize, skipped=None) -> CaptionDataset:
-        return TeacherTargetDataset(records, transform, tokenize, skipped, self.targets, self.teacher_transform)
+    def dataset(self, records: Sequence[CaptionRecord], transform: Transform, tokenize: Tokenize, skipped: Counter):
+        base = super().dataset(records, transform, tokenize, skipped)
+        return TeacherTargetDataset(base, self.targets, self.teacher_transform)
 
     def collate(self, batch: Sequence[tuple], pad_id: int = 0) -> dict[str, torch.Tensor]:
         out = collate([sample[:2] for sample in batch], pad_id)

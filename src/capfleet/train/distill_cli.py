@@ -14,7 +14,7 @@ import typer
 from capfleet.config import ConfigError
 from capfleet.models.registry import CAPTIONER_ALIASES, SCORER_ALIASES, ModelLoadError, model_names
 
-from .__main__ import _fail, _option, _parameters, checked_options, print_summary, run_reporting
+from .__main__ import _fail, _option, _parameters, checked_options, print_summary, run_app, run_reporting
 from .distill import DistillConfig, distill_main
 
 DISTILL_HELP = {
@@ -90,15 +90,11 @@ app.command()(distill_command)
 
 
 def main(argv: list[str] | None = None, prog_name: str = "python -m capfleet.train.distill_cli") -> None:
-    """Run the command; returns normally on success (tests and `capfleet distill` call it in-process)."""
+    """`capfleet distill`, in-process."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per model load: the teacher is loaded twice
-    try:
-        app(args=argv, prog_name=prog_name)
-    except SystemExit as exit_:
-        if exit_.code not in (0, None):
-            raise
+    run_app(app, argv, prog_name)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ from PIL import Image
 
 from .data import CaptionDataset, CaptionRecord, collate
 
+Transform = Callable[[Image.Image], torch.Tensor]  # PIL image -> pixel tensor
+Tokenize = Callable[[str], list[int]]  # caption -> token ids
+
 
 class Objective:
     """The hooks the trainer calls; every rank builds its own copy (it must pickle for ``--nproc``)."""
@@ -26,13 +29,8 @@ class Objective:
     def prepare(self, tokenizer: Any, image_processor: Any, device: torch.device) -> None:
         """Called once per process when the student's tokenizer and image processor are known."""
 
-    def dataset(
-        self,
-        records: Sequence[CaptionRecord],
-        transform: Callable[[Image.Image], torch.Tensor],
-        tokenize: Callable[[str], list[int]],
-        skipped: Counter | None = None,
-    ) -> CaptionDataset:
+    def dataset(self, records: Sequence[CaptionRecord], transform: Transform, tokenize: Tokenize, skipped: Counter):
+        """The training samples (the plain trainer's: image and caption ids)."""
         return CaptionDataset(records, transform, tokenize, skipped)
 
     def collate(self, batch: Sequence[tuple], pad_id: int = 0) -> dict[str, torch.Tensor]:
