@@ -71,6 +71,10 @@ def measure(name: str, model_dir: str, scenes: Path, work: Path, refs, reference
             **recall}  # fmt: skip
 
 
+def smaller(teacher: dict, row: dict) -> str:
+    return "" if row is teacher else f" ({teacher['params'] / row['params']:.1f}x smaller)"
+
+
 def print_table(rows: list[dict], header: str) -> None:
     print(header)
     print("| model | params | images/s (model) | images/s (caption run) | CIDEr | object acc. "
@@ -81,7 +85,7 @@ def print_table(rows: list[dict], header: str) -> None:
         t2i = " / ".join(f"{row[f't2i_R@{k}']:.1%}" for k in (1, 5, 10))
         i2t = " / ".join(f"{row[f'i2t_R@{k}']:.1%}" for k in (1, 5, 10))
         print(
-            f"| {row['name']} | {row['params'] / 1e6:.2f} M ({teacher['params'] / row['params']:.1f}x smaller) "
+            f"| {row['name']} | {row['params'] / 1e6:.2f} M{smaller(teacher, row)} "
             f"| {row['rate']:.1f} ({row['rate'] / teacher['rate']:.2f}x) | {row['run_rate']:.1f} "
             f"| {row['CIDEr']:.3f} | {row['objects']:.1%} | {t2i} | {i2t} |"
         )
