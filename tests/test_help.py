@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from capfleet.cli import app
 from capfleet.models.registry import BUILTIN, CAPTIONER_ALIASES, SCORER_ALIASES
 from capfleet.train.__main__ import app as train_app
+from capfleet.train.distill import DistillConfig
+from capfleet.train.distill_cli import app as distill_app
 from capfleet.train.trainer import TrainConfig
 
 runner = CliRunner()
@@ -18,7 +20,9 @@ COMMANDS = typer.main.get_command(app).commands
 
 
 def _command(name: str):
-    return typer.main.get_command(train_app) if name == "train" else COMMANDS[name]
+    """`train` and `distill` parse their options in their own apps (torch is imported only when run)."""
+    own_app = {"train": train_app, "distill": distill_app}.get(name)
+    return typer.main.get_command(own_app) if own_app else COMMANDS[name]
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -51,3 +55,13 @@ def test_train_help_lists_every_training_setting():
     assert {"--" + name.replace("_", "-") for name in fields} <= flags
     for flag in ("--preset", "--caption-mode", "--stop-after"):
         assert flag in result.output
+
+
+def test_distill_help_lists_the_teacher_settings_and_the_students_training_settings():
+    result = runner.invoke(app, ["distill", "--help"], prog_name="capfleet")
+    assert result.exit_code == 0 and "Usage: capfleet distill" in result.output
+    flags = {opt for param in _command("distill").params for opt in param.opts}
+    distill = {f.name for f in dataclasses.fields(DistillConfig)}
+    training = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "output_dir", "caption_mode"}
+    assert {"--" + name.replace("_", "-") for name in distill | training} <= flags
+    assert "--caption-mode" not in flags  # the teacher's captions are the targets (--data-captions adds DATA's)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from capfleet.cli import app
 from capfleet.train.__main__ import app as train_app
+from capfleet.train.distill_cli import app as distill_app
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -43,8 +44,8 @@ def _capfleet_commands() -> list[tuple[str, list[str]]]:
 
 
 def _options(subcommand: str) -> set[str]:
-    if subcommand == "train":
-        command = typer.main.get_command(train_app)
+    if subcommand in ("train", "distill"):
+        command = typer.main.get_command(train_app if subcommand == "train" else distill_app)
     else:
         command = typer.main.get_command(app).commands[subcommand]
     return {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]}

@@ -389,6 +389,20 @@ def train(ctx: typer.Context) -> None:
     train_main(list(ctx.args), prog_name="capfleet train")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def distill(ctx: typer.Context) -> None:
+    """Distil a teacher captioner + scorer into a small fast student: DATA --teacher NAME -o STUDENT_DIR.
+
+    Its options are those of `python -m capfleet.train.distill_cli` (`capfleet distill --help` lists them).
+    """
+    from capfleet.train.distill_cli import main as distill_main
+
+    distill_main(list(ctx.args), prog_name="capfleet distill")
+
+
 @app.command("eval")
 def evaluate(
     data: Path = typer.Argument(

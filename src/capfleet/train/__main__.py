@@ -10,12 +10,13 @@ import dataclasses
 import inspect
 import json
 import os
+from collections.abc import Callable
 
 import typer
 
 from .checkpoint import checkpoint_dirs
 from .configuration import PRESETS
-from .trainer import CKPT_DIR, TrainConfig, TrainingInterrupted, train_main
+from .trainer import CKPT_DIR, TrainConfig, TrainingInterrupted, TrainResult, train_main
 
 _SKIP = {"data_dir", "output_dir", "model_overrides"}
 
@@ -85,15 +86,16 @@ def _annotation(default: object) -> type:
     return type(default) if isinstance(default, (bool, int, float, str)) else str
 
 
-def _option(field: dataclasses.Field) -> inspect.Parameter:
+def _option(field: dataclasses.Field, help_texts: dict[str, str] = FIELD_HELP) -> inspect.Parameter:
     flag = "--" + field.name.replace("_", "-")
     declarations = [f"{flag}/--no-{flag[2:]}"] if isinstance(field.default, bool) else [flag]
-    option = typer.Option(field.default, *declarations, help=FIELD_HELP[field.name])
+    option = typer.Option(field.default, *declarations, help=help_texts[field.name])
     keyword = inspect.Parameter.KEYWORD_ONLY
     return inspect.Parameter(field.name, keyword, default=option, annotation=_annotation(field.default))
 
 
-def _parameters() -> list[inspect.Parameter]:
+def _parameters(skip: frozenset[str] = frozenset()) -> list[inspect.Parameter]:
+    """DATA, -o, --nproc, --model-overrides and every TrainConfig field but those in ``skip``."""
     keyword = inspect.Parameter.KEYWORD_ONLY
     own = [
         inspect.Parameter(
@@ -123,7 +125,8 @@ def _parameters() -> list[inspect.Parameter]:
             annotation=str,
         ),
     ]
-    return own + [_option(field) for field in dataclasses.fields(TrainConfig) if field.name not in _SKIP]
+    fields = [f for f in dataclasses.fields(TrainConfig) if f.name not in _SKIP | skip]
+    return own + [_option(field) for field in fields]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -140,19 +143,16 @@ def _interrupted_message(output_dir: str, step: int | None) -> str:
     return f"{stopped}, before the first checkpoint (--save-every): rerun starts from step 0"
 
 
-def train_command(**options) -> None:
-    """Train a captioner (ViT encoder + transformer decoder + contrastive heads) on DATA into MODEL_DIR.
-
-    Several processes: --nproc N here, or `torchrun --nproc_per_node 8 -m capfleet.train DATA -o MODEL_DIR`.
-    Rerunning the same command resumes from the newest checkpoint.
-    """
+def checked_options(options: dict) -> tuple[str | list[str], str, int, dict]:
+    """Pops (DATA, MODEL_DIR, --nproc, --model-overrides) from a command's options after checking
+    every setting; a bad one exits with a one-line error before any data is read."""
     data_dir, output_dir, nproc = options.pop("data_dir"), options.pop("output_dir"), options.pop("nproc")
     values = {**options, "nproc": nproc}
     for name, least in FIELD_MIN.items():
-        if values[name] is not None and values[name] < least:
+        if values.get(name) is not None and values[name] < least:
             _fail(f"--{name.replace('_', '-')} must be >= {least}")
     for name, allowed in FIELD_CHOICES.items():
-        if options[name] not in allowed:
+        if name in options and options[name] not in allowed:
             _fail(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
     if os.path.isfile(output_dir):
         _fail(f"{output_dir} is a file: -o needs a folder (new, or an earlier run's to resume)")
@@ -162,16 +162,24 @@ def train_command(**options) -> None:
         overrides = None
     if not isinstance(overrides, dict):
         _fail("--model-overrides must be a JSON object, e.g. '{\"decoder_layers\": 3}'")
+    return (data_dir if len(data_dir) > 1 else data_dir[0]), output_dir, nproc, overrides
+
+
+def run_reporting(output_dir: str, run: Callable[[], TrainResult], errors: tuple[type, ...] = ()) -> TrainResult:
+    """``run()``, with Ctrl-C and user mistakes (bad settings, data, ``errors``) as one line, no traceback."""
     try:
-        data = data_dir if len(data_dir) > 1 else data_dir[0]
-        result = train_main(data, output_dir, nproc=nproc, model_overrides=overrides, **options)
+        return run()
     except KeyboardInterrupt as stop:
         if os.environ.get("RANK", "0") == "0":
             step = stop.step if isinstance(stop, TrainingInterrupted) else None
             typer.secho(_interrupted_message(output_dir, step), err=True)
         raise typer.Exit(130) from None
-    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError) as exc:
+    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, *errors) as exc:
         _fail(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+
+
+def print_summary(result: TrainResult, **extra: object) -> None:
+    """One JSON line on rank 0: where the model is and how the run went."""
     if os.environ.get("RANK", "0") == "0":
         summary = {
             "model_dir": str(result.model_dir),
@@ -179,8 +187,22 @@ def train_command(**options) -> None:
             "last_loss": result.last_loss,
             "skipped": result.skipped,
             "seconds": result.seconds,
+            **extra,
         }
         typer.echo(json.dumps(summary))
+
+
+def train_command(**options) -> None:
+    """Train a captioner (ViT encoder + transformer decoder + contrastive heads) on DATA into MODEL_DIR.
+
+    Several processes: --nproc N here, or `torchrun --nproc_per_node 8 -m capfleet.train DATA -o MODEL_DIR`.
+    Rerunning the same command resumes from the newest checkpoint.
+    """
+    data, output_dir, nproc, overrides = checked_options(options)
+    result = run_reporting(
+        output_dir, lambda: train_main(data, output_dir, nproc=nproc, model_overrides=overrides, **options)
+    )
+    print_summary(result)
 
 
 train_command.__signature__ = inspect.Signature(_parameters())
@@ -189,13 +211,18 @@ app = typer.Typer(add_completion=False)
 app.command()(train_command)
 
 
-def main(argv: list[str] | None = None, prog_name: str = "python -m capfleet.train") -> None:
-    """Run the command; returns normally on success (tests and `capfleet train` call it in-process)."""
+def run_app(command_app: typer.Typer, argv: list[str] | None, prog_name: str) -> None:
+    """Run a one-command app; returns normally on success (its CLI caller and tests run it in-process)."""
     try:
-        app(args=argv, prog_name=prog_name)
+        command_app(args=argv, prog_name=prog_name)
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             raise
+
+
+def main(argv: list[str] | None = None, prog_name: str = "python -m capfleet.train") -> None:
+    """`capfleet train`, in-process."""
+    run_app(app, argv, prog_name)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from .distributed import DistInfo, ShardedBatchSampler, all_reduce_sum, gather_w
 from .logs import plot_losses, truncate_log
 from .modeling import CapfleetCaptionerModel, contrastive_loss
 from .negatives import swap_one_token
+from .objective import Objective
 from .tokenization import build_image_processor, build_tokenizer, save_bundle
 
 log = logging.getLogger(__name__)
@@ -144,9 +145,16 @@ def _with_hard_negatives(model: Any, batch: dict, img: torch.Tensor, sims: torch
 
 
 def _step_losses(
-    model: Any, micro: list[dict[str, torch.Tensor]], cfg: TrainConfig, info: DistInfo, autocast: Any
+    model: Any,
+    micro: list[dict[str, torch.Tensor]],
+    cfg: TrainConfig,
+    info: DistInfo,
+    autocast: Any,
+    objective: Objective | None = None,
 ) -> dict[str, float]:
     """Forward/backward all micro-batches of one optimizer step; returns global mean losses."""
+    objective = objective or Objective()
+    extra_sums: dict[str, torch.Tensor] = {}
     n_tokens = all_reduce_sum(sum((b["labels"][:, 1:] != -100).sum() for b in micro).to(info.device), info)
     w, use_cl = info.world_size, cfg.contrastive_weight > 0
     lm_sum, cl_sum = torch.zeros((), device=info.device), torch.zeros((), device=info.device)
@@ -158,7 +166,7 @@ def _step_losses(
                 pixel_values=batch["pixel_values"],
                 input_ids=batch["input_ids"],
                 attention_mask=batch["attention_mask"],
-                return_embeds=use_cl,
+                return_embeds=use_cl or objective.wants_embeds,
             )
             tok = F.cross_entropy(
                 out.logits[:, :-1].flatten(0, 1).float(),
@@ -179,11 +187,16 @@ def _step_losses(
                     cl = _with_hard_negatives(model, batch, img, sims, scale, info)
                 loss = loss + cfg.contrastive_weight * cl * w / len(micro)
                 cl_sum += cl.detach() / len(micro)
+            for name, term in objective.losses(out, batch).items():  # per-process means: DDP averages them
+                loss = loss + objective.weights[name] * term / len(micro)
+                extra_sums[name] = extra_sums.get(name, 0.0) + term.detach().float() / len(micro)
         loss.backward()
         lm_sum += tok.detach()
     lm = all_reduce_sum(lm_sum, info) / n_tokens.clamp(min=1)
     lm, cl = float(lm), float(cl_sum)
-    return {"loss": lm + cfg.contrastive_weight * cl, "lm_loss": lm, **({"contrastive_loss": cl} if use_cl else {})}
+    extra = {name: float(all_reduce_sum(term, info)) / w for name, term in extra_sums.items()}
+    total = lm + cfg.contrastive_weight * cl + sum(objective.weights[name] * v for name, v in extra.items())
+    return {"loss": total, "lm_loss": lm, **({"contrastive_loss": cl} if use_cl else {}), **extra}
 
 
 @torch.no_grad()
@@ -220,16 +233,17 @@ def _model_config(cfg: TrainConfig, tokenizer: Any, resume_dir: Path | None) -> 
     return preset_config(cfg.preset, len(tokenizer), cfg.image_size, **{**special, **cfg.model_overrides})
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Run (or resume) training; under torchrun every rank calls this. See :class:`TrainConfig`."""
+def train(config: TrainConfig, objective: Objective | None = None) -> TrainResult:
+    """Run (or resume) training; under torchrun every rank calls this. See :class:`TrainConfig`;
+    ``objective`` adds loss terms (distillation's teacher targets)."""
     info = D.init_distributed(config.device)
     try:
-        return _train(config, info)
+        return _train(config, info, objective or Objective())
     finally:
         D.cleanup_distributed(info)
 
 
-def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
+def _train(cfg: TrainConfig, info: DistInfo, objective: Objective) -> TrainResult:
     t0 = time.time()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -253,7 +267,8 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
         )
         image_processor = build_image_processor(cfg.image_size)
     transform, tokenize = image_transform(image_processor), text_tokenizer(tokenizer, cfg.max_length)
-    data = CaptionDataset(train_recs, transform, tokenize, scan.skipped)
+    objective.prepare(tokenizer, image_processor, info.device)
+    data = objective.dataset(train_recs, transform, tokenize, scan.skipped)
     held = CaptionDataset(held_recs, transform, tokenize) if held_recs else None
 
     model_cfg = _model_config(cfg, tokenizer, resume_dir)
@@ -291,7 +306,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
             data,
             batch_sampler=sampler,
             num_workers=cfg.num_workers,
-            collate_fn=functools.partial(collate, pad_id=tokenizer.pad_token_id),
+            collate_fn=functools.partial(objective.collate, pad_id=tokenizer.pad_token_id),
             pin_memory=info.device.type == "cuda",
             generator=torch.Generator().manual_seed(cfg.seed + epoch),
         )  # keeps global RNG untouched
@@ -334,7 +349,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
             for _ in range(cfg.grad_accum):
                 epoch, batch_idx, batch = next(stream)
                 micro.append(batch)
-            losses = _step_losses(model, micro, cfg, info, autocast)
+            losses = _step_losses(model, micro, cfg, info, autocast, objective)
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.max_grad_norm)
             optimizer.step()
@@ -406,7 +421,9 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     return result
 
 
-def train_main(data_dir: str | list[str], output_dir: str, nproc: int = 1, **options: Any) -> TrainResult:
+def train_main(
+    data_dir: str | list[str], output_dir: str, nproc: int = 1, objective: Objective | None = None, **options: Any
+) -> TrainResult:
     """Entry point for ``capfleet train DATA -o MODEL_DIR [--option value ...]``: ``options`` are
     :class:`TrainConfig` fields. ``nproc > 1`` spawns local DDP processes (prefer ``torchrun`` on clusters)."""
     known = {f.name for f in fields(TrainConfig)}
@@ -415,9 +432,9 @@ def train_main(data_dir: str | list[str], output_dir: str, nproc: int = 1, **opt
         raise ValueError(f"unknown training options: {sorted(unknown)}")
     cfg = TrainConfig(data_dir=data_dir, output_dir=str(output_dir), **options)
     if nproc > 1:
-        D.launch_local(train, (cfg,), nproc)
+        D.launch_local(train, (cfg, objective), nproc)
         saved = json.loads((Path(output_dir) / "train_result.json").read_text())
         for key in ("model_dir", "log_path", "plot_path"):
             saved[key] = Path(saved[key]) if saved[key] else None
         return TrainResult(**saved)
-    return train(cfg)
+    return train(cfg, objective)

@@ -1,0 +1,137 @@
+"""Distillation on the synthetic world, DLIP-style: teacher, distilled student, student without teacher.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_distill.py [--scenes 4000] [--steps 2000] [--teacher builtin]
+
+Draws training scenes (seed 1, the built-in model's training seed) and held-out scenes (seed
+12345, never trained on); distils the teacher into a student with `capfleet distill`'s code path
+(teacher captions + token KL + embedding matching + the student's contrastive loss) and trains
+the same student with `capfleet train`'s code path on the dataset's captions alone, with the
+same settings and steps. Then, for the three models, on the held-out scenes: parameters,
+images/s (5 sampled candidates ranked by the model's own scorer, in-process, one batch of 32 at a
+time; and a whole `capfleet caption` run), CIDEr and object accuracy of the chosen caption, and
+text->image / image->text recall at 1/5/10 with the model's own embeddings (every reference
+caption of a scene counts as its text). Everything runs in this one process on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from bench_builtin import HELD_OUT_SEED, caption
+
+import capfleet
+from capfleet.evaluate import caption_scores, read_references
+from capfleet.evaluate.retrieval import retrieval_recall
+from capfleet.evaluate.scene_accuracy import scene_accuracy, scenes_of
+from capfleet.synth import generate_synthetic_dataset
+from capfleet.train.distill import DistillConfig, capfleet_model_folder, distill_main
+from capfleet.train.trainer import train_main
+
+TRAIN_SEED = 1
+CANDIDATES = 5
+
+
+def student_settings(args: argparse.Namespace) -> dict:
+    """The student's size and training recipe, the same with and without the teacher."""
+    recipe = dict(image_size=64, batch_size=32, max_steps=args.steps, warmup_steps=100, lr=1e-3, save_every=0)
+    recipe.update(contrastive_weight=0.5, hard_negatives=True, seed=0, num_threads=1, progress=False, plot=False)
+    return {"preset": args.preset, "model_overrides": {"stem": "conv"}, **recipe}
+
+
+def model_rate(model: capfleet.CaptionModel, images: list) -> float:
+    """Images/s of caption() alone (sampled candidates + ranking), batches of 32, after a warm-up batch."""
+    model.caption(images[:32], candidates=CANDIDATES, seed=0)
+    start = time.perf_counter()
+    model.caption(images, candidates=CANDIDATES, seed=0)
+    return len(images) / (time.perf_counter() - start)
+
+
+def measure(name: str, model_dir: str, scenes: Path, work: Path, refs, references: dict, truth: dict) -> dict:
+    model = capfleet.load(model_dir, scorer=model_dir, device="cpu", batch_size=32)
+    params = sum(p.numel() for p in model.captioner.model.parameters())
+    paths = [ref.image_path for ref in refs.rows.values()]
+    images = model.open_images(paths)
+    rate = model_rate(model, images)
+    ranked, run_rate = caption(scenes, work / name, model_dir, scorer=model_dir, candidates=CANDIDATES, threads=1)
+    chosen = {key: texts[0] for key, texts in ranked.items()}
+    cider = caption_scores(references, chosen, tokenizer="simple", meteor=False)["CIDEr"]
+    objects = scene_accuracy(truth, chosen)["object_accuracy"]
+    texts = [(row, text) for row, ref in enumerate(refs.rows.values()) for text in ref.captions]
+    recall = retrieval_recall(
+        torch.from_numpy(model.embed_images(images)),
+        torch.from_numpy(model.embed_texts([text for _, text in texts])),
+        [row for row, _ in texts],
+    )
+    return {"name": name, "params": params, "rate": rate, "run_rate": run_rate, "CIDEr": cider, "objects": objects,
+            **recall}  # fmt: skip
+
+
+def smaller(teacher: dict, row: dict) -> str:
+    return "" if row is teacher else f" ({teacher['params'] / row['params']:.1f}x smaller)"
+
+
+def print_table(rows: list[dict], header: str) -> None:
+    print(header)
+    print("| model | params | images/s (model) | images/s (caption run) | CIDEr | object acc. "
+          "| t2i R@1 / 5 / 10 | i2t R@1 / 5 / 10 |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    teacher = rows[0]
+    for row in rows:
+        t2i = " / ".join(f"{row[f't2i_R@{k}']:.1%}" for k in (1, 5, 10))
+        i2t = " / ".join(f"{row[f'i2t_R@{k}']:.1%}" for k in (1, 5, 10))
+        print(
+            f"| {row['name']} | {row['params'] / 1e6:.2f} M{smaller(teacher, row)} "
+            f"| {row['rate']:.1f} ({row['rate'] / teacher['rate']:.2f}x) | {row['run_rate']:.1f} "
+            f"| {row['CIDEr']:.3f} | {row['objects']:.1%} | {t2i} | {i2t} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=4000, help="training scenes")
+    parser.add_argument("--held-out", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--teacher", default="builtin")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    load_before, started = os.getloadavg()[0], time.time()
+    with tempfile.TemporaryDirectory() as temp:
+        work = Path(temp)
+        generate_synthetic_dataset(args.scenes, work / "train", seed=TRAIN_SEED, size=64, progress=False)
+        generate_synthetic_dataset(args.held_out, work / "held", seed=HELD_OUT_SEED, size=64, progress=False)
+        t0 = time.time()
+        config = DistillConfig(teacher=args.teacher)
+        distilled = distill_main(str(work / "train"), str(work / "distilled"), config, **student_settings(args))
+        t1 = time.time()
+        train_main(str(work / "train"), str(work / "plain"), caption_mode="all", **student_settings(args))
+        t2 = time.time()
+        refs = read_references(work / "held")
+        names = {key: ref.image_path.name for key, ref in refs.rows.items()}
+        references = {names[key]: list(ref.captions) for key, ref in refs.rows.items()}
+        truth = {names[key]: scene for key, scene in scenes_of(refs).items()}
+        models = {
+            f"teacher ({args.teacher})": capfleet_model_folder(args.teacher) or args.teacher,
+            "distilled student": str(work / "distilled"),
+            "student without teacher": str(work / "plain"),
+        }
+        rows = [measure(name, folder, work / "held", work, refs, references, truth) for name, folder in models.items()]
+    header = (
+        f"\ntraining scenes: {args.scenes} (seed {TRAIN_SEED}), {args.steps} steps of 32, preset {args.preset} "
+        f"+ conv stem; held-out scenes: {args.held_out} (seed {HELD_OUT_SEED})\n"
+        f"distil: {t1 - t0:.0f} s (teacher pass + training; KL {distilled.kl_reason}; embeddings "
+        f"{'on' if distilled.embed else 'off'}), train without teacher: {t2 - t1:.0f} s\n"
+        f"cores: {os.cpu_count()}  torch threads: {torch.get_num_threads()}  torch {torch.__version__}  "
+        f"load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
+        f"{(time.time() - started) / 60:.1f} min in all\n"
+    )
+    print_table(rows, header)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Distil any captioner + scorer capfleet loads into a small capfleet captioner, as DLIP does.
+
+1. The teacher captions and embeds the dataset once (:mod:`capfleet.train.teacher`); its captions
+   become the student's training targets (sequence-level KD), beside the dataset's own captions
+   unless ``data_captions`` is off.
+2. The student trains with the trainer's loop (resume, checkpoints, DDP, logs) and three more
+   terms, through :class:`DistillObjective`:
+   - ``kl_loss``: token-level KL to the teacher's next-token distribution on the same caption, only
+     when the teacher is a capfleet model whose vocabulary holds every student token (word-level
+     tokenizers over the same words); a foreign tokenizer (BLIP, a VLM) cannot be lined up token by
+     token, so the student then learns from the teacher's captions alone;
+   - ``embed_loss``: 1 - cosine between the student's image / text embeddings and the teacher
+     scorer's, for the same image and caption. The student's projection heads are sized to the
+     teacher's embedding width, so they are the projection between the two spaces and the shipped
+     student embeds in (an approximation of) the teacher's space;
+   - the student's own contrastive loss (``contrastive_weight``), as in ``capfleet train``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import distributed as D
+from .configuration import MODEL_TYPE
+from .data import CaptionDataset, CaptionRecord, collate, image_transform
+from .objective import Objective, Tokenize, Transform
+from .teacher import TEACHER_DIR, TeacherSettings, TeacherTargets, load_targets, run_teacher
+from .trainer import TrainResult, train_main
+
+log = logging.getLogger(__name__)
+DISTILL_CONFIG = "distill_config.json"
+
+
+@dataclass
+class DistillConfig:
+    """The teacher and the weights of the distillation terms (training settings are TrainConfig's)."""
+
+    teacher: str
+    teacher_scorer: str = "auto"
+    teacher_candidates: int = 5
+    teacher_decoding: str = "sample"
+    teacher_max_new_tokens: int = 30
+    data_captions: bool = True
+    kl_weight: float = 1.0
+    kl_temperature: float = 1.0
+    embed_weight: float = 1.0
+
+
+@dataclass
+class DistillResult:
+    train: TrainResult
+    kl: bool  # whether the token-level KL term was used
+    kl_reason: str
+    embed: bool  # whether the embedding-matching term was used
+    teacher_images: int
+
+
+def capfleet_model_folder(name: str) -> str | None:
+    """The folder of a capfleet-trained model (``builtin`` or a ``capfleet train`` output), else None."""
+    from capfleet.models.registry import CAPTIONER_ALIASES, resolve_name
+
+    path = resolve_name(name, CAPTIONER_ALIASES, "teacher")
+    config = Path(path) / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("model_type") == MODEL_TYPE:
+        return path
+    return None
+
+
+def vocabulary_map(student_tokenizer: Any, teacher_tokenizer: Any) -> torch.Tensor | None:
+    """The teacher's id of every student token (indexed by student id), or None when some student
+    token is missing from the teacher's vocabulary."""
+    student, teacher = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+    if len(student) != len(student_tokenizer) or any(word not in teacher for word in student):
+        return None
+    ids = torch.empty(len(student), dtype=torch.long)
+    for word, index in student.items():
+        ids[index] = teacher[word]
+    return ids
+
+
+def token_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float):
+    """KL(teacher || student) of the next-token distributions: the mean over a caption's real tokens,
+    then over captions (a per-sample mean, so DDP's average over equal per-process batches is exact)."""
+    real = (labels[:, 1:] != -100).float()
+    student = F.log_softmax(student_logits[:, :-1].float() / temperature, dim=-1)
+    teacher = F.log_softmax(teacher_logits[:, :-1].float() / temperature, dim=-1)
+    per_token = (teacher.exp() * (teacher - student)).sum(dim=-1)
+    per_caption = (per_token * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
+    return per_caption.mean() * temperature**2
+
+
+def embedding_match(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean 1 - cosine between student rows and (L2-normalised) teacher rows."""
+    return 1 - (F.normalize(student.float(), dim=-1) * teacher).sum(dim=-1).mean()
+
+
+class TeacherTargetDataset(CaptionDataset):
+    """Caption samples that also carry their teacher targets: (image row, text row) in the embedding
+    matrices, and the image as the teacher sees it when the KL term needs another preprocessing."""
+
+    def __init__(self, base: CaptionDataset, targets: TeacherTargets, teacher_transform: Transform | None) -> None:
+        super().__init__(base.records, base.transform, base.tokenize, base.skipped)
+        self.targets = targets if targets.image_embeddings is not None else None
+        if self.targets is not None:
+            missing = [r for r in self.records if str(r.image_path) not in targets.image_rows]
+            missing += [r for r in self.records if r.text not in targets.text_rows]
+            if missing:
+                raise ValueError(f"no teacher embedding for {missing[0].image_path} ({missing[0].text!r})")
+        self.teacher_transform = teacher_transform
+
+    def _load(self, rec: CaptionRecord) -> tuple:
+        pixels, ids = super()._load(rec)
+        rows = None
+        if self.targets is not None:
+            rows = torch.tensor([self.targets.image_rows[str(rec.image_path)], self.targets.text_rows[rec.text]])
+        teacher_pixels = None
+        if self.teacher_transform is not None:
+            with Image.open(rec.image_path) as im:
+                teacher_pixels = self.teacher_transform(im.convert("RGB"))
+        return pixels, ids, rows, teacher_pixels
+
+
+class DistillObjective(Objective):
+    """The distillation terms; the teacher model is loaded in each process by :meth:`prepare`."""
+
+    def __init__(self, targets_folder: str, teacher_folder: str | None, config: DistillConfig) -> None:
+        self.targets_folder, self.teacher_folder, self.config = targets_folder, teacher_folder, config
+        self.weights = {"kl_loss": config.kl_weight, "embed_loss": config.embed_weight}
+        self.wants_embeds = config.embed_weight > 0
+        self.teacher = self.vocab = self.targets = self.teacher_transform = None
+        self.kl_reason = "not prepared"
+
+    def prepare(self, tokenizer: Any, image_processor: Any, device: torch.device) -> None:
+        self.targets = load_targets(Path(self.targets_folder))
+        self.wants_embeds = self.config.embed_weight > 0 and self.targets.image_embeddings is not None
+        if self.wants_embeds:
+            self.image_targets = F.normalize(torch.from_numpy(self.targets.image_embeddings).to(device), dim=-1)
+            self.text_targets = F.normalize(torch.from_numpy(self.targets.text_embeddings).to(device), dim=-1)
+        self.kl_reason = self._prepare_teacher(tokenizer, image_processor, device)
+
+    def _prepare_teacher(self, tokenizer: Any, image_processor: Any, device: torch.device) -> str:
+        """Loads the teacher for the KL term when it can be used; returns why it is used or not."""
+        if self.config.kl_weight <= 0:
+            return "off (--kl-weight 0)"
+        if self.teacher_folder is None:
+            return "off: the teacher is not a capfleet model, so its tokens do not line up with the student's"
+        from .tokenization import load_bundle
+
+        teacher, teacher_tokenizer, teacher_processor = load_bundle(self.teacher_folder)
+        vocab = vocabulary_map(tokenizer, teacher_tokenizer)
+        if vocab is None:
+            return "off: the student's vocabulary has words the teacher's lacks"
+        self.teacher, self.vocab = teacher.to(device).eval().requires_grad_(False), vocab.to(device)
+        if teacher_processor.to_dict() != image_processor.to_dict():
+            self.teacher_transform = image_transform(teacher_processor)
+        return "on: the student's vocabulary is within the teacher's"
+
+    def dataset(self, records: Sequence[CaptionRecord], transform: Transform, tokenize: Tokenize, skipped: Counter):
+        base = super().dataset(records, transform, tokenize, skipped)
+        return TeacherTargetDataset(base, self.targets, self.teacher_transform)
+
+    def collate(self, batch: Sequence[tuple], pad_id: int = 0) -> dict[str, torch.Tensor]:
+        out = collate([sample[:2] for sample in batch], pad_id)
+        if batch[0][2] is not None:
+            out["teacher_rows"] = torch.stack([sample[2] for sample in batch])
+        if batch[0][3] is not None:
+            out["teacher_pixel_values"] = torch.stack([sample[3] for sample in batch])
+        return out
+
+    def losses(self, out: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        terms = {}
+        if self.teacher is not None:
+            pixels = batch.get("teacher_pixel_values", batch["pixel_values"])
+            with torch.no_grad():
+                ids, mask = self.vocab[batch["input_ids"]], batch["attention_mask"]
+                teacher_logits = self.teacher(pixel_values=pixels, input_ids=ids, attention_mask=mask).logits
+            teacher_logits = teacher_logits[..., self.vocab]
+            terms["kl_loss"] = token_kl(out.logits, teacher_logits, batch["labels"], self.config.kl_temperature)
+        if self.wants_embeds:
+            rows = batch["teacher_rows"]
+            image = embedding_match(out.image_embeds, self.image_targets[rows[:, 0]])
+            text = embedding_match(out.text_embeds, self.text_targets[rows[:, 1]])
+            terms["embed_loss"] = (image + text) / 2
+        return terms
+
+
+def _student_overrides(overrides: dict[str, Any], targets: TeacherTargets, config: DistillConfig) -> dict[str, Any]:
+    """The student's heads project to the teacher's embedding width when embeddings are matched."""
+    dim = targets.embedding_dim
+    if dim is None or config.embed_weight <= 0:
+        return overrides
+    if overrides.get("projection_dim", dim) != dim:
+        raise ValueError(
+            f"projection_dim {overrides['projection_dim']} differs from the teacher's embedding width {dim}: "
+            "drop it from --model-overrides, or pass --embed-weight 0"
+        )
+    return {**overrides, "projection_dim": dim}
+
+
+def _teacher_settings(data_dir: str | list[str], config: DistillConfig, seed: int) -> TeacherSettings:
+    from capfleet.models.registry import default_scorer
+
+    data = [data_dir] if isinstance(data_dir, str) else list(data_dir)
+    for folder in data:
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"DATA {folder}: no such folder")
+    scorer = default_scorer(config.teacher) if config.teacher_scorer == "auto" else config.teacher_scorer
+    if scorer == "none" and config.embed_weight > 0:
+        raise ValueError("matching the teacher's embeddings needs a teacher scorer: pass --teacher-scorer or "
+                         "--embed-weight 0")  # fmt: skip
+    return TeacherSettings(
+        captioner=config.teacher,
+        scorer=scorer,
+        data=tuple(str(Path(folder).resolve()) for folder in data),
+        candidates=config.teacher_candidates,
+        decoding=config.teacher_decoding,
+        max_new_tokens=config.teacher_max_new_tokens,
+        data_captions=config.data_captions,
+        seed=seed,
+    )
+
+
+def distill_main(
+    data_dir: str | list[str], output_dir: str, config: DistillConfig, nproc: int = 1, **options: Any
+) -> DistillResult:
+    """``capfleet distill``: the teacher pass (rank 0; cached in ``output_dir/teacher``), then the
+    student's training. ``options`` are TrainConfig fields; ``nproc > 1`` trains in local DDP
+    processes, and under torchrun every rank calls this."""
+    settings = _teacher_settings(data_dir, config, options.get("seed", 0))
+    teacher_folder = capfleet_model_folder(config.teacher)
+    info = D.init_distributed(options.get("device", "auto"))
+    try:
+        if info.is_main:
+            run_teacher(output_dir, settings, options.get("device", "auto"), options.get("progress", True))
+        D.barrier(info)
+        targets = load_targets(Path(output_dir) / TEACHER_DIR)
+        overrides = _student_overrides(options.pop("model_overrides", {}), targets, config)
+        objective = DistillObjective(str(targets.folder), teacher_folder, config)
+        if info.is_main:
+            saved = {"distill": asdict(config), "teacher_settings": asdict(settings)}
+            (Path(output_dir) / DISTILL_CONFIG).write_text(json.dumps(saved, indent=2))
+        result = train_main(
+            str(targets.folder),
+            output_dir,
+            nproc=1 if info.enabled else nproc,
+            objective=objective,
+            caption_mode=settings.caption_mode,
+            model_overrides=overrides,
+            **options,
+        )
+    finally:
+        D.cleanup_distributed(info)
+    logged = _logged_terms(Path(output_dir) / "train_log.jsonl")
+    return DistillResult(
+        train=result,
+        kl="kl_loss" in logged,
+        kl_reason=_kl_reason(objective, logged),
+        embed="embed_loss" in logged,
+        teacher_images=len(targets.image_rows) or _rows(targets.folder),
+    )
+
+
+def _logged_terms(log_path: Path) -> set[str]:
+    if not log_path.is_file():
+        return set()
+    return {key for line in log_path.read_text().splitlines() if line.strip() for key in json.loads(line)}
+
+
+def _kl_reason(objective: DistillObjective, logged: set[str]) -> str:
+    """Why KL was (not) used: the objective knows in this process; with --nproc it ran in children."""
+    if objective.kl_reason != "not prepared":
+        return objective.kl_reason
+    return "on" if "kl_loss" in logged else "off"
+
+
+def _rows(folder: Path) -> int:
+    return sum(1 for line in (folder / "metadata.jsonl").read_text().splitlines() if line.strip())
