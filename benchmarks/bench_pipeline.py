@@ -157,10 +157,10 @@ def main() -> None:
     parser.add_argument("--decode-images", type=int, default=400, help="images for the model-free rows")
     parser.add_argument("--candidates", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=12)
-    parser.add_argument("--batch-size", type=int, default=8, help="capfleet's batch size (RunConfig default)")
-    parser.add_argument("--workers", type=int, default=4, help="capfleet's I/O threads (RunConfig default)")
+    parser.add_argument("--batch-size", type=int, help="capfleet's batch size (default: auto, the CLI's default)")
+    parser.add_argument("--workers", type=int, help="capfleet's I/O threads (default: the CLI's, cpus.default_workers)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
+    parser.add_argument("--threads", type=int, help="torch threads, both sides (default: the CLI's, the usable CPUs)")
     parser.add_argument("--dtype", default="auto", help="capfleet's --dtype (the plain loop is always float32)")
     parser.add_argument("--quantize", default=None, help="capfleet's --quantize (int8; with --dtype float32)")
     parser.add_argument("--keep", help="work folder to use and keep (default: a temp folder, removed)")
@@ -172,11 +172,13 @@ def main() -> None:
     import torch
     import transformers
 
+    from capfleet.cpus import available_cpus, default_workers
     from capfleet.runners.local import load_models
     from capfleet.stages.decode import decode_image
     from tests import tiny_models
 
-    torch.set_num_threads(args.threads)
+    args.workers = args.workers or default_workers()
+    torch.set_num_threads(args.threads or available_cpus())
     transformers.logging.set_verbosity_error()
     print(
         f"machine: {platform.machine()} {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), "
@@ -206,7 +208,7 @@ def main() -> None:
         plain_loop(model_paths[:1], work / "warmup", args, captioner, scorer)
         warm = [decode_image(p.read_bytes(), config.max_pixels, captioner.input_size())[0] for p in model_paths]
         for pair in ((captioner, scorer), fast):
-            pair[1].score(warm[: args.batch_size], pair[0].generate(warm[: args.batch_size], args.candidates))
+            pair[1].score(warm[:8], pair[0].generate(warm[:8], args.candidates))
         cases = {
             "plain": lambda rep: plain_loop(model_paths, work / f"plain-{rep}", args, captioner, scorer),
             "capfleet": lambda rep: capfleet_run(
@@ -244,7 +246,7 @@ def main() -> None:
     rows = [
         (f"plain loop (batch 1, one Python thread), {args.size} BLIP + CLIP", "plain", 1.0),
         (
-            f"capfleet run_local (batch {args.batch_size}, {args.workers} workers, --dtype {args.dtype})",
+            f"capfleet run_local (batch {args.batch_size or 'auto'}, {args.workers} workers, --dtype {args.dtype})",
             "capfleet",
             speedup,
         ),

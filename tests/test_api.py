@@ -37,7 +37,8 @@ def test_caption_takes_paths_bytes_and_pil_images_and_ranks_like_a_run(builtin_m
         assert result.text == result.candidates[int(np.argmax(result.scores))]
     # the scores are the scorer's cosine similarities, exactly what score() reports
     matrix = builtin_model.score([scenes[0]], results[0].candidates)
-    assert np.allclose(matrix[0], results[0].scores, atol=1e-4)
+    # bf16 (the CPU default where AMX exists) moves a score by ~1e-3 with the batch it is computed in
+    assert np.allclose(matrix[0], results[0].scores, atol=5e-3)
     # a path and its bytes are one image; a seed makes a call repeatable
     by_path = builtin_model.caption([str(scenes[0])], candidates=4, seed=3)
     assert by_path == builtin_model.caption([scenes[0].read_bytes()], candidates=4, seed=3)

@@ -19,13 +19,14 @@ def captioned(tmp_path_factory):
     root = tmp_path_factory.mktemp("search")
     assert runner.invoke(app, ["synth", "12", "-o", str(root / "scenes"), "--size", "64"]).exit_code == 0
     args = ["caption", str(root / "scenes"), "-o", str(root / "out"), "--captioner", "builtin", "--scorer", "builtin"]
-    result = runner.invoke(app, [*args, "--candidates", "2", "--shard-size", "5", "--embeddings", "--no-progress"])
+    options = ["--candidates", "2", "--shard-size", "5", "--embeddings", "--dtype", "float32", "--no-progress"]
+    result = runner.invoke(app, [*args, *options])
     assert result.exit_code == 0, result.output
     return root / "out"
 
 
 def test_each_shard_keeps_image_and_chosen_caption_embeddings(captioned):
-    scorer = load_scorer("builtin", device="cpu")
+    scorer = load_scorer("builtin", device="cpu", dtype="float32")  # compared to 1e-5 with the run's
     shards = sorted(captioned.glob("*/embeddings.npz"))
     assert len(shards) == 3
     rows = {r["key"]: r for r in read_rows(captioned)}

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from capfleet.kernel_caches import bound_kernel_caches
+
+bound_kernel_caches()  # before any capfleet module imports torch
 __version__ = "0.1.0"
 __all__ = ["CaptionModel", "CaptionResult", "load"]
 

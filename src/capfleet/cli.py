@@ -97,7 +97,10 @@ def caption(
     shard_size: int = typer.Option(1000, help="Images per output shard (unit of resume)."),
     limit: int | None = typer.Option(None, help="Only the first N images (exactly those a full run does first)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    dtype: str = typer.Option("auto", help="auto (bf16/fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16."),
+    dtype: str = typer.Option(
+        "auto",
+        help="auto (bf16/fp16 on GPU; bf16 on CPUs with AMX or AVX-512 BF16, else fp32) | float32 | bfloat16",
+    ),
     max_pixels: int = typer.Option(89_478_485, help="Decompression-bomb guard: larger images become errors."),
     max_bytes: int = typer.Option(
         100_000_000, help="Files larger than this (bytes) become errors; enforced while reading."

@@ -25,18 +25,19 @@ def cpu_has_native_bf16() -> bool:
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto`: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU.
+    """`auto`: bf16 on GPUs and CPUs that run it natively, fp16 on older GPUs, else fp32.
 
-    bf16 on CPUs with native support (`cpu_has_native_bf16`) is 2.7-3.5x faster with BLIP + CLIP
-    (benchmarks/README.md) but stays opt-in: a long-running process's memory kept growing in bf16
-    on the CPU (`capfleet serve` soak: 513 -> 922 MB over 3,300 requests; flat in fp32).
+    Chosen by measurement (benchmarks/README.md): on a CPU with AMX / AVX-512 BF16, BLIP + CLIP
+    run 2.7-3.5x faster in bf16 than in fp32. Its memory stays flat only because capfleet bounds
+    oneDNN's kernel caches (capfleet.kernel_caches). Without native support bf16 is emulated and
+    slower than fp32, so those CPUs keep fp32.
     """
     if dtype != "auto":
         return _DTYPES[dtype]
     if device.type == "cuda":
         # Emulated bf16 (T4, V100) is slow: only native support counts.
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    return torch.float32
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 def use_threads(threads: int | None) -> int:
