@@ -99,7 +99,7 @@ def caption(
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     dtype: str = typer.Option(
         "auto",
-        help="auto (bf16/fp16 on GPU; bf16 on CPUs with AMX or AVX-512 BF16, else fp32) | float32 | bfloat16",
+        help="auto (bf16/fp16 on GPU; bf16 on CPUs with AMX or AVX512-BF16, else fp32) | float32 | float16 | bfloat16",
     ),
     max_pixels: int = typer.Option(89_478_485, help="Decompression-bomb guard: larger images become errors."),
     max_bytes: int = typer.Option(
