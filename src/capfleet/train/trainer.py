@@ -29,11 +29,20 @@ from torch.utils.data import DataLoader
 from . import checkpoint as ckpt
 from . import distributed as D
 from .configuration import CapfleetCaptionerConfig, preset_config
-from .data import CaptionDataset, collate, image_transform, scan_imagefolder, split_by_key, text_tokenizer
+from .data import (
+    CaptionDataset,
+    CaptionRecord,
+    collate,
+    image_transform,
+    scan_imagefolder,
+    split_by_key,
+    text_tokenizer,
+)
 from .distributed import DistInfo, ShardedBatchSampler, all_reduce_sum, gather_with_local_grad
 from .logs import plot_losses, truncate_log
 from .modeling import CapfleetCaptionerModel, contrastive_loss
 from .negatives import swap_one_token
+from .objects import OBJECT_CLASSES, UNKNOWN, object_targets
 from .tokenization import build_image_processor, build_tokenizer, save_bundle
 
 log = logging.getLogger(__name__)
@@ -68,6 +77,10 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     contrastive_weight: float = 0.1
     hard_negatives: bool = False  # add a one-word-swapped caption per image to the contrastive loss
+    # Weight of an auxiliary multi-label loss: which synth colour+shape objects the image holds, predicted
+    # from the pooled image encoding (labels from the dataset's `scene` column, see train/objects.py). With
+    # the captioning loss alone the built-in model learnt colours but not shapes; 0 turns it off.
+    object_loss_weight: float = 0.0
     caption_mode: str = "text"
     min_freq: int = 1
     held_out_fraction: float = 0.0
@@ -148,8 +161,9 @@ def _step_losses(
 ) -> dict[str, float]:
     """Forward/backward all micro-batches of one optimizer step; returns global mean losses."""
     n_tokens = all_reduce_sum(sum((b["labels"][:, 1:] != -100).sum() for b in micro).to(info.device), info)
-    w, use_cl = info.world_size, cfg.contrastive_weight > 0
+    w, use_cl, use_obj = info.world_size, cfg.contrastive_weight > 0, cfg.object_loss_weight > 0
     lm_sum, cl_sum = torch.zeros((), device=info.device), torch.zeros((), device=info.device)
+    obj_sum = torch.zeros((), device=info.device)
     for k, batch in enumerate(micro):
         batch = {key: v.to(info.device, non_blocking=True) for key, v in batch.items()}
         sync = k == len(micro) - 1 or not info.enabled
@@ -159,6 +173,7 @@ def _step_losses(
                 input_ids=batch["input_ids"],
                 attention_mask=batch["attention_mask"],
                 return_embeds=use_cl,
+                return_objects=use_obj,
             )
             tok = F.cross_entropy(
                 out.logits[:, :-1].flatten(0, 1).float(),
@@ -179,11 +194,23 @@ def _step_losses(
                     cl = _with_hard_negatives(model, batch, img, sims, scale, info)
                 loss = loss + cfg.contrastive_weight * cl * w / len(micro)
                 cl_sum += cl.detach() / len(micro)
+            if use_obj:
+                obj = _object_loss(out.object_logits, batch["object_targets"])
+                loss = loss + cfg.object_loss_weight * obj / len(micro)  # a local mean: DDP's average is global
+                obj_sum += obj.detach() / len(micro)
         loss.backward()
         lm_sum += tok.detach()
     lm = all_reduce_sum(lm_sum, info) / n_tokens.clamp(min=1)
-    lm, cl = float(lm), float(cl_sum)
-    return {"loss": lm + cfg.contrastive_weight * cl, "lm_loss": lm, **({"contrastive_loss": cl} if use_cl else {})}
+    lm, cl, obj = float(lm), float(cl_sum), float(all_reduce_sum(obj_sum, info)) / w
+    losses = {"loss": lm + cfg.contrastive_weight * cl + cfg.object_loss_weight * obj, "lm_loss": lm}
+    return {**losses, **({"contrastive_loss": cl} if use_cl else {}), **({"object_loss": obj} if use_obj else {})}
+
+
+def _object_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy over the object classes, ignoring images without a scene (UNKNOWN targets)."""
+    known = targets != UNKNOWN
+    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.clamp(min=0), reduction="none")
+    return (loss * known).sum() / known.sum().clamp(min=1)
 
 
 @torch.no_grad()
@@ -216,8 +243,24 @@ def _model_config(cfg: TrainConfig, tokenizer: Any, resume_dir: Path | None) -> 
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "decoder_start_token_id": tokenizer.bos_token_id,
+        "object_classes": len(OBJECT_CLASSES) if cfg.object_loss_weight > 0 else 0,
     }
     return preset_config(cfg.preset, len(tokenizer), cfg.image_size, **{**special, **cfg.model_overrides})
+
+
+def _object_targets(cfg: TrainConfig, records: list[CaptionRecord]) -> Any:
+    """The dataset's per-record object targets when the object loss is on (None when off)."""
+    if cfg.object_loss_weight < 0:
+        raise ValueError(f"object_loss_weight must be >= 0, got {cfg.object_loss_weight}")
+    if cfg.object_loss_weight == 0:
+        return None
+    if not any(object_targets(r.scene)[0] != UNKNOWN for r in records):
+        raise ValueError("object_loss_weight > 0 needs a synth dataset: no row has a readable `scene` column")
+    return _record_targets
+
+
+def _record_targets(record: CaptionRecord) -> torch.Tensor:
+    return object_targets(record.scene)
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -253,10 +296,13 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
         )
         image_processor = build_image_processor(cfg.image_size)
     transform, tokenize = image_transform(image_processor), text_tokenizer(tokenizer, cfg.max_length)
-    data = CaptionDataset(train_recs, transform, tokenize, scan.skipped)
+    targets = _object_targets(cfg, train_recs)
+    data = CaptionDataset(train_recs, transform, tokenize, scan.skipped, targets=targets)
     held = CaptionDataset(held_recs, transform, tokenize) if held_recs else None
 
     model_cfg = _model_config(cfg, tokenizer, resume_dir)
+    if targets is not None and model_cfg.object_classes != len(OBJECT_CLASSES):
+        raise ValueError("object_loss_weight > 0, but the checkpoint being resumed was trained without it")
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
