@@ -1,4 +1,4 @@
-"""The auxiliary object loss (`--object-loss-weight`): which synth colour+shape objects an image holds."""
+"""The auxiliary object loss (`--object-loss-weight`): which synth colour+shape object each image token shows."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from capfleet.cli import app
 from capfleet.synth import Scene
-from capfleet.train.objects import OBJECT_CLASSES, UNKNOWN, object_targets
+from capfleet.train.objects import BACKGROUND, IGNORE, OBJECT_CLASSES, object_grid
 from capfleet.train.tokenization import load_bundle
 
 runner = CliRunner()
@@ -32,13 +32,23 @@ def _rows(root) -> list[dict]:
     return [json.loads(line) for meta in metas for line in meta.read_text().splitlines()]
 
 
-def test_targets_are_the_scene_objects_or_unknown(scenes):
-    row = _rows(scenes)[0]
-    target = object_targets(row["scene"])
-    named = {OBJECT_CLASSES[i] for i in torch.nonzero(target).flatten().tolist()}
-    assert named == {f"{s.colour} {s.shape}" for s in Scene.from_dict(json.loads(row["scene"])).shapes}
-    for bad in ("", "not json", '{"shapes": [{"colour": "teal", "shape": "circle"}]}', "[1]"):
-        assert (object_targets(bad) == UNKNOWN).all()
+def test_token_targets_are_the_objects_where_they_are_drawn(scenes):
+    for row in _rows(scenes):
+        target = object_grid(row["scene"], 8).view(8, 8)
+        shapes = Scene.from_dict(json.loads(row["scene"])).shapes
+        for s in shapes:  # the patch holding an object's centre is that object's
+            assert OBJECT_CLASSES[target[int(s.y * 8), int(s.x * 8)]] == f"{s.colour} {s.shape}"
+        assert set(target.unique().tolist()) == {
+            BACKGROUND,
+            *(OBJECT_CLASSES.index(f"{s.colour} {s.shape}") for s in shapes),
+        }
+    for bad in (
+        "",
+        "not json",
+        '{"shapes": [{"colour": "teal", "shape": "circle", "x": 0.5, "y": 0.5, "r": 0.1}]}',
+        "[1]",
+    ):
+        assert (object_grid(bad, 4) == IGNORE).all() and object_grid(bad, 4).shape == (16,)
 
 
 def test_object_loss_is_learnt_logged_and_saved_with_the_model(scenes, tmp_path):
@@ -48,15 +58,15 @@ def test_object_loss_is_learnt_logged_and_saved_with_the_model(scenes, tmp_path)
     assert result.exit_code == 0, result.output
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert all("object_loss" in row for row in log)
-    # below the loss of knowing only how often each object occurs: the head reads the image
-    targets = torch.stack([object_targets(row["scene"]) for row in _rows(scenes)])
-    frequency = targets.mean(dim=0).clamp(1e-6, 1 - 1e-6)
-    prior = float(-(frequency * frequency.log() + (1 - frequency) * (1 - frequency).log()).mean())
-    assert sum(row["object_loss"] for row in log[-5:]) / 5 < 0.9 * prior < log[0]["object_loss"]
+    # below the loss of knowing only how often each class covers a token: the head reads the image
+    targets = torch.cat([object_grid(row["scene"], 4) for row in _rows(scenes)])
+    frequency = torch.bincount(targets, minlength=len(OBJECT_CLASSES)).float() / len(targets)
+    prior = float(-(frequency * frequency.clamp(min=1e-9).log()).sum())
+    assert sum(row["object_loss"] for row in log[-5:]) / 5 < 0.8 * prior < log[0]["object_loss"]
     model, _, processor = load_bundle(out)
     assert model.config.object_classes == len(OBJECT_CLASSES)
     pixels = processor(images=[Image.new("RGB", (32, 32))] * 2, return_tensors="pt")["pixel_values"]
-    assert model(pixel_values=pixels, return_objects=True).object_logits.shape == (2, len(OBJECT_CLASSES))
+    assert model(pixel_values=pixels, return_objects=True).object_logits.shape == (2, 16, len(OBJECT_CLASSES))
 
 
 def test_object_loss_is_off_by_default(scenes, tmp_path):

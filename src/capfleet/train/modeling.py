@@ -34,7 +34,7 @@ class CapfleetCaptionerOutput(ModelOutput):
     cache: Cache | None = None
     lm_loss: torch.Tensor | None = None
     contrastive_loss: torch.Tensor | None = None
-    object_logits: torch.Tensor | None = None  # (images x config.object_classes), with ``return_objects``
+    object_logits: torch.Tensor | None = None  # (images x tokens x config.object_classes), with ``return_objects``
     logits_per_image: torch.Tensor | None = None
     logits_per_text: torch.Tensor | None = None
     image_embeds: torch.Tensor | None = None
@@ -276,7 +276,7 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         self.image_projection = nn.Linear(config.encoder_hidden_size, config.projection_dim, bias=False)
         self.text_projection = nn.Linear(config.decoder_hidden_size, config.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
-        # which objects the image holds, from the pooled encoding: an auxiliary training signal (see train.objects)
+        # which object each image token shows: an auxiliary training signal (see train.objects)
         classes = config.object_classes
         self.object_head = nn.Linear(config.encoder_hidden_size, classes) if classes else None
         self.post_init()
@@ -345,7 +345,7 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         if return_objects:
             if self.object_head is None:
                 raise ValueError("return_objects needs a model built with config.object_classes > 0")
-            out.object_logits = self.object_head(enc.mean(dim=1))
+            out.object_logits = self.object_head(enc)
         if input_ids is None:
             return out
         if use_cache and cache is None:

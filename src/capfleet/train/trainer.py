@@ -42,7 +42,7 @@ from .distributed import DistInfo, ShardedBatchSampler, all_reduce_sum, gather_w
 from .logs import plot_losses, truncate_log
 from .modeling import CapfleetCaptionerModel, contrastive_loss
 from .negatives import swap_one_token
-from .objects import OBJECT_CLASSES, UNKNOWN, object_targets
+from .objects import IGNORE, OBJECT_CLASSES, object_grid
 from .tokenization import build_image_processor, build_tokenizer, save_bundle
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     contrastive_weight: float = 0.1
     hard_negatives: bool = False  # add a one-word-swapped caption per image to the contrastive loss
-    # Weight of an auxiliary multi-label loss: which synth colour+shape objects the image holds, predicted
-    # from the pooled image encoding (labels from the dataset's `scene` column, see train/objects.py). With
-    # the captioning loss alone the built-in model learnt colours but not shapes; 0 turns it off.
+    # Weight of an auxiliary loss: which synth colour+shape object (or background) each image token shows,
+    # labels from the dataset's `scene` column (see train/objects.py). With the captioning loss alone the
+    # built-in model learnt colours but not shapes; 0 turns it off.
     object_loss_weight: float = 0.0
     caption_mode: str = "text"
     min_freq: int = 1
@@ -207,10 +207,9 @@ def _step_losses(
 
 
 def _object_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy over the object classes, ignoring images without a scene (UNKNOWN targets)."""
-    known = targets != UNKNOWN
-    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.clamp(min=0), reduction="none")
-    return (loss * known).sum() / known.sum().clamp(min=1)
+    """Mean cross-entropy of each image token's object class; images without a scene (IGNORE) left out."""
+    total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="sum")
+    return total / (targets != IGNORE).sum().clamp(min=1)
 
 
 @torch.no_grad()
@@ -248,19 +247,22 @@ def _model_config(cfg: TrainConfig, tokenizer: Any, resume_dir: Path | None) -> 
     return preset_config(cfg.preset, len(tokenizer), cfg.image_size, **{**special, **cfg.model_overrides})
 
 
-def _object_targets(cfg: TrainConfig, records: list[CaptionRecord]) -> Any:
-    """The dataset's per-record object targets when the object loss is on (None when off)."""
+def _object_targets(cfg: TrainConfig, records: list[CaptionRecord], model_cfg: CapfleetCaptionerConfig) -> Any:
+    """The dataset's per-record token targets when the object loss is on (None when off)."""
     if cfg.object_loss_weight < 0:
         raise ValueError(f"object_loss_weight must be >= 0, got {cfg.object_loss_weight}")
     if cfg.object_loss_weight == 0:
         return None
-    if not any(object_targets(r.scene)[0] != UNKNOWN for r in records):
+    if model_cfg.object_classes != len(OBJECT_CLASSES):
+        raise ValueError("object_loss_weight > 0, but the checkpoint being resumed was trained without it")
+    grid = model_cfg.image_size // model_cfg.patch_size
+    if not any(object_grid(r.scene, 1)[0] != IGNORE for r in records):
         raise ValueError("object_loss_weight > 0 needs a synth dataset: no row has a readable `scene` column")
-    return _record_targets
+    return functools.partial(_record_targets, grid=grid)
 
 
-def _record_targets(record: CaptionRecord) -> torch.Tensor:
-    return object_targets(record.scene)
+def _record_targets(record: CaptionRecord, grid: int) -> torch.Tensor:
+    return object_grid(record.scene, grid)
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -296,13 +298,11 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
         )
         image_processor = build_image_processor(cfg.image_size)
     transform, tokenize = image_transform(image_processor), text_tokenizer(tokenizer, cfg.max_length)
-    targets = _object_targets(cfg, train_recs)
+    model_cfg = _model_config(cfg, tokenizer, resume_dir)
+    targets = _object_targets(cfg, train_recs, model_cfg)
     data = CaptionDataset(train_recs, transform, tokenize, scan.skipped, targets=targets)
     held = CaptionDataset(held_recs, transform, tokenize) if held_recs else None
 
-    model_cfg = _model_config(cfg, tokenizer, resume_dir)
-    if targets is not None and model_cfg.object_classes != len(OBJECT_CLASSES):
-        raise ValueError("object_loss_weight > 0, but the checkpoint being resumed was trained without it")
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
