@@ -10,6 +10,7 @@ model with ``AutoConfig`` / ``AutoModel`` / ``AutoModelForImageTextToText``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,6 +262,12 @@ class CapfleetCaptionerPreTrainedModel(PreTrainedModel):
         std = self.config.initializer_range
         if isinstance(module, VisionEncoder):
             init.normal_(module.pos_embed, mean=0.0, std=std)
+            for conv in module.patch_embed.modules() if self.config.stem == "conv" else ():
+                # torch's own Conv2d init, not N(0, 0.02): ahead of BatchNorm, so tiny weights mean huge relative
+                # steps. With N(0, 0.02) the stem learnt shapes 5x slower (11% against 55% of held-out scenes'
+                # objects named by the token object head after 300 encoder-only steps).
+                if isinstance(conv, nn.Conv2d):
+                    init.kaiming_uniform_(conv.weight, a=math.sqrt(5))
         elif isinstance(module, CapfleetCaptionerModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
