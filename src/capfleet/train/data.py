@@ -123,7 +123,7 @@ def split_by_key(
 
 class CaptionDataset(Dataset):
     """Yields ``(pixel_values [C,H,W] float tensor, input_ids [L] long tensor)``, plus a third item
-    ``targets(record)`` when ``targets`` is given (e.g. :func:`capfleet.train.objects.object_targets`).
+    ``targets(record)`` when ``targets`` is given (e.g. per-token object classes, see train.objects).
 
     ``transform`` maps a PIL RGB image to the pixel tensor (e.g. an HF image processor wrapped by
     :func:`image_transform`); ``tokenize`` maps a caption to token ids with BOS/EOS. Images that fail to
