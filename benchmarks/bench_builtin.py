@@ -6,7 +6,8 @@ Draws held-out scenes with a seed the model never saw in training (12345; traini
 captions them with `capfleet caption` (N sampled candidates ranked by the model's own
 contrastive heads), and prints, for the ranked caption, the first sample alone, beam search and the
 most-frequent-caption baseline: object accuracy (the caption names exactly the scene's colour+shape
-objects), relation accuracy (every spatial claim true, over captions making one) and CIDEr.
+objects), relation accuracy (every spatial claim true, over captions making one) and CIDEr, then
+which part of the objects the wrong captions get wrong (count, colour, shape, colour+shape pairing).
 Also the model's size on disk and images/s of the whole captioning run (decode, generate, score,
 write) on this machine.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -26,6 +28,7 @@ from capfleet.evaluate.scene_accuracy import scene_accuracy, scenes_of
 from capfleet.models.registry import CAPTIONER_ALIASES, resolve_name
 from capfleet.runners.local import run_local
 from capfleet.synth import generate_synthetic_dataset
+from capfleet.synth.grounding import OBJECT_ERRORS, object_error
 
 HELD_OUT_SEED = 12345
 
@@ -86,6 +89,12 @@ def main() -> None:
             f"| {name} | {acc['object_accuracy']:.1%} | {relation} | "
             f"{scores['CIDEr']:.3f} | {scores['BLEU-4']:.3f} | {scores['ROUGE-L']:.3f} |"
         )
+    print("\nobject errors, share of scenes (`capfleet.synth.grounding.object_error`)\n")
+    print(f"| captions | {' | '.join(OBJECT_ERRORS)} |")
+    print(f"| --- |{' ---: |' * len(OBJECT_ERRORS)}")
+    for name, predictions in list(systems.items())[:3]:
+        errors = Counter(object_error(predictions[key], scenes[key]) for key in scenes)
+        print(f"| {name} | {' | '.join(f'{errors[e] / len(scenes):.1%}' for e in OBJECT_ERRORS)} |")
     print(f"\nimages/s, whole run: sampled x{args.candidates} + ranking {sampled_rate:.1f}, beam {beam_rate:.1f}")
 
 

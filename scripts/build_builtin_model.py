@@ -3,8 +3,8 @@
     python scripts/build_builtin_model.py [--work /tmp/capfleet-builtin] [--steps 2400]
 
 The shipped model is exactly this command with the defaults (2400 steps, batch 32): on this
-project's 2-core machine, shared with other jobs, drawing the scenes took 55 s and training
-1003 s (17 minutes, one torch thread).
+project's 2-core machine, shared with other jobs (load average about 5), drawing the scenes took
+55 s and training 2075 s (35 minutes, one torch thread, 81% of a core).
 
 1. draws the training scenes with `capfleet synth` (seed 1; the evaluation scenes use seed 12345,
    never seen in training),
@@ -14,7 +14,13 @@ project's 2-core machine, shared with other jobs, drawing the scenes took 55 s a
    same weights bit for bit). The encoder starts with a small VGG-style CNN (``stem="conv"``)
    instead of one linear 8x8 patch embedding: with the linear one, 4000 steps gave a model
    whose chosen caption named exactly the right objects for 11% of held-out scenes, and a stem
-   of stride-2 convolutions alone still had not learnt shapes after 1000 steps,
+   of stride-2 convolutions alone still had not learnt shapes after 1000 steps. The caption
+   losses alone taught that model colours but hardly shapes (its greedy captions had the colours
+   right and a shape wrong for 67% of held-out scenes); two changes fixed it: the stem's
+   convolutions start at torch's init instead of N(0, 0.02), and an auxiliary loss
+   (``object_loss_weight``) asks every encoder token which colour+shape object it shows, read from
+   the scenes' graphs. After 500 of the 2400 steps, greedy captions named the right objects for 68%
+   of 200 held-out scenes, after 1000 for 90% (the previous model: 25% after all 2400),
 3. copies the HF bundle (config, safetensors, tokenizer, image processor) into
    src/capfleet/builtin/model, where `--captioner builtin --scorer builtin` finds it.
 """
@@ -43,6 +49,7 @@ BUNDLE_FILES = (
 TRAIN_SEED = 1
 SCENES = 20_000
 IMAGE_SIZE = 64
+OBJECT_LOSS_WEIGHT = 4.0  # per-token colour+shape targets; x4 so they, not the caption losses, lead the encoder
 MODEL = {
     "encoder_hidden_size": 128,
     "decoder_hidden_size": 128,
@@ -75,6 +82,7 @@ def main() -> None:
         lr=1e-3,
         contrastive_weight=0.5,
         hard_negatives=True,
+        object_loss_weight=OBJECT_LOSS_WEIGHT,
         caption_mode="all",
         save_every=250,
         seed=0,

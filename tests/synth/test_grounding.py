@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from capfleet.synth import Background, Scene, Shape, describe, sample_scene
-from capfleet.synth.grounding import objects_right, read_caption, relations_right
+from capfleet.synth.grounding import OBJECT_ERRORS, object_error, objects_right, read_caption, relations_right
 
 BG = Background("solid", "light", ((240, 240, 240),), 0.0)
 
@@ -72,3 +72,21 @@ def test_every_synth_caption_is_right_and_a_swapped_word_is_caught():
         wrong = canonical.replace(f"{first.colour} {first.shape}", f"{first.colour} {other_shape}", 1)
         if (first.colour, other_shape) not in {(s.colour, s.shape) for s in truth.shapes}:
             assert not objects_right(wrong, truth), wrong
+
+
+@pytest.mark.parametrize(
+    ("caption", "error"),
+    [
+        ("a red circle above a blue square", "right"),
+        ("a red circle", "count"),
+        ("a red circle above a blue square and a green star", "count"),
+        ("a red circle above a green square", "colour"),
+        ("a red star above a blue square", "shape"),
+        ("a red star above a green square", "colour and shape"),
+        ("a blue circle above a red square", "binding"),  # right colours, right shapes, wrongly paired
+        ("a circle above a blue square", "colour"),  # a shape without its colour
+    ],
+)
+def test_object_error_says_which_part_of_the_objects_is_wrong(caption, error):
+    assert object_error(caption, RED_ABOVE_BLUE) == error
+    assert error in OBJECT_ERRORS

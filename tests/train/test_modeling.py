@@ -151,3 +151,15 @@ def test_conv_stem_trains_saves_and_reloads(tmp_path):
         preset_config("tiny", 30, 32, stem="resnet")
     with pytest.raises(ValueError, match="power-of-two"):
         preset_config("tiny", 30, 36, stem="conv", patch_size=6)
+
+
+def test_conv_stem_starts_at_torch_scale_not_the_transformer_one():
+    """Convolutions ahead of BatchNorm start at torch's Conv2d scale (std 1/sqrt(3 fan_in)), not the
+    N(0, 0.02) of the transformer layers: tiny weights before a normalisation take huge relative steps."""
+    torch.manual_seed(0)
+    model = CapfleetCaptionerModel(preset_config("small", 30, 64, stem="conv", encoder_hidden_size=128))
+    convs = [m for m in model.encoder.patch_embed.modules() if isinstance(m, torch.nn.Conv2d)]
+    for conv in convs:
+        fan_in = conv.weight[0].numel()
+        assert float(conv.weight.std()) == pytest.approx((3 * fan_in) ** -0.5, rel=0.15)
+    assert float(model.encoder.layers[0].attn.q_proj.weight.std()) == pytest.approx(0.02, rel=0.1)

@@ -112,6 +112,30 @@ def objects_right(caption: str, scene: Scene) -> bool:
     return read_caption(caption).objects == scene_objects(scene)
 
 
+OBJECT_ERRORS = ("right", "count", "colour", "shape", "colour and shape", "binding")
+
+
+def _part(objects: Counter, index: int) -> Counter:
+    """The multiset of colours (index 0) or of shapes (index 1) of (colour, shape) objects."""
+    return Counter(key[index] for key in objects.elements())
+
+
+def object_error(caption: str, scene: Scene) -> str:
+    """Which part of the objects a caption gets wrong, one of OBJECT_ERRORS: "count" (too many or too few
+    objects), else "colour" / "shape" / "colour and shape" (the multiset of colours / of shapes differs),
+    else "binding" (right colours and right shapes, paired wrongly). Says what a model has not learnt yet."""
+    named, true = read_caption(caption).objects, scene_objects(scene)
+    if named == true:
+        return "right"
+    if sum(named.values()) != sum(true.values()):
+        return "count"
+    colours_wrong = _part(named, 0) != _part(true, 0)
+    shapes_wrong = _part(named, 1) != _part(true, 1)
+    if colours_wrong and shapes_wrong:
+        return "colour and shape"
+    return "colour" if colours_wrong else "shape" if shapes_wrong else "binding"
+
+
 def claim_holds(claim: Claim, scene: Scene) -> bool:
     """True when both phrases name one shape of the scene and the relation holds between those shapes."""
     by_kind = {(s.colour, s.shape): s for s in scene.shapes}

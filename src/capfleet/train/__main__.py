@@ -34,6 +34,8 @@ FIELD_HELP = {
     "max_grad_norm": "Gradient clipping norm (0: no clipping).",
     "contrastive_weight": "Weight of the CLIP-style image-text loss (0: captioning loss only).",
     "hard_negatives": "Also rank each caption above a copy with one word swapped (teaches the scorer).",
+    "object_loss_weight": "Weight of an auxiliary loss: which colour+shape objects the image holds, read from a"
+    " synth dataset's `scene` column (0: off). Teaches the image encoder shapes the caption loss alone did not.",
     "caption_mode": "text: one sample per image (its `text`); all: one per candidate caption too.",
     "min_freq": "Words seen fewer times are left out of the vocabulary.",
     "held_out_fraction": "Fraction of images kept out of training for --eval-every losses, in [0, 1).",
@@ -62,6 +64,7 @@ FIELD_MIN = {
     "max_steps": 1,
     "warmup_steps": 0,
     "min_freq": 1,
+    "object_loss_weight": 0,
     "eval_every": 0,
     "save_every": 0,
     "keep_checkpoints": 1,

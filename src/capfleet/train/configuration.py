@@ -69,6 +69,7 @@ class CapfleetCaptionerConfig(PretrainedConfig):
     mlp_ratio: float = 4.0
     max_position_embeddings: int = 64
     projection_dim: int = 64
+    object_classes: int = 0  # >0: a linear head on each image token, for TrainConfig.object_loss_weight
     logit_scale_init_value: float = 2.6592  # log(1 / 0.07), as in CLIP
     dropout: float = 0.0
     layer_norm_eps: float = 1e-5

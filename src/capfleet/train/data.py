@@ -26,12 +26,14 @@ METADATA_NAME = "metadata.jsonl"
 
 @dataclass(frozen=True)
 class CaptionRecord:
-    """One (image, caption) pair; ``key`` is the image path relative to the dataset root."""
+    """One (image, caption) pair; ``key`` is the image path relative to the dataset root; ``scene`` is the
+    row's scene-graph JSON (synth datasets), the ground truth of the auxiliary object loss."""
 
     key: str
     image_path: Path
     text: str
     captions: tuple[str, ...] = ()
+    scene: str = ""
 
 
 @dataclass
@@ -101,7 +103,8 @@ def _add_row(result: ScanResult, root: Path, folder: Path, line: str, caption_mo
         result.skipped["unreadable_image"] += 1
         return
     key = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-    result.records.extend(CaptionRecord(key, path, t, tuple(alts)) for t in texts)
+    scene = row.get("scene") if isinstance(row.get("scene"), str) else ""
+    result.records.extend(CaptionRecord(key, path, t, tuple(alts), scene) for t in texts)
 
 
 def split_by_key(
@@ -119,7 +122,8 @@ def split_by_key(
 
 
 class CaptionDataset(Dataset):
-    """Yields ``(pixel_values [C,H,W] float tensor, input_ids [L] long tensor)``.
+    """Yields ``(pixel_values [C,H,W] float tensor, input_ids [L] long tensor)``, plus a third item
+    ``targets(record)`` when ``targets`` is given (e.g. per-token object classes, see train.objects).
 
     ``transform`` maps a PIL RGB image to the pixel tensor (e.g. an HF image processor wrapped by
     :func:`image_transform`); ``tokenize`` maps a caption to token ids with BOS/EOS. Images that fail to
@@ -133,11 +137,12 @@ class CaptionDataset(Dataset):
         transform: Callable[[Image.Image], torch.Tensor],
         tokenize: Callable[[str], list[int]],
         skipped: Counter | None = None,
+        targets: Callable[[CaptionRecord], torch.Tensor] | None = None,
     ) -> None:
         if not records:
             raise ValueError("no usable samples (every row was skipped or the dataset is empty)")
         self.records = list(records)
-        self.transform, self.tokenize = transform, tokenize
+        self.transform, self.tokenize, self.targets = transform, tokenize, targets
         self.skipped: Counter = Counter(skipped or {})
 
     @classmethod
@@ -154,12 +159,13 @@ class CaptionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _load(self, rec: CaptionRecord) -> tuple[torch.Tensor, torch.Tensor]:
+    def _load(self, rec: CaptionRecord) -> tuple[torch.Tensor, ...]:
         with Image.open(rec.image_path) as im:
             pixels = self.transform(im.convert("RGB"))
-        return pixels, torch.tensor(self.tokenize(rec.text), dtype=torch.long)
+        ids = torch.tensor(self.tokenize(rec.text), dtype=torch.long)
+        return (pixels, ids) if self.targets is None else (pixels, ids, self.targets(rec))
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         for step in range(len(self.records)):
             rec = self.records[(index + step) % len(self.records)]
             try:
@@ -191,17 +197,16 @@ def text_tokenizer(tokenizer: Any, max_length: int) -> Callable[[str], list[int]
     return tokenize
 
 
-def collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Stack images, right-pad ids; ``labels`` are the ids with padding as -100."""
+def collate(batch: Sequence[tuple[torch.Tensor, ...]], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Stack images, right-pad ids; ``labels`` are the ids with padding as -100; a dataset's third item
+    (per-image targets) is stacked as ``object_targets``."""
     pixels = torch.stack([b[0] for b in batch])
     length = max(len(b[1]) for b in batch)
     ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), length), dtype=torch.long)
-    for i, (_, tok) in enumerate(batch):
+    for i, tok in enumerate(b[1] for b in batch):
         ids[i, : len(tok)], mask[i, : len(tok)] = tok, 1
-    return {
-        "pixel_values": pixels,
-        "input_ids": ids,
-        "attention_mask": mask,
-        "labels": ids.masked_fill(mask == 0, -100),
-    }
+    out = {"pixel_values": pixels, "input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+    if len(batch[0]) > 2:
+        out["object_targets"] = torch.stack([b[2] for b in batch])
+    return out

@@ -166,7 +166,11 @@ class DistillObjective(Objective):
             self.teacher_transform = image_transform(teacher_processor)
         return "on: the student's vocabulary is within the teacher's"
 
-    def dataset(self, records: Sequence[CaptionRecord], transform: Transform, tokenize: Tokenize, skipped: Counter):
+    def dataset(
+        self, records: Sequence[CaptionRecord], transform: Transform, tokenize: Tokenize, skipped: Counter, targets=None
+    ):
+        if targets is not None:
+            raise ValueError("distill does not take --object-loss-weight: the teacher's targets replace it")
         base = super().dataset(records, transform, tokenize, skipped)
         return TeacherTargetDataset(base, self.targets, self.teacher_transform)
 

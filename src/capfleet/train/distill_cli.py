@@ -31,8 +31,9 @@ DISTILL_HELP = {
     "embed_weight": "Weight of matching the teacher's image and text embeddings (0: off).",
 }
 DISTILL_MIN = {"teacher_candidates": 1, "teacher_max_new_tokens": 1, "kl_weight": 0.0, "embed_weight": 0.0}
-# the student learns from the teacher's captions (and DATA's with --data-captions), never picked by hand
-_TRAIN_ONLY = frozenset({"caption_mode"})
+# the student learns from the teacher's captions (and DATA's with --data-captions), never picked by hand;
+# the teacher's targets take the place of the synth-only object loss
+_TRAIN_ONLY = frozenset({"caption_mode", "object_loss_weight"})
 
 
 def _distill_parameters() -> list[inspect.Parameter]:

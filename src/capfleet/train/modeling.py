@@ -10,6 +10,7 @@ model with ``AutoConfig`` / ``AutoModel`` / ``AutoModelForImageTextToText``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ class CapfleetCaptionerOutput(ModelOutput):
     cache: Cache | None = None
     lm_loss: torch.Tensor | None = None
     contrastive_loss: torch.Tensor | None = None
+    object_logits: torch.Tensor | None = None  # (images x tokens x config.object_classes), with ``return_objects``
     logits_per_image: torch.Tensor | None = None
     logits_per_text: torch.Tensor | None = None
     image_embeds: torch.Tensor | None = None
@@ -260,6 +262,12 @@ class CapfleetCaptionerPreTrainedModel(PreTrainedModel):
         std = self.config.initializer_range
         if isinstance(module, VisionEncoder):
             init.normal_(module.pos_embed, mean=0.0, std=std)
+            for conv in module.patch_embed.modules() if self.config.stem == "conv" else ():
+                # torch's own Conv2d init, not N(0, 0.02): ahead of BatchNorm, so tiny weights mean huge relative
+                # steps. With N(0, 0.02) the stem learnt shapes 5x slower (11% against 55% of held-out scenes'
+                # objects named by the token object head after 300 encoder-only steps).
+                if isinstance(conv, nn.Conv2d):
+                    init.kaiming_uniform_(conv.weight, a=math.sqrt(5))
         elif isinstance(module, CapfleetCaptionerModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
@@ -275,6 +283,9 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         self.image_projection = nn.Linear(config.encoder_hidden_size, config.projection_dim, bias=False)
         self.text_projection = nn.Linear(config.decoder_hidden_size, config.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
+        # which object each image token shows: an auxiliary training signal (see train.objects)
+        classes = config.object_classes
+        self.object_head = nn.Linear(config.encoder_hidden_size, classes) if classes else None
         self.post_init()
 
     def get_encoder(self, modality: str | None = None) -> VisionEncoder:
@@ -319,6 +330,7 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         labels: torch.Tensor | None = None,
         return_loss: bool = False,
         return_embeds: bool = False,
+        return_objects: bool = False,
         encoder_outputs: BaseModelOutput | tuple | None = None,
         cache: Cache | None = None,
         use_cache: bool | None = None,
@@ -337,6 +349,10 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
             encoder_outputs = self.encoder(pixel_values)
         enc = encoder_outputs[0]
         out = CapfleetCaptionerOutput(encoder_last_hidden_state=enc)
+        if return_objects:
+            if self.object_head is None:
+                raise ValueError("return_objects needs a model built with config.object_classes > 0")
+            out.object_logits = self.object_head(enc)
         if input_ids is None:
             return out
         if use_cache and cache is None:

@@ -29,9 +29,17 @@ class Objective:
     def prepare(self, tokenizer: Any, image_processor: Any, device: torch.device) -> None:
         """Called once per process when the student's tokenizer and image processor are known."""
 
-    def dataset(self, records: Sequence[CaptionRecord], transform: Transform, tokenize: Tokenize, skipped: Counter):
-        """The training samples (the plain trainer's: image and caption ids)."""
-        return CaptionDataset(records, transform, tokenize, skipped)
+    def dataset(
+        self,
+        records: Sequence[CaptionRecord],
+        transform: Transform,
+        tokenize: Tokenize,
+        skipped: Counter,
+        targets: Callable[[CaptionRecord], torch.Tensor] | None = None,
+    ):
+        """The training samples (the plain trainer's: image, caption ids and, with --object-loss-weight,
+        per-token object targets)."""
+        return CaptionDataset(records, transform, tokenize, skipped, targets=targets)
 
     def collate(self, batch: Sequence[tuple], pad_id: int = 0) -> dict[str, torch.Tensor]:
         return collate(batch, pad_id)

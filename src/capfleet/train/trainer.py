@@ -29,12 +29,21 @@ from torch.utils.data import DataLoader
 from . import checkpoint as ckpt
 from . import distributed as D
 from .configuration import CapfleetCaptionerConfig, preset_config
-from .data import CaptionDataset, collate, image_transform, scan_imagefolder, split_by_key, text_tokenizer
+from .data import (
+    CaptionDataset,
+    CaptionRecord,
+    collate,
+    image_transform,
+    scan_imagefolder,
+    split_by_key,
+    text_tokenizer,
+)
 from .distributed import DistInfo, ShardedBatchSampler, all_reduce_sum, gather_with_local_grad
 from .logs import plot_losses, truncate_log
 from .modeling import CapfleetCaptionerModel, contrastive_loss
 from .negatives import swap_one_token
 from .objective import Objective
+from .objects import IGNORE, OBJECT_CLASSES, object_grid
 from .tokenization import build_image_processor, build_tokenizer, save_bundle
 
 log = logging.getLogger(__name__)
@@ -69,6 +78,10 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     contrastive_weight: float = 0.1
     hard_negatives: bool = False  # add a one-word-swapped caption per image to the contrastive loss
+    # Weight of an auxiliary loss: which synth colour+shape object (or background) each image token shows,
+    # labels from the dataset's `scene` column (see train/objects.py). With the captioning loss alone the
+    # built-in model learnt colours but not shapes; 0 turns it off.
+    object_loss_weight: float = 0.0
     caption_mode: str = "text"
     min_freq: int = 1
     held_out_fraction: float = 0.0
@@ -156,8 +169,9 @@ def _step_losses(
     objective = objective or Objective()
     extra_sums: dict[str, torch.Tensor] = {}
     n_tokens = all_reduce_sum(sum((b["labels"][:, 1:] != -100).sum() for b in micro).to(info.device), info)
-    w, use_cl = info.world_size, cfg.contrastive_weight > 0
+    w, use_cl, use_obj = info.world_size, cfg.contrastive_weight > 0, cfg.object_loss_weight > 0
     lm_sum, cl_sum = torch.zeros((), device=info.device), torch.zeros((), device=info.device)
+    obj_sum = torch.zeros((), device=info.device)
     for k, batch in enumerate(micro):
         batch = {key: v.to(info.device, non_blocking=True) for key, v in batch.items()}
         sync = k == len(micro) - 1 or not info.enabled
@@ -167,6 +181,7 @@ def _step_losses(
                 input_ids=batch["input_ids"],
                 attention_mask=batch["attention_mask"],
                 return_embeds=use_cl or objective.wants_embeds,
+                return_objects=use_obj,
             )
             tok = F.cross_entropy(
                 out.logits[:, :-1].flatten(0, 1).float(),
@@ -187,16 +202,29 @@ def _step_losses(
                     cl = _with_hard_negatives(model, batch, img, sims, scale, info)
                 loss = loss + cfg.contrastive_weight * cl * w / len(micro)
                 cl_sum += cl.detach() / len(micro)
+            if use_obj:
+                obj = _object_loss(out.object_logits, batch["object_targets"])
+                loss = loss + cfg.object_loss_weight * obj / len(micro)  # a local mean: DDP's average is global
+                obj_sum += obj.detach() / len(micro)
             for name, term in objective.losses(out, batch).items():  # per-process means: DDP averages them
                 loss = loss + objective.weights[name] * term / len(micro)
                 extra_sums[name] = extra_sums.get(name, 0.0) + term.detach().float() / len(micro)
         loss.backward()
         lm_sum += tok.detach()
     lm = all_reduce_sum(lm_sum, info) / n_tokens.clamp(min=1)
-    lm, cl = float(lm), float(cl_sum)
+    lm, cl, obj = float(lm), float(cl_sum), float(all_reduce_sum(obj_sum, info)) / w
     extra = {name: float(all_reduce_sum(term, info)) / w for name, term in extra_sums.items()}
-    total = lm + cfg.contrastive_weight * cl + sum(objective.weights[name] * v for name, v in extra.items())
+    if use_obj:
+        extra["object_loss"] = obj
+    weights = {**objective.weights, "object_loss": cfg.object_loss_weight}
+    total = lm + cfg.contrastive_weight * cl + sum(weights[name] * v for name, v in extra.items())
     return {"loss": total, "lm_loss": lm, **({"contrastive_loss": cl} if use_cl else {}), **extra}
+
+
+def _object_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each image token's object class; images without a scene (IGNORE) left out."""
+    total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="sum")
+    return total / (targets != IGNORE).sum().clamp(min=1)
 
 
 @torch.no_grad()
@@ -229,8 +257,27 @@ def _model_config(cfg: TrainConfig, tokenizer: Any, resume_dir: Path | None) -> 
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "decoder_start_token_id": tokenizer.bos_token_id,
+        "object_classes": len(OBJECT_CLASSES) if cfg.object_loss_weight > 0 else 0,
     }
     return preset_config(cfg.preset, len(tokenizer), cfg.image_size, **{**special, **cfg.model_overrides})
+
+
+def _object_targets(cfg: TrainConfig, records: list[CaptionRecord], model_cfg: CapfleetCaptionerConfig) -> Any:
+    """The dataset's per-record token targets when the object loss is on (None when off)."""
+    if cfg.object_loss_weight < 0:
+        raise ValueError(f"object_loss_weight must be >= 0, got {cfg.object_loss_weight}")
+    if cfg.object_loss_weight == 0:
+        return None
+    if model_cfg.object_classes != len(OBJECT_CLASSES):
+        raise ValueError("object_loss_weight > 0, but the checkpoint being resumed was trained without it")
+    grid = model_cfg.image_size // model_cfg.patch_size
+    if not any(object_grid(r.scene, 1)[0] != IGNORE for r in records):
+        raise ValueError("object_loss_weight > 0 needs a synth dataset: no row has a readable `scene` column")
+    return functools.partial(_record_targets, grid=grid)
+
+
+def _record_targets(record: CaptionRecord, grid: int) -> torch.Tensor:
+    return object_grid(record.scene, grid)
 
 
 def train(config: TrainConfig, objective: Objective | None = None) -> TrainResult:
@@ -268,10 +315,11 @@ def _train(cfg: TrainConfig, info: DistInfo, objective: Objective) -> TrainResul
         image_processor = build_image_processor(cfg.image_size)
     transform, tokenize = image_transform(image_processor), text_tokenizer(tokenizer, cfg.max_length)
     objective.prepare(tokenizer, image_processor, info.device)
-    data = objective.dataset(train_recs, transform, tokenize, scan.skipped)
+    model_cfg = _model_config(cfg, tokenizer, resume_dir)
+    targets = _object_targets(cfg, train_recs, model_cfg)
+    data = objective.dataset(train_recs, transform, tokenize, scan.skipped, targets)
     held = CaptionDataset(held_recs, transform, tokenize) if held_recs else None
 
-    model_cfg = _model_config(cfg, tokenizer, resume_dir)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
