@@ -62,6 +62,8 @@ def test_distill_help_lists_the_teacher_settings_and_the_students_training_setti
     assert result.exit_code == 0 and "Usage: capfleet distill" in result.output
     flags = {opt for param in _command("distill").params for opt in param.opts}
     distill = {f.name for f in dataclasses.fields(DistillConfig)}
-    training = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "output_dir", "caption_mode"}
+    train_only = {"caption_mode", "object_loss_weight"}
+    training = {f.name for f in dataclasses.fields(TrainConfig)} - {"data_dir", "output_dir"} - train_only
     assert {"--" + name.replace("_", "-") for name in distill | training} <= flags
-    assert "--caption-mode" not in flags  # the teacher's captions are the targets (--data-captions adds DATA's)
+    # the teacher's captions are the targets (--data-captions adds DATA's) and replace the object loss
+    assert not {"--caption-mode", "--object-loss-weight"} & flags

@@ -111,8 +111,8 @@ class TeacherTargetDataset(CaptionDataset):
 
     def __init__(self, base: CaptionDataset, targets: TeacherTargets, teacher_transform: Transform | None) -> None:
         super().__init__(base.records, base.transform, base.tokenize, base.skipped)
-        self.targets = targets if targets.image_embeddings is not None else None
-        if self.targets is not None:
+        self.teacher_targets = targets if targets.image_embeddings is not None else None
+        if self.teacher_targets is not None:
             missing = [r for r in self.records if str(r.image_path) not in targets.image_rows]
             missing += [r for r in self.records if r.text not in targets.text_rows]
             if missing:
@@ -122,8 +122,10 @@ class TeacherTargetDataset(CaptionDataset):
     def _load(self, rec: CaptionRecord) -> tuple:
         pixels, ids = super()._load(rec)
         rows = None
-        if self.targets is not None:
-            rows = torch.tensor([self.targets.image_rows[str(rec.image_path)], self.targets.text_rows[rec.text]])
+        if self.teacher_targets is not None:
+            rows = torch.tensor(
+                [self.teacher_targets.image_rows[str(rec.image_path)], self.teacher_targets.text_rows[rec.text]]
+            )
         teacher_pixels = None
         if self.teacher_transform is not None:
             with Image.open(rec.image_path) as im:
