@@ -161,5 +161,5 @@ def test_conv_stem_starts_at_torch_scale_not_the_transformer_one():
     convs = [m for m in model.encoder.patch_embed.modules() if isinstance(m, torch.nn.Conv2d)]
     for conv in convs:
         fan_in = conv.weight[0].numel()
-        assert float(conv.weight.std()) == pytest.approx((3 * fan_in) ** -0.5, rel=0.15)
-    assert float(model.encoder.layers[0].attn.q_proj.weight.std()) == pytest.approx(0.02, rel=0.1)
+        assert float(conv.weight.detach().std()) == pytest.approx((3 * fan_in) ** -0.5, rel=0.15)
+    assert float(model.encoder.layers[0].attn.q_proj.weight.detach().std()) == pytest.approx(0.02, rel=0.1)
