@@ -8,7 +8,8 @@ images, the built-in model went from 443 to 900 MB over 800 calls and BLIP-base 
 823 MB in its first 10 calls (`capfleet serve`: 513 to 922 MB over 3,300 requests). At 64
 entries each, the built-in model stays at 486 MB after 600 calls and BLIP + CLIP gains 417 MB
 over 20 calls (51 MB of it in the last 10: the cache is full); at 32 BLIP ran about half as
-fast (kernels rebuilt on every call). Measured with /proc RSS, 1 torch thread.
+fast (kernels rebuilt on every call; a rough figure, measured on a busy machine). Measured
+with /proc RSS, 1 torch thread.
 
 The capacities are read once, when the first kernel is made, so this runs on `import capfleet`;
 a value the user exported wins (`os.environ.setdefault`).
