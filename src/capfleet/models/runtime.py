@@ -27,8 +27,8 @@ def cpu_has_native_bf16() -> bool:
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """`auto`: bf16 on GPUs and CPUs that run it natively, fp16 on older GPUs, else fp32.
 
-    Chosen by measurement (benchmarks/README.md): on a CPU with AMX / AVX-512 BF16, BLIP + CLIP
-    run 2.7-3.5x faster in bf16 than in fp32. Its memory stays flat only because capfleet bounds
+    Chosen by measurement (benchmarks/README.md): on a CPU with AMX, capfleet with BLIP + CLIP ran
+    3.4x a plain fp32 loop in bf16 and 1.1-1.2x in fp32. Its memory stays flat only because capfleet bounds
     oneDNN's kernel caches (capfleet.kernel_caches). Without native support bf16 is emulated and
     slower than fp32, so those CPUs keep fp32.
     """
