@@ -175,6 +175,7 @@ def main() -> None:
     from capfleet.cpus import available_cpus, default_workers
     from capfleet.runners.local import load_models
     from capfleet.stages.decode import decode_image
+    from capfleet.tuning import DEFAULT_BATCH_SIZE
     from tests import tiny_models
 
     args.workers = args.workers or default_workers()
@@ -208,7 +209,8 @@ def main() -> None:
         plain_loop(model_paths[:1], work / "warmup", args, captioner, scorer)
         warm = [decode_image(p.read_bytes(), config.max_pixels, captioner.input_size())[0] for p in model_paths]
         for pair in ((captioner, scorer), fast):
-            pair[1].score(warm[:8], pair[0].generate(warm[:8], args.candidates))
+            batch = warm[: args.batch_size or DEFAULT_BATCH_SIZE]  # what auto picks below its tuning threshold
+            pair[1].score(batch, pair[0].generate(batch, args.candidates))
         cases = {
             "plain": lambda rep: plain_loop(model_paths, work / f"plain-{rep}", args, captioner, scorer),
             "capfleet": lambda rep: capfleet_run(
