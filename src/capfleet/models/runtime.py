@@ -28,7 +28,7 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """`auto`: bf16 on GPUs and CPUs that run it natively, fp16 on older GPUs, else fp32.
 
     Chosen by measurement (benchmarks/README.md): on a CPU with AMX, capfleet with BLIP + CLIP ran
-    3.4x a plain fp32 loop in bf16 and 1.1-1.2x in fp32. Its memory stays flat only because capfleet bounds
+    3.4x a plain fp32 loop in bf16 and 1.1-1.2x in fp32. Its memory stays bounded because capfleet bounds
     oneDNN's kernel caches (capfleet.kernel_caches). Without native support bf16 is emulated and
     slower than fp32, so those CPUs keep fp32.
     """
