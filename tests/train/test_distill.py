@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import capfleet
 from capfleet.cli import app
-from capfleet.train.distill import DistillConfig, DistillObjective, distill_main
+from capfleet.train.distill import DistillConfig, DistillObjective, distill_main, token_match
 from capfleet.train.distributed import launch_local
 from capfleet.train.trainer import TrainConfig, train
 
@@ -48,11 +48,11 @@ def test_builtin_teacher_into_a_tiny_student_that_loads_and_captions(scenes, tmp
     assert result.exit_code == 0, result.output
     summary = _summary(result.output)
     assert summary["steps"] == 3 and summary["teacher_images"] == 16
-    assert summary["kl"].startswith("on") and summary["embeddings"] == "on"
+    assert summary["kl"].startswith("on") and summary["embeddings"] == "on" and summary["image_tokens"] == "on"
     rows = _log(out)
     assert [row["step"] for row in rows] == [1, 2, 3]
     for row in rows:
-        for term in ("lm_loss", "contrastive_loss", "kl_loss", "embed_loss"):
+        for term in ("lm_loss", "contrastive_loss", "kl_loss", "embed_loss", "feature_loss"):
             assert math.isfinite(row[term]) and row[term] > 0, (term, row)
     teacher_rows = [json.loads(line) for line in (out / "teacher" / "metadata.jsonl").read_text().splitlines()]
     assert len(teacher_rows) == 16 and all(row["text"] and row["text"] == row["captions"][0] for row in teacher_rows)
@@ -62,7 +62,17 @@ def test_builtin_teacher_into_a_tiny_student_that_loads_and_captions(scenes, tmp
     assert len(captions) == 1 and len(captions[0].candidates) == 2 and len(captions[0].scores) == 2
     teacher_width = capfleet.load("builtin", scorer="builtin", device="cpu").embed_texts(["a red circle"]).shape[1]
     assert student.embed_texts(["a red circle"]).shape == (1, teacher_width)  # heads sized to the teacher's
-    assert json.loads((out / "config.json").read_text())["image_size"] == 32  # not the teacher's 64
+    config = json.loads((out / "config.json").read_text())
+    assert config["image_size"] == 32  # not the teacher's 64: its 8x8 token grid is pooled onto the student's 4x4
+    assert config["feature_distill_dim"] == 128  # the built-in encoder's width
+
+
+def test_image_token_matching_pools_a_finer_teacher_grid_onto_the_students():
+    teacher = torch.randn(2, 16, 5)  # a 4x4 grid of 5-wide tokens
+    pooled = teacher.view(2, 2, 2, 2, 2, 5).mean(dim=(2, 4)).reshape(2, 4, 5)  # each 2x2 block averaged
+    assert token_match(pooled, teacher).item() == pytest.approx(0, abs=1e-6)
+    assert token_match(pooled.flip(1), teacher).item() > 0.1  # the right tokens, in the wrong places
+    assert token_match(teacher, teacher).item() == pytest.approx(0, abs=1e-6)
 
 
 def test_a_rerun_resumes_without_redoing_the_teacher_pass(scenes, tmp_path):
@@ -98,8 +108,11 @@ def test_a_foreign_teacher_gives_captions_and_embeddings_but_no_kl(scenes, tiny_
     assert result.exit_code == 0, result.output
     summary = _summary(result.output)
     assert summary["kl"].startswith("off: the teacher is not a capfleet model") and summary["embeddings"] == "on"
+    assert summary["image_tokens"] == "off"  # BLIP's encoder is not loaded as a capfleet teacher
     assert all("kl_loss" not in row and math.isfinite(row["embed_loss"]) for row in _log(out))
-    assert json.loads((out / "config.json").read_text())["projection_dim"] == 16  # tiny CLIP's width
+    assert all("feature_loss" not in row for row in _log(out))
+    config = json.loads((out / "config.json").read_text())
+    assert config["projection_dim"] == 16 and config["feature_distill_dim"] == 0  # tiny CLIP's width; no token head
     assert capfleet.load(str(out), device="cpu").caption([scenes / "00000" / "000000001.png"], candidates=1)
 
 
@@ -118,7 +131,8 @@ def test_two_ddp_processes_match_one(scenes, tmp_path):
         # 1e-4: three Adam steps amplify float summation-order noise on near-zero gradients to ~2e-5
         torch.testing.assert_close(two_weights[key], one_weights[key], atol=1e-4, rtol=0, msg=key)
     for a, b in zip(_log(tmp_path / "one"), _log(tmp_path / "two"), strict=True):
-        assert abs(a["kl_loss"] - b["kl_loss"]) < 1e-4 and abs(a["embed_loss"] - b["embed_loss"]) < 1e-4
+        for term in ("kl_loss", "embed_loss", "feature_loss"):
+            assert abs(a[term] - b[term]) < 1e-4, term
 
 
 def capfleet_builtin() -> Path:
@@ -134,6 +148,7 @@ def capfleet_builtin() -> Path:
         (["--teacher", "builtin", "--teacher-scorer", "none"], "needs a teacher scorer"),
         (["--teacher", "builtin", "--model-overrides", '{"projection_dim": 8}'], "teacher's embedding width 64"),
         (["--teacher", "builtin", "--kl-weight", "-1"], "--kl-weight must be >= 0"),
+        (["--teacher", "builtin", "--feature-weight", "-1"], "--feature-weight must be >= 0"),
         (["--teacher", "builtin", "--teacher-decoding", "greedy"], "--teacher-decoding must be one of"),
         (["--teacher", "builtin", "--preset", "huge"], "--preset must be one of"),
     ],

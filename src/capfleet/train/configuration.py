@@ -59,6 +59,7 @@ class CapfleetCaptionerConfig(PretrainedConfig):
     image_size: int = 64
     patch_size: int = 8
     stem: str = "patch"  # "patch": one linear patch embedding (ViT); "conv": stride-2 3x3 convolutions
+    stem_width: int = 16  # the conv stem's narrowest (full-resolution) width: most of a small model's cost
     num_channels: int = 3
     encoder_hidden_size: int = 128
     encoder_layers: int = 2
@@ -70,6 +71,7 @@ class CapfleetCaptionerConfig(PretrainedConfig):
     max_position_embeddings: int = 64
     projection_dim: int = 64
     object_classes: int = 0  # >0: a linear head on each image token, for TrainConfig.object_loss_weight
+    feature_distill_dim: int = 0  # >0: a linear map of each image token to a teacher's width (capfleet distill)
     logit_scale_init_value: float = 2.6592  # log(1 / 0.07), as in CLIP
     dropout: float = 0.0
     layer_norm_eps: float = 1e-5
@@ -91,6 +93,8 @@ class CapfleetCaptionerConfig(PretrainedConfig):
             raise ValueError(f"image_size={self.image_size} not divisible by patch_size={self.patch_size}")
         if self.stem not in STEMS:
             raise ValueError(f"stem={self.stem!r}; choose from {STEMS}")
+        if self.stem_width < 1:
+            raise ValueError(f"stem_width must be >= 1, got {self.stem_width}")
         if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
             raise ValueError(f"a conv stem needs a power-of-two patch_size, got {self.patch_size}")
 

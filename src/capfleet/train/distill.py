@@ -9,6 +9,11 @@
      when the teacher is a capfleet model whose vocabulary holds every student token (word-level
      tokenizers over the same words); a foreign tokenizer (BLIP, a VLM) cannot be lined up token by
      token, so the student then learns from the teacher's captions alone;
+   - ``feature_loss``: 1 - cosine between each student image token, mapped to the teacher's width by
+     a linear head, and the teacher encoder's token at the same place, when the teacher is a capfleet
+     model (FitNets-style hints). What the teacher knows about each part of the image reaches the
+     student's encoder directly, not only through the words it writes: on the synthetic world,
+     the captioning terms alone taught a tiny student a third of the teacher's object accuracy;
    - ``embed_loss``: 1 - cosine between the student's image / text embeddings and the teacher
      scorer's, for the same image and caption. The student's projection heads are sized to the
      teacher's embedding width, so they are the projection between the two spaces and the shipped
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -55,6 +61,7 @@ class DistillConfig:
     kl_weight: float = 1.0
     kl_temperature: float = 1.0
     embed_weight: float = 1.0
+    feature_weight: float = 1.0
 
 
 @dataclass
@@ -63,6 +70,7 @@ class DistillResult:
     kl: bool  # whether the token-level KL term was used
     kl_reason: str
     embed: bool  # whether the embedding-matching term was used
+    features: bool  # whether the image-token matching term was used
     teacher_images: int
 
 
@@ -105,6 +113,23 @@ def embedding_match(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tenso
     return 1 - (F.normalize(student.float(), dim=-1) * teacher).sum(dim=-1).mean()
 
 
+def token_match(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean 1 - cosine between each student image token and the teacher's at the same place; a teacher
+    with another (square) token grid is average-pooled or repeated onto the student's."""
+    if teacher.shape[1] != student.shape[1]:
+        side, student_side = math.isqrt(teacher.shape[1]), math.isqrt(student.shape[1])
+        grid = teacher.transpose(1, 2).reshape(teacher.shape[0], teacher.shape[2], side, side)
+        teacher = F.adaptive_avg_pool2d(grid.float(), student_side).flatten(2).transpose(1, 2)
+    return embedding_match(student.flatten(0, 1), F.normalize(teacher.float(), dim=-1).flatten(0, 1))
+
+
+def teacher_width(teacher_folder: str | None, config: DistillConfig) -> int:
+    """The teacher encoder's width when the student matches its image tokens, else 0."""
+    if teacher_folder is None or config.feature_weight <= 0:
+        return 0
+    return int(json.loads((Path(teacher_folder) / "config.json").read_text())["encoder_hidden_size"])
+
+
 class TeacherTargetDataset(CaptionDataset):
     """Caption samples that also carry their teacher targets: (image row, text row) in the embedding
     matrices, and the image as the teacher sees it when the KL term needs another preprocessing."""
@@ -139,7 +164,9 @@ class DistillObjective(Objective):
     def __init__(self, targets_folder: str, teacher_folder: str | None, config: DistillConfig) -> None:
         self.targets_folder, self.teacher_folder, self.config = targets_folder, teacher_folder, config
         self.weights = {"kl_loss": config.kl_weight, "embed_loss": config.embed_weight}
+        self.weights["feature_loss"] = config.feature_weight
         self.wants_embeds = config.embed_weight > 0
+        self.features = teacher_width(teacher_folder, config) > 0
         self.teacher = self.vocab = self.targets = self.teacher_transform = None
         self.kl_reason = "not prepared"
 
@@ -152,20 +179,22 @@ class DistillObjective(Objective):
         self.kl_reason = self._prepare_teacher(tokenizer, image_processor, device)
 
     def _prepare_teacher(self, tokenizer: Any, image_processor: Any, device: torch.device) -> str:
-        """Loads the teacher for the KL term when it can be used; returns why it is used or not."""
-        if self.config.kl_weight <= 0:
-            return "off (--kl-weight 0)"
+        """Loads a capfleet teacher for the KL and feature terms; returns why KL is used or not."""
         if self.teacher_folder is None:
             return "off: the teacher is not a capfleet model, so its tokens do not line up with the student's"
         from .tokenization import load_bundle
 
         teacher, teacher_tokenizer, teacher_processor = load_bundle(self.teacher_folder)
-        vocab = vocabulary_map(tokenizer, teacher_tokenizer)
+        vocab = vocabulary_map(tokenizer, teacher_tokenizer) if self.config.kl_weight > 0 else None
+        if vocab is not None or self.features:
+            self.teacher = teacher.to(device).eval().requires_grad_(False)
+            self.vocab = vocab.to(device) if vocab is not None else None
+            if teacher_processor.to_dict() != image_processor.to_dict():
+                self.teacher_transform = image_transform(teacher_processor)
+        if self.config.kl_weight <= 0:
+            return "off (--kl-weight 0)"
         if vocab is None:
             return "off: the student's vocabulary has words the teacher's lacks"
-        self.teacher, self.vocab = teacher.to(device).eval().requires_grad_(False), vocab.to(device)
-        if teacher_processor.to_dict() != image_processor.to_dict():
-            self.teacher_transform = image_transform(teacher_processor)
         return "on: the student's vocabulary is within the teacher's"
 
     def dataset(
@@ -189,10 +218,19 @@ class DistillObjective(Objective):
         if self.teacher is not None:
             pixels = batch.get("teacher_pixel_values", batch["pixel_values"])
             with torch.no_grad():
-                ids, mask = self.vocab[batch["input_ids"]], batch["attention_mask"]
-                teacher_logits = self.teacher(pixel_values=pixels, input_ids=ids, attention_mask=mask).logits
-            teacher_logits = teacher_logits[..., self.vocab]
-            terms["kl_loss"] = token_kl(out.logits, teacher_logits, batch["labels"], self.config.kl_temperature)
+                if self.vocab is not None:
+                    ids, mask = self.vocab[batch["input_ids"]], batch["attention_mask"]
+                    teacher_out = self.teacher(pixel_values=pixels, input_ids=ids, attention_mask=mask)
+                    teacher_tokens = teacher_out.encoder_last_hidden_state
+                else:
+                    teacher_tokens = self.teacher.encoder(pixels).last_hidden_state
+            if self.vocab is not None:
+                teacher_logits = teacher_out.logits[..., self.vocab]
+                terms["kl_loss"] = token_kl(out.logits, teacher_logits, batch["labels"], self.config.kl_temperature)
+            if self.features:
+                if out.distill_features is None:
+                    raise ValueError("the student being resumed has no image-token head: pass --feature-weight 0")
+                terms["feature_loss"] = token_match(out.distill_features, teacher_tokens)
         if self.wants_embeds:
             rows = batch["teacher_rows"]
             image = embedding_match(out.image_embeds, self.image_targets[rows[:, 0]])
@@ -201,8 +239,12 @@ class DistillObjective(Objective):
         return terms
 
 
-def _student_overrides(overrides: dict[str, Any], targets: TeacherTargets, config: DistillConfig) -> dict[str, Any]:
-    """The student's heads project to the teacher's embedding width when embeddings are matched."""
+def _student_overrides(
+    overrides: dict[str, Any], targets: TeacherTargets, config: DistillConfig, teacher_folder: str | None
+) -> dict[str, Any]:
+    """The student's heads project to the teacher's embedding width when embeddings are matched, and its
+    image tokens to the teacher encoder's width when they are matched."""
+    overrides = {**overrides, "feature_distill_dim": teacher_width(teacher_folder, config)}
     dim = targets.embedding_dim
     if dim is None or config.embed_weight <= 0:
         return overrides
@@ -251,7 +293,7 @@ def distill_main(
             run_teacher(output_dir, settings, options.get("device", "auto"), options.get("progress", True))
         D.barrier(info)
         targets = load_targets(Path(output_dir) / TEACHER_DIR)
-        overrides = _student_overrides(options.pop("model_overrides", {}), targets, config)
+        overrides = _student_overrides(options.pop("model_overrides", {}), targets, config, teacher_folder)
         objective = DistillObjective(str(targets.folder), teacher_folder, config)
         if info.is_main:
             saved = {"distill": asdict(config), "teacher_settings": asdict(settings)}
@@ -273,6 +315,7 @@ def distill_main(
         kl="kl_loss" in logged,
         kl_reason=_kl_reason(objective, logged),
         embed="embed_loss" in logged,
+        features="feature_loss" in logged,
         teacher_images=len(targets.image_rows) or _rows(targets.folder),
     )
 

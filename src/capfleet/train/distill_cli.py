@@ -29,8 +29,10 @@ DISTILL_HELP = {
     "kl_weight": "Weight of the token-level KL to the teacher's logits (used when the vocabularies match).",
     "kl_temperature": "Softmax temperature of the KL term.",
     "embed_weight": "Weight of matching the teacher's image and text embeddings (0: off).",
+    "feature_weight": "Weight of matching the teacher encoder's image tokens (capfleet teachers; 0: off).",
 }
 DISTILL_MIN = {"teacher_candidates": 1, "teacher_max_new_tokens": 1, "kl_weight": 0.0, "embed_weight": 0.0}
+DISTILL_MIN["feature_weight"] = 0.0
 # the student learns from the teacher's captions (and DATA's with --data-captions), never picked by hand;
 # the teacher's targets take the place of the synth-only object loss
 _TRAIN_ONLY = frozenset({"caption_mode", "object_loss_weight"})
@@ -81,6 +83,7 @@ def distill_command(**options) -> None:
         teacher_images=result.teacher_images,
         kl=result.kl_reason,
         embeddings="on" if result.embed else "off",
+        image_tokens="on" if result.features else "off",
     )
 
 

@@ -42,6 +42,8 @@ class CapfleetCaptionerOutput(ModelOutput):
     text_embeds: torch.Tensor | None = None
     logit_scale: torch.Tensor | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
+    # (images x tokens x config.feature_distill_dim): the image tokens mapped to a teacher's width, in training
+    distill_features: torch.Tensor | None = None
     # for generate(output_hidden_states / output_attentions): SDPA gives no attention weights
     decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
     decoder_attentions: tuple[torch.Tensor, ...] | None = None
@@ -138,13 +140,13 @@ class DecoderBlock(nn.Module):
         return x + self.mlp(self.ln3(x))
 
 
-def conv_stem(channels: int, dim: int, patch_size: int) -> nn.Sequential:
+def conv_stem(channels: int, dim: int, patch_size: int, min_width: int = 16) -> nn.Sequential:
     """A small VGG-style CNN down to one token per ``patch_size`` square: per halving, two 3x3
     convolutions (BatchNorm, GELU) and a 2x2 max-pool, then a 1x1 projection to ``dim``. A linear patch
     embedding, or stride-2 convolutions alone, could not tell a star from a square after 300 steps
     of direct shape classification on synth scenes; this stem reaches 98%."""
     steps = patch_size.bit_length() - 1
-    widths = [channels] + [max(dim // 2 ** (steps - k), 16) for k in range(steps)]
+    widths = [channels] + [max(dim // 2 ** (steps - k), min_width) for k in range(steps)]
     layers: list[nn.Module] = []
     for k in range(steps):
         convs = 2 if k < steps - 1 else 1
@@ -165,7 +167,7 @@ class VisionEncoder(nn.Module):
         super().__init__()
         d = cfg.encoder_hidden_size
         if cfg.stem == "conv":
-            self.patch_embed = conv_stem(cfg.num_channels, d, cfg.patch_size)
+            self.patch_embed = conv_stem(cfg.num_channels, d, cfg.patch_size, cfg.stem_width)
         else:
             self.patch_embed = nn.Conv2d(cfg.num_channels, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches, d))
@@ -286,6 +288,9 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         # which object each image token shows: an auxiliary training signal (see train.objects)
         classes = config.object_classes
         self.object_head = nn.Linear(config.encoder_hidden_size, classes) if classes else None
+        # the student side of distillation's feature matching (see train.distill)
+        width = config.feature_distill_dim
+        self.feature_head = nn.Linear(config.encoder_hidden_size, width) if width else None
         self.post_init()
 
     def get_encoder(self, modality: str | None = None) -> VisionEncoder:
@@ -353,6 +358,8 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
             if self.object_head is None:
                 raise ValueError("return_objects needs a model built with config.object_classes > 0")
             out.object_logits = self.object_head(enc)
+        if self.feature_head is not None and self.training:
+            out.distill_features = self.feature_head(enc)
         if input_ids is None:
             return out
         if use_cache and cache is None:
