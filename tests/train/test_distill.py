@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import capfleet
 from capfleet.cli import app
-from capfleet.train.distill import DistillConfig, DistillObjective, distill_main, token_match
+from capfleet.train.distill import DistillConfig, DistillObjective, distill_main, token_match, token_object_kl
 from capfleet.train.distributed import launch_local
 from capfleet.train.trainer import TrainConfig, train
 
@@ -49,10 +49,11 @@ def test_builtin_teacher_into_a_tiny_student_that_loads_and_captions(scenes, tmp
     summary = _summary(result.output)
     assert summary["steps"] == 3 and summary["teacher_images"] == 16
     assert summary["kl"].startswith("on") and summary["embeddings"] == "on" and summary["image_tokens"] == "on"
+    assert summary["token_objects"] == "on"  # the built-in model has a per-token object head
     rows = _log(out)
     assert [row["step"] for row in rows] == [1, 2, 3]
     for row in rows:
-        for term in ("lm_loss", "contrastive_loss", "kl_loss", "embed_loss", "feature_loss"):
+        for term in ("lm_loss", "contrastive_loss", "kl_loss", "embed_loss", "feature_loss", "object_kl"):
             assert math.isfinite(row[term]) and row[term] > 0, (term, row)
     teacher_rows = [json.loads(line) for line in (out / "teacher" / "metadata.jsonl").read_text().splitlines()]
     assert len(teacher_rows) == 16 and all(row["text"] and row["text"] == row["captions"][0] for row in teacher_rows)
@@ -64,7 +65,7 @@ def test_builtin_teacher_into_a_tiny_student_that_loads_and_captions(scenes, tmp
     assert student.embed_texts(["a red circle"]).shape == (1, teacher_width)  # heads sized to the teacher's
     config = json.loads((out / "config.json").read_text())
     assert config["image_size"] == 32  # not the teacher's 64: its 8x8 token grid is pooled onto the student's 4x4
-    assert config["feature_distill_dim"] == 128  # the built-in encoder's width
+    assert config["feature_distill_dim"] == 128 and config["object_classes"] == 33  # the built-in's width, classes
 
 
 def test_image_token_matching_pools_a_finer_teacher_grid_onto_the_students():
@@ -73,6 +74,15 @@ def test_image_token_matching_pools_a_finer_teacher_grid_onto_the_students():
     assert token_match(pooled, teacher).item() == pytest.approx(0, abs=1e-6)
     assert token_match(pooled.flip(1), teacher).item() > 0.1  # the right tokens, in the wrong places
     assert token_match(teacher, teacher).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_token_object_kl_is_zero_only_for_the_teachers_own_predictions():
+    teacher = torch.randn(2, 16, 7)  # a 4x4 grid, 7 classes
+    assert token_object_kl(teacher, teacher).item() == pytest.approx(0, abs=1e-5)
+    assert token_object_kl(teacher.flip(1), teacher).item() > 0.1
+    # onto a 2x2 student grid: the teacher's probabilities are averaged over each 2x2 block
+    probs = teacher.softmax(-1).view(2, 2, 2, 2, 2, 7).mean(dim=(2, 4)).reshape(2, 4, 7)
+    assert token_object_kl(probs.log(), teacher).item() == pytest.approx(0, abs=1e-5)
 
 
 def test_a_rerun_resumes_without_redoing_the_teacher_pass(scenes, tmp_path):
@@ -108,11 +118,11 @@ def test_a_foreign_teacher_gives_captions_and_embeddings_but_no_kl(scenes, tiny_
     assert result.exit_code == 0, result.output
     summary = _summary(result.output)
     assert summary["kl"].startswith("off: the teacher is not a capfleet model") and summary["embeddings"] == "on"
-    assert summary["image_tokens"] == "off"  # BLIP's encoder is not loaded as a capfleet teacher
+    assert summary["image_tokens"] == summary["token_objects"] == "off"  # BLIP is not a capfleet teacher
     assert all("kl_loss" not in row and math.isfinite(row["embed_loss"]) for row in _log(out))
     assert all("feature_loss" not in row for row in _log(out))
     config = json.loads((out / "config.json").read_text())
-    assert config["projection_dim"] == 16 and config["feature_distill_dim"] == 0  # tiny CLIP's width; no token head
+    assert config["projection_dim"] == 16 and config["feature_distill_dim"] == config["object_classes"] == 0
     assert capfleet.load(str(out), device="cpu").caption([scenes / "00000" / "000000001.png"], candidates=1)
 
 
@@ -131,7 +141,7 @@ def test_two_ddp_processes_match_one(scenes, tmp_path):
         # 1e-4: three Adam steps amplify float summation-order noise on near-zero gradients to ~2e-5
         torch.testing.assert_close(two_weights[key], one_weights[key], atol=1e-4, rtol=0, msg=key)
     for a, b in zip(_log(tmp_path / "one"), _log(tmp_path / "two"), strict=True):
-        for term in ("kl_loss", "embed_loss", "feature_loss"):
+        for term in ("kl_loss", "embed_loss", "feature_loss", "object_kl"):
             assert abs(a[term] - b[term]) < 1e-4, term
 
 
@@ -149,6 +159,7 @@ def capfleet_builtin() -> Path:
         (["--teacher", "builtin", "--model-overrides", '{"projection_dim": 8}'], "teacher's embedding width 64"),
         (["--teacher", "builtin", "--kl-weight", "-1"], "--kl-weight must be >= 0"),
         (["--teacher", "builtin", "--feature-weight", "-1"], "--feature-weight must be >= 0"),
+        (["--teacher", "builtin", "--object-weight", "-1"], "--object-weight must be >= 0"),
         (["--teacher", "builtin", "--teacher-decoding", "greedy"], "--teacher-decoding must be one of"),
         (["--teacher", "builtin", "--preset", "huge"], "--preset must be one of"),
     ],

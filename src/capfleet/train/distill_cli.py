@@ -30,9 +30,11 @@ DISTILL_HELP = {
     "kl_temperature": "Softmax temperature of the KL term.",
     "embed_weight": "Weight of matching the teacher's image and text embeddings (0: off).",
     "feature_weight": "Weight of matching the teacher encoder's image tokens (capfleet teachers; 0: off).",
+    "object_weight": "Weight of learning the teacher's per-image-token object predictions (teachers with an "
+    "object head, e.g. builtin; 0: off).",
 }
 DISTILL_MIN = {"teacher_candidates": 1, "teacher_max_new_tokens": 1, "kl_weight": 0.0, "embed_weight": 0.0}
-DISTILL_MIN["feature_weight"] = 0.0
+DISTILL_MIN.update(feature_weight=0.0, object_weight=0.0)
 # the student learns from the teacher's captions (and DATA's with --data-captions), never picked by hand;
 # the teacher's targets take the place of the synth-only object loss
 _TRAIN_ONLY = frozenset({"caption_mode", "object_loss_weight"})
@@ -84,6 +86,7 @@ def distill_command(**options) -> None:
         kl=result.kl_reason,
         embeddings="on" if result.embed else "off",
         image_tokens="on" if result.features else "off",
+        token_objects="on" if result.objects else "off",
     )
 
 

@@ -24,6 +24,7 @@ class Objective:
     """The hooks the trainer calls; every rank builds its own copy (it must pickle for ``--nproc``)."""
 
     wants_embeds = False  # the extra terms read the student's image/text embeddings
+    wants_objects = False  # the extra terms read the student's per-token object logits
     weights: dict[str, float] = {}  # name -> weight of each extra term in the total loss
 
     def prepare(self, tokenizer: Any, image_processor: Any, device: torch.device) -> None:

@@ -181,7 +181,7 @@ def _step_losses(
                 input_ids=batch["input_ids"],
                 attention_mask=batch["attention_mask"],
                 return_embeds=use_cl or objective.wants_embeds,
-                return_objects=use_obj,
+                return_objects=use_obj or objective.wants_objects,
             )
             tok = F.cross_entropy(
                 out.logits[:, :-1].flatten(0, 1).float(),
