@@ -2,11 +2,20 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_distill.py [--scenes 4000] [--steps 2000] [--teacher builtin]
 
+The teacher larger than the built-in model that the README's table uses is the built-in recipe at
+width 192 (about 22 minutes on one thread of this project's 2-core machine):
+
+    OMP_NUM_THREADS=1 python scripts/build_builtin_model.py --width 192 --steps 1800 \
+        --work /tmp/teacher --output /tmp/teacher/bundle
+    OMP_NUM_THREADS=1 python benchmarks/bench_distill.py --teacher /tmp/teacher/bundle
+
 Draws training scenes (seed 1, the built-in model's training seed) and held-out scenes (seed
 12345, never trained on); distils the teacher into a student with `capfleet distill`'s code path
-(teacher captions + token KL + embedding matching + the student's contrastive loss) and trains
-the same student with `capfleet train`'s code path on the dataset's captions alone, with the
-same settings and steps. Then, for the three models, on the held-out scenes: parameters,
+(teacher captions + token KL + the teacher's image tokens and per-token object predictions +
+embedding matching + the student's contrastive loss) and trains the same student with
+`capfleet train`'s code path, with the same settings and steps, twice: on the dataset's captions
+alone, and with the synth-only ground-truth object loss (`--object-loss-weight 4`, what made the
+teacher right; a real dataset has no such labels). Then, for the models, on the held-out scenes: parameters,
 images/s (5 sampled candidates ranked by the model's own scorer, in-process, one batch of 32 at a
 time; and a whole `capfleet caption` run), CIDEr and object accuracy of the chosen caption, and
 text->image / image->text recall at 1/5/10 with the model's own embeddings (every reference
@@ -34,6 +43,7 @@ from capfleet.train.trainer import train_main
 
 TRAIN_SEED = 1
 CANDIDATES = 5
+TRAINING_ONLY = ("object_head.", "feature_head.")  # heads that only give training targets: not counted
 
 
 def student_settings(args: argparse.Namespace) -> dict:
@@ -53,7 +63,8 @@ def model_rate(model: capfleet.CaptionModel, images: list) -> float:
 
 def measure(name: str, model_dir: str, scenes: Path, work: Path, refs, references: dict, truth: dict) -> dict:
     model = capfleet.load(model_dir, scorer=model_dir, device="cpu", batch_size=32)
-    params = sum(p.numel() for p in model.captioner.model.parameters())
+    weights = model.captioner.model.named_parameters()
+    params = sum(p.numel() for key, p in weights if not key.startswith(TRAINING_ONLY))
     paths = [ref.image_path for ref in refs.rows.values()]
     images = model.open_images(paths)
     rate = model_rate(model, images)
@@ -111,6 +122,9 @@ def main() -> None:
         t1 = time.time()
         train_main(str(work / "train"), str(work / "plain"), caption_mode="all", **student_settings(args))
         t2 = time.time()
+        train_main(str(work / "train"), str(work / "labels"), caption_mode="all", object_loss_weight=4.0,
+                   **student_settings(args))  # fmt: skip
+        t3 = time.time()
         refs = read_references(work / "held")
         names = {key: ref.image_path.name for key, ref in refs.rows.items()}
         references = {names[key]: list(ref.captions) for key, ref in refs.rows.items()}
@@ -119,13 +133,16 @@ def main() -> None:
             f"teacher ({args.teacher})": capfleet_model_folder(args.teacher) or args.teacher,
             "distilled student": str(work / "distilled"),
             "student without teacher": str(work / "plain"),
+            "student without teacher, object labels": str(work / "labels"),
         }
         rows = [measure(name, folder, work / "held", work, refs, references, truth) for name, folder in models.items()]
     header = (
         f"\ntraining scenes: {args.scenes} (seed {TRAIN_SEED}), {args.steps} steps of 32, preset {args.preset} "
         f"+ conv stem; held-out scenes: {args.held_out} (seed {HELD_OUT_SEED})\n"
         f"distil: {t1 - t0:.0f} s (teacher pass + training; KL {distilled.kl_reason}; embeddings "
-        f"{'on' if distilled.embed else 'off'}), train without teacher: {t2 - t1:.0f} s\n"
+        f"{'on' if distilled.embed else 'off'}; image tokens {'on' if distilled.features else 'off'}; token "
+        f"objects {'on' if distilled.objects else 'off'}), train without teacher: {t2 - t1:.0f} s, "
+        f"with object labels: {t3 - t2:.0f} s\n"
         f"cores: {os.cpu_count()}  torch threads: {torch.get_num_threads()}  torch {torch.__version__}  "
         f"load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
         f"{(time.time() - started) / 60:.1f} min in all\n"

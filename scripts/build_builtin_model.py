@@ -2,6 +2,10 @@
 
     python scripts/build_builtin_model.py [--work /tmp/capfleet-builtin] [--steps 2400]
 
+The same recipe, wider and saved elsewhere, builds the larger teacher of `benchmarks/bench_distill.py`:
+
+    python scripts/build_builtin_model.py --width 192 --steps 1800 --work /tmp/teacher --output /tmp/teacher/bundle
+
 The shipped model is exactly this command with the defaults (2400 steps, batch 32): on this
 project's 2-core machine, shared with other jobs (load average about 5), drawing the scenes took
 55 s and training 2075 s (35 minutes, one torch thread, 81% of a core).
@@ -66,7 +70,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/capfleet-builtin"))
     parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--width", type=int, default=MODEL["encoder_hidden_size"], help="encoder and decoder width")
+    parser.add_argument("--output", type=Path, default=TARGET, help="where the bundle goes (default: the shipped one)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (more: faster, not bit-identical)")
     args = parser.parse_args()
+    model = {**MODEL, "encoder_hidden_size": args.width, "decoder_hidden_size": args.width}
     data = args.work / "scenes"
     if not data.exists():
         generate_synthetic_dataset(SCENES, data, seed=TRAIN_SEED, size=IMAGE_SIZE)
@@ -74,7 +82,7 @@ def main() -> None:
         str(data),
         str(args.work / "model"),
         preset="small",
-        model_overrides=MODEL,
+        model_overrides=model,
         image_size=IMAGE_SIZE,
         batch_size=32,
         max_steps=args.steps,
@@ -86,14 +94,15 @@ def main() -> None:
         caption_mode="all",
         save_every=250,
         seed=0,
-        num_threads=1,
+        num_threads=args.threads,
         deterministic=True,
     )
-    TARGET.mkdir(parents=True, exist_ok=True)
+    args.output.mkdir(parents=True, exist_ok=True)
     for name in BUNDLE_FILES:
-        shutil.copy(args.work / "model" / name, TARGET / name)
-    digest = hashlib.sha256((TARGET / "model.safetensors").read_bytes()).hexdigest()
-    print(json.dumps({"steps": result.steps, "last_loss": result.last_loss, "sha256": digest, "target": str(TARGET)}))
+        shutil.copy(args.work / "model" / name, args.output / name)
+    digest = hashlib.sha256((args.output / "model.safetensors").read_bytes()).hexdigest()
+    summary = {"steps": result.steps, "last_loss": result.last_loss, "seconds": result.seconds, "sha256": digest}
+    print(json.dumps({**summary, "target": str(args.output)}))
 
 
 if __name__ == "__main__":
