@@ -227,6 +227,6 @@ def load(
     if scorer == "auto":
         own_heads = loaded is not None and getattr(loaded.model.config, "model_type", "") == _CAPFLEET_MODEL_TYPE
         scorer = captioner if own_heads else None
-    ranker = load_scorer(scorer, device=device, dtype=dtype) if scorer not in (None, "none") else None
+    ranker = load_scorer(scorer, captioner=loaded, device=device, dtype=dtype) if scorer not in (None, "none") else None
     names = (captioner if loaded is not None else "none", scorer if ranker is not None else "none")
     return CaptionModel(loaded, ranker, max_pixels=max_pixels, batch_size=batch_size, names=names)

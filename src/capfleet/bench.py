@@ -43,7 +43,7 @@ def model_rows(
     options = DecodingOptions("sample", 0.9, max_new_tokens)
     for dtype in dtypes_to_try(device):
         model = load_captioner(captioner, device=device, dtype=dtype)
-        ranker = load_scorer(scorer, device=device, dtype=dtype)
+        ranker = load_scorer(scorer, captioner=model, device=device, dtype=dtype)
         rates = measure(model, ranker, batch_sizes, candidates, options, repeats=2)
         rows += [BenchRow(dtype, size, rate) for size, rate in rates.items()]
         side = model.input_size()

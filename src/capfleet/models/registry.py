@@ -145,10 +145,16 @@ def load_captioner(name: str, **options: Any):
     return HFCaptioner.load(path, **options)
 
 
-def load_scorer(name: str, **options: Any):
+def load_scorer(name: str, captioner: Any = None, **options: Any):
+    """The scorer ``name``; the loaded ``captioner``'s own model when ``name`` resolves to it and it can
+    embed (a capfleet model), so the two share weights and image encodings."""
     from capfleet.models.scorer import HFScorer
 
     if name == "none":
         return None
     path = resolve_name(name, SCORER_ALIASES, "scorer")
+    if captioner is not None and getattr(captioner, "name", None) == path:
+        shared = HFScorer.from_captioner(captioner)
+        if shared is not None:
+            return shared
     return HFScorer.load(path, **options)

@@ -48,6 +48,16 @@ class HFScorer:
         model.to(torch_device).eval()
         return cls(model, image_processor, tokenizer, path, padding)
 
+    @classmethod
+    def from_captioner(cls, captioner) -> HFScorer | None:
+        """The captioner's own model as the scorer when it has embedding heads (capfleet's models), sharing
+        its weights: one copy in memory, and the encoder's memo (`VisionEncoder`) then lets ranking reuse
+        the image encoding generation just made instead of encoding the batch twice."""
+        model = getattr(captioner, "model", None)
+        if getattr(getattr(model, "config", None), "model_type", "") != "capfleet-captioner":
+            return None
+        return cls(model, captioner.processor, captioner.tokenizer, captioner.name, "longest")
+
     @torch.inference_mode()
     def embed_images(self, images: list) -> torch.Tensor:
         """L2-normalised image embeddings, one row per image."""

@@ -102,11 +102,14 @@ def load_models(config: RunConfig):
         captioner = load_engine_captioner(config)
         if config.prompt and not captioner.accepts_prompt:
             raise ConfigError(f"captioner {config.captioner} takes no prompt: drop --prompt or use BLIP, GIT or a VLM")
-    scorer = load_scorer(config.scorer, device=config.device, dtype=config.dtype) if captioner is not None else None
+    scorer = None
+    if captioner is not None:
+        scorer = load_scorer(config.scorer, captioner=captioner, device=config.device, dtype=config.dtype)
     if config.quantize == "int8":
         from capfleet.models.quantize import quantize_int8
 
-        for model in (getattr(captioner, "model", None), getattr(scorer, "model", None)):
+        models = {id(model): model for model in (getattr(captioner, "model", None), getattr(scorer, "model", None))}
+        for model in models.values():  # a scorer sharing the captioner's model is quantised once
             if model is not None:
                 quantize_int8(model)
     return captioner, scorer
