@@ -4,7 +4,8 @@
 
 The same recipe, wider and saved elsewhere, builds the larger teacher of `benchmarks/bench_distill.py`:
 
-    python scripts/build_builtin_model.py --width 192 --steps 1800 --work /tmp/teacher --output /tmp/teacher/bundle
+    python scripts/build_builtin_model.py --width 256 --layers 6,4 --steps 1800 --threads 2 \
+        --work /tmp/teacher --output /tmp/teacher/bundle
 
 The shipped model is exactly this command with the defaults (2400 steps, batch 32): on this
 project's 2-core machine, shared with other jobs (load average about 5), drawing the scenes took
@@ -71,10 +72,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/capfleet-builtin"))
     parser.add_argument("--steps", type=int, default=2400)
     parser.add_argument("--width", type=int, default=MODEL["encoder_hidden_size"], help="encoder and decoder width")
+    parser.add_argument("--layers", default="4,3", help="encoder,decoder layers")
     parser.add_argument("--output", type=Path, default=TARGET, help="where the bundle goes (default: the shipped one)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (more: faster, not bit-identical)")
     args = parser.parse_args()
+    encoder_layers, decoder_layers = (int(n) for n in args.layers.split(","))
     model = {**MODEL, "encoder_hidden_size": args.width, "decoder_hidden_size": args.width}
+    model.update(encoder_layers=encoder_layers, decoder_layers=decoder_layers)
     data = args.work / "scenes"
     if not data.exists():
         generate_synthetic_dataset(SCENES, data, seed=TRAIN_SEED, size=IMAGE_SIZE)
