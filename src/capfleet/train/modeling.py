@@ -193,8 +193,8 @@ class VisionEncoder(nn.Module):
                 return BaseModelOutput(last_hidden_state=encoded)  # a new output: generate edits its own
         pixels = pixel_values.to(self.pos_embed.dtype)
         if self.conv_stem:
-            # channels-last runs oneDNN's fast CPU conv and max-pool kernels: the stem takes 2.4-2.7x less time
-            # in bf16 and 1.2-2.3x less in float32 (widths 64-192, batch 32, one thread), same values to ~1e-7
+            # channels-last runs oneDNN's fast CPU conv and max-pool kernels (NCHW bf16 max-pool is the slow one);
+            # same values to ~1e-7 in float32
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         x = self.patch_embed(pixels).flatten(2).transpose(1, 2) + self.pos_embed
         x = self.dropout(x)
