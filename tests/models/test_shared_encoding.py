@@ -9,6 +9,8 @@ from capfleet.api import CaptionModel
 from capfleet.builtin import MODEL_DIR
 from capfleet.models.scorer import HFScorer
 from capfleet.synth import generate_synthetic_dataset
+from capfleet.train.configuration import preset_config
+from capfleet.train.modeling import CapfleetCaptionerModel
 
 
 def test_the_builtin_scorer_is_the_captioners_own_model():
@@ -38,3 +40,12 @@ def test_the_kept_encoding_is_dropped_when_weights_or_pixels_change():
         encoder.norm.bias.add_(1.0)  # an in-place update, as an optimiser step makes
     with torch.inference_mode():
         assert torch.allclose(encoder(pixels).last_hidden_state, first + 1.0, atol=1e-5)
+
+
+def test_a_model_built_under_inference_mode_still_encodes():
+    """Weights made under torch.inference_mode keep no version counter: such a model encodes every time."""
+    with torch.inference_mode():
+        model = CapfleetCaptionerModel(preset_config("tiny", 37, stem="conv")).eval()
+        pixels = torch.rand(2, 3, 64, 64)
+        first = model.encoder(pixels).last_hidden_state
+        assert torch.equal(model.encoder(pixels).last_hidden_state, first)

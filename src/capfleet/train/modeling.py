@@ -177,6 +177,14 @@ class VisionEncoder(nn.Module):
         self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
         self._memo: tuple[torch.Tensor, int, torch.Tensor] | None = None
 
+    def _weights_version(self) -> int | None:
+        """A number every in-place weight update changes; None for weights made under torch.inference_mode,
+        which keep no version counter (the encoding is then never kept)."""
+        try:
+            return sum(p._version for p in self.parameters())
+        except RuntimeError:
+            return None
+
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -184,8 +192,10 @@ class VisionEncoder(nn.Module):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> BaseModelOutput:
-        remember = not torch.is_grad_enabled() and not self.training and not output_hidden_states
-        version = sum(p._version for p in self.parameters())  # bumped by every in-place weight update
+        version = self._weights_version()
+        remember = (
+            version is not None and not torch.is_grad_enabled() and not self.training and not output_hidden_states
+        )
         if remember and self._memo is not None:
             seen, seen_version, encoded = self._memo
             same = seen.shape == pixel_values.shape and seen.dtype == pixel_values.dtype
