@@ -32,10 +32,15 @@ def test_sharing_the_encoding_changes_no_caption_or_score(tmp_path):
 def test_the_kept_encoding_is_dropped_when_weights_or_pixels_change():
     encoder = capfleet.load("builtin", device="cpu", dtype="float32").captioner.model.encoder
     pixels = torch.rand(2, 3, 64, 64)
+    pixels_before = pixels.clone()
     with torch.inference_mode():
         first = encoder(pixels).last_hidden_state
         assert encoder(pixels.clone()).last_hidden_state is first  # the same pixels: the kept encoding
         assert not torch.equal(encoder(pixels.flip(0)).last_hidden_state, first)  # other pixels: encoded anew
+        encoder(pixels)
+        pixels[0] = 0.5  # the caller refills its own tensor in place
+        assert not torch.equal(encoder(pixels).last_hidden_state[0], first[0])
+        pixels.copy_(pixels_before)
     with torch.no_grad():
         encoder.norm.bias.add_(1.0)  # an in-place update, as an optimiser step makes
     with torch.inference_mode():

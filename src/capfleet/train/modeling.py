@@ -217,7 +217,8 @@ class VisionEncoder(nn.Module):
         )
         # Captioning encodes a batch to generate, then ranking (the same model as scorer) encodes it again:
         # the last inference encoding is kept and handed back for identical pixels.
-        self._memo = (pixel_values, version, out.last_hidden_state) if remember else None
+        # a copy of the pixels: a caller may refill its own tensor in place before the next call
+        self._memo = (pixel_values.clone(), version, out.last_hidden_state) if remember else None
         return out
 
 
