@@ -53,8 +53,10 @@ class HFScorer:
         """The captioner's own model as the scorer when it has embedding heads (capfleet's models), sharing
         its weights: one copy in memory, and the encoder's memo (`VisionEncoder`) then lets ranking reuse
         the image encoding generation just made instead of encoding the batch twice."""
+        from capfleet.train.configuration import MODEL_TYPE
+
         model = getattr(captioner, "model", None)
-        if getattr(getattr(model, "config", None), "model_type", "") != "capfleet-captioner":
+        if getattr(getattr(model, "config", None), "model_type", "") != MODEL_TYPE:
             return None
         return cls(model, captioner.processor, captioner.tokenizer, captioner.name, "longest")
 

@@ -192,10 +192,9 @@ class VisionEncoder(nn.Module):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> BaseModelOutput:
-        version = self._weights_version()
-        remember = (
-            version is not None and not torch.is_grad_enabled() and not self.training and not output_hidden_states
-        )
+        inference = not torch.is_grad_enabled() and not self.training and not output_hidden_states
+        version = self._weights_version() if inference else None  # not in training: nothing is kept there
+        remember = version is not None
         if remember and self._memo is not None:
             seen, seen_version, encoded = self._memo
             same = seen.shape == pixel_values.shape and seen.dtype == pixel_values.dtype

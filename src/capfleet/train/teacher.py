@@ -138,7 +138,8 @@ def run_teacher(
         raise ValueError(f"no usable images in {', '.join(settings.data)} (need */metadata.jsonl rows with images)")
     import capfleet
 
-    model = capfleet.load(settings.captioner, settings.scorer, device=device)
+    # batches as big as the pass's: with a capfleet teacher, embed_images then reuses the encoding caption() made
+    model = capfleet.load(settings.captioner, settings.scorer, device=device, batch_size=settings.batch_size)
     rows, image_embeddings = _caption_rows(model, _unique_images(scan.records), settings, progress)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
