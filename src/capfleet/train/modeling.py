@@ -203,7 +203,7 @@ class VisionEncoder(nn.Module):
         pixels = pixel_values.to(self.pos_embed.dtype)
         if self.conv_stem:
             # channels-last runs oneDNN's fast CPU conv and max-pool kernels (NCHW bf16 max-pool is the slow one);
-            # same values to ~1e-7 in float32
+            # same values up to float rounding
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         x = self.patch_embed(pixels).flatten(2).transpose(1, 2) + self.pos_embed
         x = self.dropout(x)
