@@ -1,7 +1,7 @@
 """Shared pytest fixtures.
 
 The ``tiny_*`` fixtures build random-weight checkpoints from the real configs/tokenizers in
-/work/shared/models (see tests/tiny_models.py) once per session and return the directory, ready
+tests/fixtures/models (see tests/tiny_models.py) once per session and return the directory, ready
 for ``from_pretrained(dir)``.
 """
 
@@ -19,6 +19,25 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from tests import tiny_models  # noqa: E402
+from tests.outside_reads import install as _watch_outside_reads  # noqa: E402
+
+OUTSIDE_READS = _watch_outside_reads()
+
+
+@pytest.fixture(autouse=True)
+def _no_reads_beside_the_checkout():
+    """A test that read a file beside the checkout fails: a user's clone has nothing there."""
+    yield
+    paths = OUTSIDE_READS.take()
+    if paths:
+        pytest.fail(f"read outside the checkout (a fresh clone has no such files): {sorted(set(paths))[:5]}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    paths = OUTSIDE_READS.take()  # collection and imports, outside any test
+    if paths:
+        print(f"\nread outside the checkout (a fresh clone has no such files): {sorted(set(paths))[:5]}")
+        session.exitstatus = 1
 
 TINY_SEED = 0
 

@@ -1,6 +1,6 @@
 """Random-weight captioner / scorer checkpoints built from the REAL configs and tokenizers.
 
-No pretrained weights can be downloaded here, but ``/work/shared/models`` holds the published
+No pretrained weights can be downloaded here, but ``tests/fixtures/models`` holds the published
 configs, preprocessor configs and tokenizer files of the models users run (see its README.md).
 The ``build_*`` functions below turn those into complete ``save_pretrained`` directories with
 random weights, so that the product's real loading code (``AutoProcessor.from_pretrained(dir)``,
@@ -38,10 +38,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-# The workspace's shared/ folder sits beside the checkout (CI lays a copy there too).
-SHARED_MODELS = Path(
-    os.environ.get("CAPFLEET_SHARED_MODELS", Path(__file__).resolve().parents[2] / "shared" / "models")
-)
+# In the repository, so a fresh clone runs its tests; CAPFLEET_SHARED_MODELS may point at another copy.
+SHARED_MODELS = Path(os.environ.get("CAPFLEET_SHARED_MODELS", Path(__file__).resolve().parent / "fixtures" / "models"))
 BLIP_SRC = SHARED_MODELS / "blip-image-captioning-base"
 VIT_GPT2_SRC = SHARED_MODELS / "vit-gpt2-image-captioning"
 CLIP_SRC = SHARED_MODELS / "clip-vit-base-patch32"
