@@ -1,6 +1,11 @@
 """Rebuild capfleet's built-in offline captioner + scorer from nothing but a seed.
 
-    python scripts/build_builtin_model.py [--work /tmp/capfleet-builtin] [--steps 2400]
+    python scripts/build_builtin_model.py --output ./builtin-bundle [--work /tmp/capfleet-builtin] [--steps 2400]
+    python scripts/build_builtin_model.py --output src/capfleet/builtin/model --replace-shipped   # the shipped one
+
+`--output` is required, and a folder inside the package is written only with `--replace-shipped`,
+so no command rebuilds over the shipped model by accident; an output folder holding anything but
+a bundle's own files is refused before training starts.
 
 The same recipe, wider and saved elsewhere, builds the larger teacher of `benchmarks/bench_distill.py`:
 
@@ -67,15 +72,32 @@ MODEL = {
 }
 
 
+def check_output(output: Path, replace_shipped: bool) -> None:
+    """Refuse, before hours of training, an output that would overwrite shipped or foreign files."""
+    resolved = output.resolve()
+    package = (ROOT / "src" / "capfleet").resolve()
+    if (resolved == package or package in resolved.parents) and not replace_shipped:
+        raise SystemExit(
+            f"--output {output} is inside the package: pass --replace-shipped to rebuild the shipped model"
+        )
+    foreign = sorted(path.name for path in output.iterdir() if path.name not in BUNDLE_FILES) if output.is_dir() else []
+    if foreign:
+        raise SystemExit(f"--output {output} holds files that are not a model bundle's ({', '.join(foreign[:5])})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/capfleet-builtin"))
     parser.add_argument("--steps", type=int, default=2400)
     parser.add_argument("--width", type=int, default=MODEL["encoder_hidden_size"], help="encoder and decoder width")
     parser.add_argument("--layers", default="4,3", help="encoder,decoder layers")
-    parser.add_argument("--output", type=Path, default=TARGET, help="where the bundle goes (default: the shipped one)")
+    parser.add_argument("--output", type=Path, required=True, help="where the bundle goes (a new or bundle folder)")
+    parser.add_argument(
+        "--replace-shipped", action="store_true", help=f"allow --output inside the package ({TARGET.relative_to(ROOT)})"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (more: faster, not bit-identical)")
     args = parser.parse_args()
+    check_output(args.output, args.replace_shipped)
     encoder_layers, decoder_layers = (int(n) for n in args.layers.split(","))
     model = {**MODEL, "encoder_hidden_size": args.width, "decoder_hidden_size": args.width}
     model.update(encoder_layers=encoder_layers, decoder_layers=decoder_layers)

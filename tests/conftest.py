@@ -39,6 +39,7 @@ def pytest_sessionfinish(session, exitstatus):
         print(f"\nread outside the checkout (a fresh clone has no such files): {sorted(set(paths))[:5]}")
         session.exitstatus = 1
 
+
 TINY_SEED = 0
 
 

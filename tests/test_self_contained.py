@@ -16,9 +16,11 @@ MACHINE_PATH = re.compile(r"(?<![\w.~-])(/wor[k]/|/home/\w+/|/Users/\w+/|/tmp/ba
 
 
 def _tracked_text_files():
-    names = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=CHECKOUT, capture_output=True, check=True
-    ).stdout.decode().split("\0")
+    names = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=CHECKOUT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, names):
         path = CHECKOUT / name
         if path.suffix in {".safetensors", ".png", ".jpg", ".onnx"} or not path.is_file():
