@@ -80,6 +80,80 @@ def test_overwrite_removes_exactly_the_run_and_its_merged_file(tmp_path):
     assert len(read_rows(out)) == 6
 
 
+@pytest.mark.parametrize("fmt", ["imagefolder", "webdataset", "parquet", "artifacts"])
+def test_overwrite_refuses_user_files_named_like_shards_and_inside_shards(tmp_path, fmt):
+    write_noise_images(tmp_path / "imgs", 6)
+    out = tmp_path / "out"
+    assert caption(tmp_path / "imgs", "-o", out, "--format", fmt).exit_code == 0
+    shard_entry = next(p for p in sorted(out.iterdir()) if p.name.startswith("00000"))
+    planted = [out / "00000.notes.txt", out / "00000.zip"]
+    if shard_entry.is_dir():
+        planted.append(shard_entry / "my-edits.txt")
+    for path in planted:
+        path.write_text("the user's")
+    before = tree(out)
+    result = caption(tmp_path / "imgs", "-o", out, "--format", fmt, "--overwrite", "--shard-size", "3")
+    assert result.exit_code == 2 and "did not write" in result.output, result.output
+    for path in planted:
+        assert str(path.relative_to(out)) in result.output
+    assert tree(out) == before  # not one file deleted, the run's own shards included
+    for path in planted:  # moved away, the same command discards exactly the run
+        path.unlink()
+    result = caption(tmp_path / "imgs", "-o", out, "--format", fmt, "--overwrite", "--shard-size", "3")
+    assert result.exit_code == 0, result.output
+    assert sum(1 for p in out.iterdir() if p.name != "_capfleet") == 2
+
+
+def test_overwrite_refuses_a_shard_folder_holding_a_user_folder(tmp_path):
+    write_noise_images(tmp_path / "imgs", 4)
+    out = tmp_path / "out"
+    assert caption(tmp_path / "imgs", "-o", out).exit_code == 0
+    (out / "00000" / "edits").mkdir()
+    before = tree(out)
+    result = caption(tmp_path / "imgs", "-o", out, "--overwrite", "--shard-size", "2")
+    assert result.exit_code == 2 and "00000/edits" in result.output
+    assert tree(out) == before and (out / "00000" / "edits").is_dir()
+
+
+@pytest.mark.parametrize("fmt", ["imagefolder", "parquet"])
+def test_resume_never_publishes_over_user_files_where_a_shard_goes(tmp_path, fmt):
+    write_noise_images(tmp_path / "imgs", 8)
+    out = tmp_path / "out"
+    assert caption(tmp_path / "imgs", "-o", out, "--format", fmt, "--limit", "4").exit_code == 0
+    if fmt == "imagefolder":
+        (out / "00001").mkdir()
+        (out / "00001" / "mine.txt").write_text("the user's")
+    else:
+        (out / "00001.parquet").write_text("the user's")
+    before = tree(out)
+    result = caption(tmp_path / "imgs", "-o", out, "--format", fmt)
+    assert result.exit_code == 2 and "capfleet did not write" in result.output, result.output
+    after = tree(out)
+    assert after.pop("_capfleet/lock") and before.pop("_capfleet/lock")  # the resumed run took the lock
+    assert after == before
+
+
+@pytest.mark.parametrize("where", ["parent", "input inside", "list inside", "symlink"])
+def test_output_holding_an_input_is_refused_and_nothing_is_touched(tmp_path, where):
+    write_noise_images(tmp_path / "photos" / "2023", 3)
+    photos = tmp_path / "photos"
+    if where == "parent":  # -o photos/2023/.. is photos itself, which holds the input
+        inputs, output = [photos / "2023"], photos / "2023" / ".."
+    elif where == "input inside":
+        inputs, output = [photos / "2023"], photos
+    elif where == "list inside":
+        (photos / "list.txt").write_text("2023/img-000.jpg\n")
+        inputs, output = [photos / "list.txt"], photos
+    else:  # OUT is a symlink to a folder that holds the input
+        (tmp_path / "link").symlink_to(photos)
+        inputs, output = [photos / "2023"], tmp_path / "link"
+    before = tree(photos)
+    for extra in ([], ["--overwrite"]):
+        result = caption(*inputs, "-o", output, *extra)
+        assert result.exit_code == 2 and "is also an input" in result.output, result.output
+    assert tree(photos) == before
+
+
 def test_output_equal_to_an_input_is_refused_and_the_input_untouched(tmp_path):
     write_noise_images(tmp_path / "demo", 4)
     before = tree(tmp_path / "demo")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from capfleet.config import RunConfig
+from capfleet.config import ConfigError, RunConfig
 from capfleet.models.captioner import DecodingOptions
 from capfleet.models.sampling import image_seed
 from capfleet.parallel import ordered_map
@@ -140,6 +140,7 @@ class ShardProcessor:
         errors: list[dict] = []
         filtered: list[dict] = []
         writer = self.open_writer(shard.name)
+        writer.refuse_foreign_files()
         if retry is not None:
             writer.keep_published()
         if self.candidates is not None:
@@ -226,6 +227,8 @@ class ShardProcessor:
         while True:
             try:
                 return self.process(shard, retry)
+            except ConfigError:
+                raise  # the same on every attempt (files in the way): say so once
             except Exception as exc:
                 failures += 1
                 if failures > self.config.shard_retries:

@@ -4,9 +4,9 @@ A shard counts as done only when its marker exists and lists as many items as th
 it, so a `--limit` run's cut-short last shard is redone by the full run that follows.
 
 What capfleet may delete is decided here, and only from what a recorded run says it wrote:
-the shard names its manifest implies, their staging/trash folders, its merged files and
-`_capfleet/` itself. Anything else in OUT_DIR makes `--overwrite` refuse before it deletes
-a single file.
+the exact files each shard recorded before publishing them, the staging/trash folders of the
+shard names its manifest implies, its merged files and `_capfleet/` itself. Anything else in
+OUT_DIR makes `--overwrite` refuse before it deletes a single file.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 from capfleet import __version__
 from capfleet.config import ConfigError, RunConfig
+from capfleet.sinks.base import OUTPUTS_DIR, recorded_files, unrecorded_paths
 from capfleet.sinks.location import STAGING_NAME, Location
 from capfleet.sources.plan import ShardSpec
 
@@ -130,24 +131,38 @@ class RunState:
         files = sorted({*self.merged_files(), name})
         self.location.write_json(MERGED_FILE, {"files": files})
 
-    def _is_owned(self, name: str, shards: set[str], merged: set[str]) -> bool:
+    def recorded_outputs(self) -> set[str]:
+        """Every path (relative to OUT) a shard of this run recorded publishing: files and folders."""
+        paths: set[str] = set()
+        for name in self.location.list(OUTPUTS_DIR):
+            if name.endswith(".json") and not name.startswith("."):
+                paths |= recorded_files(self.location, name[: -len(".json")])
+        return paths
+
+    def _foreign_paths(self, name: str, shards: set[str], merged: set[str], recorded: set[str]) -> list[str]:
+        """What under top-level entry `name` no recorded run wrote (empty: all of it is ours)."""
         if name == STATE_DIR or name in merged:
-            return True
+            return []
         staging = STAGING_NAME.fullmatch(name)
         if staging:
-            return staging.group(2) in shards
-        return name.split(".", 1)[0] in shards  # a shard folder, or a shard file (00003.tar)
+            return [] if staging.group(2) in shards else [name]
+        return unrecorded_paths(self.location, name, recorded)
 
     def foreign_entries_or_raise(self) -> list[str]:
-        """The entries --overwrite would delete; raises, deleting nothing, if any is not ours."""
+        """The entries --overwrite would delete; raises, deleting nothing, if any holds what we did not write.
+
+        Ours are `_capfleet/`, merged files, staging folders of the run's shards, and exactly the
+        files and folders each shard recorded before publishing them (`_capfleet/outputs/`): a
+        user's `00000.notes.txt` beside a shard, or `00000/my-edits.txt` inside one, is not.
+        """
         try:
-            shards, merged = self.shard_names(), set(self.merged_files())
-        except (OSError, ValueError) as exc:
+            shards, merged, recorded = self.shard_names(), set(self.merged_files()), self.recorded_outputs()
+        except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(
                 f"cannot tell which files in {self.location.url} capfleet wrote ({exc}): nothing was deleted"
             ) from exc
         entries = self.location.list()
-        foreign = [name for name in entries if not self._is_owned(name, shards, merged)]
+        foreign = [path for name in entries for path in self._foreign_paths(name, shards, merged, recorded)]
         if foreign:
             shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
             raise ConfigError(

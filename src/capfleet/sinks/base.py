@@ -6,14 +6,47 @@ the empty-shard case, publication through `Location` and cleanup live here, once
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from capfleet.config import ConfigError
 from capfleet.sample import Sample
 from capfleet.sinks.location import Location
+
+# What each shard published, so `--overwrite` deletes exactly that: `<shard>.json` holds the shard's
+# entry in OUT and, for a folder, every file in it.
+OUTPUTS_DIR = "_capfleet/outputs"
+
+
+def output_record(name: str) -> str:
+    return f"{OUTPUTS_DIR}/{name}.json"
+
+
+def recorded_files(location: Location, name: str) -> set[str]:
+    """Paths (relative to OUT) that shard `name` has ever published; empty when it published nothing."""
+    if not location.exists(output_record(name)):
+        return set()
+    return set(json.loads(location.read_text(output_record(name)))["files"])
+
+
+def unrecorded_paths(location: Location, entry: str, recorded: set[str]) -> list[str]:
+    """Paths at or under top-level `entry` of OUT that are not in `recorded` (empty: all of it is ours)."""
+    if entry not in recorded and not any(path.startswith(f"{entry}/") for path in recorded):
+        return [entry] if location.exists(entry) else []
+    root = location.path(entry).rstrip("/")
+    if not location.fs.isdir(root):
+        return [] if entry in recorded or not location.exists(entry) else [entry]
+    inside = (path.rstrip("/") for path in location.fs.find(root, withdirs=True))
+    paths = [f"{entry}/{path[len(root) + 1 :]}" for path in inside if path != root]
+    return [path for path in paths if path not in recorded]
+
+
+class ForeignFilesError(ConfigError):
+    """A shard's place in OUT holds files no capfleet run recorded: publishing would delete them."""
 
 
 class ShardWriter(ABC):
@@ -63,6 +96,7 @@ class ShardWriter(ABC):
             self.abort()
             return 0
         self._finish(self.staged)
+        self._record_output()
         if self.suffix:
             self.location.publish_file(self.staged / self.output_name, self.output_name)
             shutil.rmtree(self.staged, ignore_errors=True)
@@ -70,6 +104,27 @@ class ShardWriter(ABC):
             self.location.publish_dir(self.staged, self.output_name)
         self._staged = None
         return self.count
+
+    def refuse_foreign_files(self) -> None:
+        """Publishing replaces the shard's entry: never when someone else's files are in it.
+        Checked before the shard is read, so no work is spent on a shard that cannot be published."""
+        foreign = unrecorded_paths(self.location, self.output_name, recorded_files(self.location, self.name))
+        if foreign:
+            raise ForeignFilesError(
+                f"{self.location.url} holds {', '.join(foreign[:5])}, which capfleet did not write, where shard "
+                f"{self.name} goes: nothing was replaced; move it away and rerun"
+            )
+
+    def _record_output(self) -> None:
+        """Before publishing, add what this attempt publishes to the shard's record (a union: a kill
+        between this write and the publication leaves the earlier attempt's files recorded too)."""
+        if self.suffix:
+            files = {self.output_name}
+        else:
+            inside = (path.relative_to(self.staged).as_posix() for path in self.staged.rglob("*"))
+            files = {f"{self.output_name}/{path}" for path in inside}
+        files |= recorded_files(self.location, self.name)
+        self.location.write_json(output_record(self.name), {"files": sorted(files)})
 
     def abort(self) -> None:
         self._close()
