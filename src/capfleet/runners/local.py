@@ -139,6 +139,7 @@ class StartedRun:
     pending: list[ShardSpec]
     retries: list[ShardSpec]  # --retry-errors: finished shards whose failed images are read again
     models: tuple | None
+    lock: RunLock
 
 
 @contextmanager
@@ -164,7 +165,7 @@ def start_run(
         check_prompt_fields(config.prompt, _first_item(listing))
     has_work = True if not resuming else any(_work(state, config, source)[1:])  # pending or retried shards
     models = load() if load is not None and has_work else None  # a finished run loads no models
-    with RunLock(state.location):
+    with RunLock(state.location) as lock:
         if state.prepare(config):  # again under the lock: another run may have started meanwhile
             log.info("resuming the run in %s", config.output)
         else:
@@ -175,7 +176,7 @@ def start_run(
         shards, pending, retries = _work(state, config, source)
         if (pending or retries) and models is None and load is not None:
             models = load()
-        yield StartedRun(state, source, shards, pending, retries, models)
+        yield StartedRun(state, source, shards, pending, retries, models, lock)
 
 
 def _first_item(listing: list[dict]) -> Item | None:
@@ -217,7 +218,9 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
             progress = Progress(sum(s.size_hint for s in run.pending), config.progress)
             executor = ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io")
             try:
-                processor = ShardProcessor(config, run.source, captioner, scorer, executor, progress, progress.total)
+                processor = ShardProcessor(
+                    config, run.source, captioner, scorer, executor, progress, progress.total, run.lock.check_held
+                )
                 if config.dedup is not None and run.pending:
                     find_duplicates(config, run.shards, processor)
                 for shard in run.pending:

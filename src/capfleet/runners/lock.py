@@ -12,7 +12,9 @@ take it: the launcher holds it for them while the pipeline runs.
   expired one (the owner was killed). Object stores offer no portable compare-and-swap through
   fsspec, so two runs starting within the same second could both win: the lease guards against
   the common mistake (a second run started by hand or by a scheduler), not against a race
-  engineered to the millisecond.
+  engineered to the millisecond. A run whose lease was lost (taken over by another run, or not
+  renewed before it expired: a heartbeat starved or cut off from the store) stops before it
+  publishes another shard: `check_held` raises, and the shard in hand is left unpublished.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ from capfleet.sinks.location import Location
 
 LOCK_FILE = "_capfleet/lock"
 LEASE_FILE = "_capfleet/lease.json"
-LEASE_TTL_S = 120.0
+LEASE_TTL_S = 120.0  # CAPFLEET_LEASE_TTL_S overrides it: longer on a slow store, shorter for a quick takeover
+
+
+class LeaseLostError(ConfigError):
+    """This run no longer owns OUT: publishing now could overwrite another run's shards."""
 
 
 def _busy_message(where: str, owner: str) -> str:
@@ -42,13 +48,15 @@ def _busy_message(where: str, owner: str) -> str:
 class RunLock:
     """Context manager: exclusive ownership of an output for one run."""
 
-    def __init__(self, location: Location, ttl_s: float = LEASE_TTL_S):
+    def __init__(self, location: Location, ttl_s: float | None = None):
         self.location = location
-        self.ttl_s = ttl_s
+        self.ttl_s = ttl_s or float(os.environ.get("CAPFLEET_LEASE_TTL_S", LEASE_TTL_S))
         self.owner = f"{socket.gethostname()} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
         self._handle = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._renewed = 0.0  # time.monotonic() of the last lease write that landed
+        self._lost: str | None = None
 
     def __enter__(self) -> RunLock:
         if self.location.is_local:
@@ -88,8 +96,10 @@ class RunLock:
             return None
 
     def _write_lease(self) -> None:
+        started = time.monotonic()
         lease = {"owner": self.owner, "expires": time.time() + self.ttl_s, "ttl_s": self.ttl_s}
         self.location.write_json(LEASE_FILE, lease)
+        self._renewed = started
 
     def _take_lease(self) -> None:
         lease = self._read_lease()
@@ -106,9 +116,33 @@ class RunLock:
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl_s / 3):
             try:
+                lease = self._read_lease()
+                if lease is not None and lease.get("owner") != self.owner:
+                    self._lost = f"taken over by {lease.get('owner', 'unknown')}"
+                    return  # never write over the new owner's lease
                 self._write_lease()
             except Exception:  # a transient store error: the next beat retries well before expiry
                 continue
+
+    def check_held(self) -> None:
+        """Raise LeaseLostError unless this run still owns OUT; call it before publishing anything.
+
+        Locally the kernel's lock cannot be lost. On object stores the lease must have been
+        renewed within its time to live and still name this run.
+        """
+        if self._heartbeat is None:
+            return
+        if self._lost is None and time.monotonic() - self._renewed >= self.ttl_s:
+            self._lost = f"not renewed for {time.monotonic() - self._renewed:.0f} s (time to live {self.ttl_s:g} s)"
+        if self._lost is None:
+            lease = self._read_lease()
+            if lease is None or lease.get("owner") != self.owner:
+                self._lost = f"taken over by {(lease or {}).get('owner', 'nobody (deleted)')}"
+        if self._lost is not None:
+            raise LeaseLostError(
+                f"this run lost its lease on {self.location.url} ({self._lost}): it stopped before publishing "
+                "another shard; finished shards are kept. Make sure no other run writes there, then rerun"
+            )
 
     def release(self) -> None:
         if self._handle is not None:

@@ -92,10 +92,20 @@ class ShardProcessor:
     """Holds the loaded models and a worker pool; processes shards one at a time."""
 
     def __init__(
-        self, config: RunConfig, source, captioner, scorer, executor: Executor, progress=None, pending_images=None
+        self,
+        config: RunConfig,
+        source,
+        captioner,
+        scorer,
+        executor: Executor,
+        progress=None,
+        pending_images=None,
+        before_publish: Callable[[], None] | None = None,
     ):
-        """`pending_images`: how much work lies ahead, for `--batch-size auto` (None: unknown, a Beam worker)."""
+        """`pending_images`: how much work lies ahead, for `--batch-size auto` (None: unknown, a Beam worker).
+        `before_publish` raises when the run may no longer write (its lease on an object store was lost)."""
         self.config = config
+        self.before_publish = before_publish or (lambda: None)
         self.source = source
         self.captioner = captioner
         self.scorer = scorer
@@ -177,6 +187,7 @@ class ShardProcessor:
                     stats.seen += 1
                     stats.captioned += 1
                     self._tick()
+            self.before_publish()
             rows = writer.commit()
         except BaseException:
             writer.abort()
@@ -191,6 +202,7 @@ class ShardProcessor:
         marker = stats.to_json()
         if retry is not None:  # the marker counts the whole shard
             marker.update(seen=rows + stats.failed, captioned=rows)
+        self.before_publish()
         self.state.mark_done(shard, marker)
         self._warn_if_starved(shard, stats)
         return stats
