@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from capfleet.metadata_jsonl import METADATA_NAME
 from capfleet.runners.state import RUN_FILE, RunState
 from capfleet.sinks import read_shard_rows
-from capfleet.sinks.imagefolder import METADATA_NAME
 from capfleet.sinks.location import Location
 
 MERGED_NAME = "captions.jsonl"

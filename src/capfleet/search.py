@@ -9,13 +9,12 @@ index such as FAISS over the same arrays is the tool.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from capfleet.sinks.imagefolder import EMBEDDINGS_NAME, METADATA_NAME
+from capfleet.sinks.imagefolder import EMBEDDINGS_NAME, read_rows
 
 
 @dataclass(frozen=True)
@@ -42,16 +41,12 @@ def load_index(out_dir: str | Path) -> EmbeddingIndex:
         raise FileNotFoundError(f"{root} is not a directory")
     keys, blocks, paths, texts, scorers = [], [], [], [], set()
     for npz in sorted(root.glob(f"*/{EMBEDDINGS_NAME}")):
-        rows = {}
-        for line in (npz.parent / METADATA_NAME).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["key"]] = row
+        rows = {row["key"]: row for row in read_rows(npz.parent)}
         with np.load(npz) as arrays:
             shard_keys, images = [str(k) for k in arrays["keys"]], arrays["image"].astype(np.float32)
         for key in shard_keys:
             keys.append(key)
-            paths.append(npz.parent / rows[key]["file_name"])
+            paths.append(root / rows[key]["file_name"])
             texts.append(rows[key]["text"])
             scorers.add(rows[key]["scorer"])
         blocks.append(images)

@@ -6,7 +6,6 @@ Broken rows are counted, never raised: one bad line must not stop the evaluation
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -14,8 +13,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from capfleet.metadata_jsonl import METADATA_NAME, metadata_files, metadata_rows
+
 log = logging.getLogger(__name__)
-METADATA_NAME = "metadata.jsonl"
 
 
 @dataclass(frozen=True)
@@ -61,23 +61,9 @@ def _rows(root: Path, skipped: Counter) -> Iterator[tuple[Path, dict]]:
     """(shard folder, row) for every parseable row of every shard; a missing dataset is an error, not 0 rows."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a directory")
-    metas = sorted(root.glob(f"*/{METADATA_NAME}"))
-    if (root / METADATA_NAME).is_file():
-        metas.insert(0, root / METADATA_NAME)
-    if not metas:
+    if not metadata_files(root):
         raise FileNotFoundError(f"no */{METADATA_NAME} under {root}: not an imagefolder dataset")
-    for meta in metas:
-        for line in meta.read_text(encoding="utf-8", errors="replace").splitlines():
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                row = None
-            if isinstance(row, dict) and isinstance(row.get("file_name"), str) and row["file_name"]:
-                yield meta.parent, row
-            else:
-                skipped["bad_row"] += 1
+    yield from metadata_rows(root, skipped)
 
 
 def _key(root: Path, folder: Path, row: dict) -> str:

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from capfleet.metadata_jsonl import METADATA_NAME
 from capfleet.sample import Sample
 from capfleet.sinks.base import ShardWriter
 from capfleet.sinks.location import Location
 
-METADATA_NAME = "metadata.jsonl"
 EMBEDDINGS_NAME = "embeddings.npz"  # keys, image, text: numpy arrays; dataset loaders skip the file
 _MAX_STEM = 200  # with "_" + key + extension, well inside the usual 255-byte file-name limit
 

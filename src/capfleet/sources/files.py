@@ -9,6 +9,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 
+from capfleet.metadata_jsonl import METADATA_NAME, parse_metadata_line
 from capfleet.parallel import ordered_map
 from capfleet.sample import Item, Sample
 from capfleet.sources.plan import ShardSpec, plan_shards
@@ -18,7 +19,6 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 CAPTION_EXTENSIONS = (".txt", ".caption")
 JSON_EXTENSION = ".json"  # a sidecar with the image's fields (img2dataset writes one per image)
 KEY_WIDTH = 9
-METADATA_NAME = "metadata.jsonl"
 RUN_STATE_DIR = "_capfleet"  # a folder holding this is a capfleet output: never listed as input
 
 
@@ -53,11 +53,8 @@ def _metadata_rows(others: set[str], read_text) -> dict[str, dict]:
     for path in sorted(p for p in others if os.path.basename(p) == METADATA_NAME):
         folder = os.path.dirname(path)
         for line in _read_or_empty(read_text, path).splitlines():
-            try:
-                row = json.loads(line)
-            except (ValueError, RecursionError):  # malformed, or nested deeper than the parser allows
-                continue
-            if isinstance(row, dict) and isinstance(row.get("file_name"), str):
+            row = parse_metadata_line(line)
+            if row is not None:
                 rows[f"{folder}/{row['file_name']}"] = row
     return rows
 

@@ -8,7 +8,6 @@ are skipped and counted, never raised: a long training run must not die on sampl
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -20,8 +19,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from capfleet.metadata_jsonl import METADATA_NAME, metadata_files, metadata_rows
+
 log = logging.getLogger(__name__)
-METADATA_NAME = "metadata.jsonl"
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,6 @@ class CaptionRecord:
 class ScanResult:
     records: list[CaptionRecord] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
-
-
-def _metadata_files(root: Path) -> list[Path]:
-    files = sorted(root.glob(f"*/{METADATA_NAME}"))
-    if (root / METADATA_NAME).is_file():
-        files.insert(0, root / METADATA_NAME)
-    return files
 
 
 def _image_ok(path: Path) -> bool:
@@ -69,25 +62,15 @@ def scan_imagefolder(
     roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
     result = ScanResult()
     for root in map(Path, roots):
-        metas = _metadata_files(root)
-        if not metas:
+        if not metadata_files(root):
             log.warning("no %s found under %s", METADATA_NAME, root)
-        for meta in metas:
-            for line in meta.read_text(encoding="utf-8", errors="replace").splitlines():
-                if line.strip():
-                    _add_row(result, root, meta.parent, line, caption_mode, verify_images)
+        for folder, row in metadata_rows(root, result.skipped):
+            _add_row(result, root, folder, row, caption_mode, verify_images)
     return result
 
 
-def _add_row(result: ScanResult, root: Path, folder: Path, line: str, caption_mode: str, verify: bool) -> None:
-    try:
-        row = json.loads(line)
-        if not isinstance(row, dict) or not isinstance(row.get("file_name"), str) or not row["file_name"]:
-            raise TypeError
-        file_name = row["file_name"]
-    except (ValueError, KeyError, TypeError):
-        result.skipped["bad_row"] += 1
-        return
+def _add_row(result: ScanResult, root: Path, folder: Path, row: dict, caption_mode: str, verify: bool) -> None:
+    file_name = row["file_name"]
     text = row.get("text") if isinstance(row.get("text"), str) else ""
     alts = [c.strip() for c in row.get("captions") or [] if isinstance(c, str) and c.strip()]
     texts = (alts or [text.strip()]) if caption_mode == "all" else [text.strip()]
