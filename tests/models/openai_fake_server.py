@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+DROP_MID_BODY = "X-Test-Drop-Mid-Body"  # the handler sends half the body, then hangs up
+
 
 class FakeChatServer:
     def __init__(self, slow_seconds: float = 1.5, delay: float = 0.0):
@@ -51,6 +53,10 @@ class FakeChatServer:
             return 400, {}, {"error": {"message": "image too large"}}
         if scenario == "flaky429" and count == 1:
             return 429, {"Retry-After": "0"}, {"error": {"message": "slow down"}}
+        if scenario == "wait3" and count == 1:
+            return 429, {"Retry-After": "3"}, {"error": {"message": "come back in 3 s"}}
+        if scenario == "dropped" and count == 1:
+            return 200, {DROP_MID_BODY: "1"}, {"error": {"message": "never arrives whole"}}
         if scenario == "slow":
             time.sleep(self.slow_seconds)
         if scenario == "fewer":
@@ -83,12 +89,14 @@ class FakeChatServer:
                     time.sleep(server.delay)
                     status, headers, payload = server.answer(body)
                     data = json.dumps(payload).encode()
+                    drop = headers.pop(DROP_MID_BODY, None)
                     self.send_response(status)
                     for name, value in {"Content-Type": "application/json", **headers}.items():
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
+                    self.wfile.write(data[: len(data) // 2] if drop else data)
+                    self.close_connection = bool(drop)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client timed out and hung up
                 finally:

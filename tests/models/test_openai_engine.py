@@ -34,8 +34,10 @@ def _caption(images: Path, out: Path, api_base: str, *extra: str, env: dict | No
 
 def test_retries_backoff_error_records_and_repeated_requests(tmp_path):
     images = _images(tmp_path / "images")
-    options = ["--candidates", "3", "--retries", "2", "--request-timeout", "0.5", "--image-size", "16"]
-    with FakeChatServer(slow_seconds=1.5) as server:
+    # A 3 s request timeout against a server that takes 60 s: a busy 2-core machine answers the
+    # other requests well inside it, and the slow one can only time out.
+    options = ["--candidates", "3", "--retries", "2", "--request-timeout", "3", "--image-size", "16"]
+    with FakeChatServer(slow_seconds=60) as server:
         result = _caption(
             images, tmp_path / "out", server.api_base, *options, "--api-key-env", "MY_KEY", env={"MY_KEY": "sekret"}
         )
@@ -68,7 +70,7 @@ def test_retries_backoff_error_records_and_repeated_requests(tmp_path):
 
 def test_requests_in_flight_follow_concurrency(tmp_path):
     images = _images(tmp_path / "images", scenarios=[f"ok{i}" for i in range(6)])
-    with FakeChatServer(delay=0.3) as server:
+    with FakeChatServer(delay=1.0) as server:  # long enough that a loaded machine still overlaps them
         result = _caption(images, tmp_path / "out", server.api_base, "--concurrency", "3", "--batch-size", "6")
     assert result.exit_code == 0, result.output
     assert len(read_rows(tmp_path / "out")) == 6

@@ -21,6 +21,7 @@ import random
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from capfleet.models.engines.base import PartialBatchError, distinct_texts, per_image_seeds
@@ -109,7 +110,9 @@ class OpenAICaptioner:
         retries: int = 4,
         image_size: int = DEFAULT_IMAGE_SIZE,
         backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
     ):
+        """`sleep` waits between attempts: tests hand in a recorder to assert the waits, not time them."""
         self.name = model
         self.url = api_base.rstrip("/") + "/chat/completions"
         self.options = options
@@ -120,6 +123,7 @@ class OpenAICaptioner:
         self.retries = retries
         self.image_size = image_size
         self.backoff = backoff
+        self.sleep = sleep
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="capfleet-openai")
 
     def input_size(self) -> int:
@@ -168,7 +172,7 @@ class OpenAICaptioner:
         problem, wait = "no attempt", 0.0
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(wait)
+                self.sleep(wait)
             wait = min(MAX_BACKOFF_S, self.backoff * 2**attempt * (1 + random.random() / 4))
             request = urllib.request.Request(self.url, data=data, headers=self._headers, method="POST")
             try:
@@ -178,7 +182,8 @@ class OpenAICaptioner:
                 problem = f"HTTP {exc.code} from {self.url}: {_detail(exc.read())}"
                 if exc.code != 429 and exc.code < 500:
                     raise RequestFailed(problem) from None
-                wait = min(MAX_BACKOFF_S, _retry_after(exc.headers) or wait)
+                asked = _retry_after(exc.headers)  # 0 means "now", not "absent"
+                wait = min(MAX_BACKOFF_S, wait if asked is None else asked)
                 continue
             except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
                 reason = getattr(exc, "reason", exc)
