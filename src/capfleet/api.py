@@ -16,17 +16,21 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from capfleet.config import DECODINGS, ConfigError
+from capfleet.config import DECODINGS, ConfigError, RunConfig
 from capfleet.models.captioner import DecodingOptions, HFCaptioner
 from capfleet.models.registry import load_captioner, load_scorer
 from capfleet.models.sampling import image_seed
 from capfleet.models.scorer import HFScorer
 from capfleet.ranking import best_candidate
+from capfleet.runners.candidates import ONLY_EMPTY, CandidateMaker, CandidateSettings, Captioned
+from capfleet.sample import Item, Sample
 from capfleet.stages.decode import DecodeError, decode_image, normalise_image
+from capfleet.stages.hygiene import EMPTY
 
 ImageInput = Union[Image.Image, str, os.PathLike, bytes]  # noqa: UP007 (a runtime alias on Python 3.10)
 DEFAULT_MAX_PIXELS = 89_478_485  # the CLI's --max-pixels default (Pillow's bomb threshold)
 _CAPFLEET_MODEL_TYPE = "capfleet-captioner"  # checkpoints whose heads also embed images and texts
+_RUN_DEFAULTS = RunConfig(inputs=[], output="")  # caption hygiene as `capfleet caption` has it by default
 
 
 class InvalidImageError(ValueError):
@@ -40,14 +44,19 @@ class InvalidImageError(ValueError):
 
 @dataclass(frozen=True)
 class CaptionResult:
-    """The chosen caption, and every candidate with its score (empty scores: nothing ranked them)."""
+    """The chosen caption, and every candidate with its score (empty scores: nothing ranked them).
+
+    `flags`: why every candidate was degenerate even after re-sampling (`capfleet caption`'s
+    hygiene), e.g. ["repetition"]; empty for a clean result."""
 
     text: str
     candidates: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"text": self.text, "candidates": list(self.candidates), "scores": list(self.scores)}
+        row = {"text": self.text, "candidates": list(self.candidates), "scores": list(self.scores)}
+        return {**row, "flags": list(self.flags)}
 
 
 def open_image(image: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = 384) -> Image.Image:
@@ -161,16 +170,15 @@ class CaptionModel:
             raise ConfigError(f"captioner {self.captioner_name} takes no prompt: drop prompt or use BLIP, GIT or a VLM")
         opened = self.open_images(images)
         # Image i of the call samples from its own seed: the same whatever the batch it lands in.
-        seeds = None if seed is None else [image_seed(seed, str(index)) for index in range(len(opened))]
+        seeds = [None if seed is None else image_seed(seed, str(index)) for index in range(len(opened))]
+        settings = CandidateSettings(candidates, _RUN_DEFAULTS.hygiene_options(), seed)
+        maker = CandidateMaker(self.captioner, self.scorer, settings, options)
+        samples = [Sample(Item(str(index), "<api>"), image=image) for index, image in enumerate(opened)]
         results: list[CaptionResult] = []
-        for start in range(0, len(opened), self.batch_size):
-            chunk = opened[start : start + self.batch_size]
-            chunk_seeds = None if seeds is None else seeds[start : start + self.batch_size]
-            texts = self.captioner.generate(chunk, candidates, prompt or None, chunk_seeds, options)
-            scores = self.scorer.score(chunk, texts) if self.scorer is not None else [[] for _ in chunk]
-            for row_texts, row_scores in zip(texts, scores, strict=True):
-                text = row_texts[best_candidate(row_scores)] if row_texts else ""
-                results.append(CaptionResult(text, row_texts, row_scores))
+        for start in range(0, len(samples), self.batch_size):
+            chunk = slice(start, start + self.batch_size)
+            made = maker.make(samples[chunk], seeds[chunk], [prompt or None] * len(samples[chunk]))
+            results += [_result(captioned) for captioned in made]
         return results
 
     def _require_scorer(self) -> HFScorer:
@@ -201,6 +209,18 @@ class CaptionModel:
         if self.captioner is None or not text:
             return 0
         return len(self.captioner.tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def _result(captioned: Captioned) -> CaptionResult:
+    """A dataset run's outcome for one image as the API returns it: an image whose candidates were all
+    empty is an error record in a run, and an empty caption flagged `empty` here."""
+    if captioned.error == ONLY_EMPTY:
+        return CaptionResult("", flags=[EMPTY])
+    if captioned.error is not None:
+        raise RuntimeError(captioned.error)
+    scores = captioned.scores
+    text = captioned.candidates[best_candidate(scores)] if captioned.candidates else ""
+    return CaptionResult(text, captioned.candidates, scores, captioned.flags)
 
 
 def _empty(scorer: HFScorer) -> np.ndarray:

@@ -1,7 +1,8 @@
 """A batch of decoded images -> clean, scored candidates: prompts, engine call, hygiene, re-sampling.
 
-Every engine goes through here, so prompts, hygiene and ranking behave the same whether the
-captions come from transformers, vLLM or an HTTP endpoint.
+Every engine and every entry point goes through here (`capfleet caption`, `capfleet.load(...).caption`
+and the service built on it), so prompts, hygiene and ranking behave the same whether the captions
+come from transformers, vLLM or an HTTP endpoint, and whoever asked for them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from capfleet.models.engines.base import PartialBatchError, derive_seed
 from capfleet.models.prompts import PromptFieldMissing, render_prompt
 from capfleet.ranking import best_candidate
 from capfleet.sample import Sample
-from capfleet.stages.hygiene import EMPTY, Cleaned, clean_candidates
+from capfleet.stages.hygiene import EMPTY, Cleaned, HygieneOptions, clean_candidates
 
 RESAMPLED, FLAGGED = "images_resampled", "images_flagged"
 ONLY_EMPTY = "caption failed: the model produced only empty captions"
@@ -33,34 +34,48 @@ class Captioned:
     embeddings: tuple | None = None  # --embeddings: (image, chosen caption) scorer embeddings
 
 
-def resample_seed(seed: int, key: str, attempt: int) -> int:
-    """A re-sample's seed: a function of the run seed, the image's key and the attempt only."""
-    return derive_seed(seed, key, "resample", attempt)
+def resample_seed(seed: int | None, key: str, attempt: int) -> int | None:
+    """A re-sample's seed: a function of the run seed, the image's key and the attempt only
+    (None, unseeded, when the call itself was unseeded)."""
+    return None if seed is None else derive_seed(seed, key, "resample", attempt)
+
+
+@dataclass(frozen=True)
+class CandidateSettings:
+    """What shapes an image's candidates beyond decoding: how many, hygiene, seed, prompt, embeddings."""
+
+    candidates: int
+    hygiene: HygieneOptions
+    seed: int | None = 0
+    prompt: str | None = None  # a --prompt template: its fields come from each image's json
+    embeddings: bool = False
+
+    @classmethod
+    def of_run(cls, config: RunConfig) -> CandidateSettings:
+        return cls(config.candidates, config.hygiene_options(), config.seed, config.prompt, config.embeddings)
 
 
 class CandidateMaker:
-    """Holds the models and the run's settings; `make` turns one batch into `Captioned` results."""
+    """Holds the models and the settings; `make` turns one batch into `Captioned` results."""
 
-    def __init__(self, captioner, scorer, config: RunConfig, decoding: DecodingOptions):
+    def __init__(self, captioner, scorer, settings: CandidateSettings, decoding: DecodingOptions):
         self.captioner = captioner
         self.scorer = scorer
-        self.config = config
+        self.settings = settings
         self.decoding = decoding
-        self.hygiene = config.hygiene_options()
+        self.hygiene = settings.hygiene
         # Re-sampling must sample: beam search would return the same degenerate captions again.
         self.resample_decoding = DecodingOptions("sample", decoding.top_p, decoding.max_new_tokens)
         self.counts: Counter = Counter()  # hygiene kinds, re-sampled and flagged images
 
-    def make(self, samples: list[Sample], seeds: list[int]) -> list[Captioned]:
-        """Results in sample order; `seeds` holds each sample's own seed (`sampling.image_seed`)."""
+    def make(
+        self, samples: list[Sample], seeds: list[int | None], prompts: list[str | None] | None = None
+    ) -> list[Captioned]:
+        """Results in sample order; `seeds` holds each sample's own seed (`sampling.image_seed`).
+        `prompts`: the prompt of each sample as it is; by default rendered from the settings' template."""
         results: list[Captioned | None] = [None] * len(samples)
-        prompts: list[str | None] = []
-        for index, sample in enumerate(samples):
-            try:
-                prompts.append(render_prompt(self.config.prompt, sample.item, sample.fields))
-            except PromptFieldMissing as exc:
-                results[index] = Captioned(error=f"prompt failed: {exc.args[0]}")
-                prompts.append(None)
+        if prompts is None:
+            prompts = [self._render(sample, results, index) for index, sample in enumerate(samples)]
         live = [i for i, result in enumerate(results) if result is None]
         images, live_prompts = [samples[i].image for i in live], [prompts[i] for i in live]
         generated, errors = self._generate(images, live_prompts, [seeds[i] for i in live])
@@ -72,8 +87,15 @@ class CandidateMaker:
         self._score(samples, results)
         return results
 
+    def _render(self, sample: Sample, results: list, index: int) -> str | None:
+        try:
+            return render_prompt(self.settings.prompt, sample.item, sample.fields)
+        except PromptFieldMissing as exc:
+            results[index] = Captioned(error=f"prompt failed: {exc.args[0]}")
+            return None
+
     def _generate(
-        self, images: list, prompts: list[str | None], seeds: list[int], options: DecodingOptions | None = None
+        self, images: list, prompts: list[str | None], seeds: list[int | None], options: DecodingOptions | None = None
     ):
         """Candidates per image and {position: error}. Engines that take a prompt per image get them all
         at once; the others are called once per distinct prompt."""
@@ -89,9 +111,14 @@ class CandidateMaker:
         for indexes in groups.values():
             group_prompts = [prompts[i] for i in indexes]
             prompt = group_prompts if getattr(self.captioner, "per_image_prompts", False) else group_prompts[0]
+            group_seeds = [seeds[i] for i in indexes]
             try:
                 texts = self.captioner.generate(
-                    [images[i] for i in indexes], self.config.candidates, prompt, [seeds[i] for i in indexes], options
+                    [images[i] for i in indexes],
+                    self.settings.candidates,
+                    prompt,
+                    None if None in group_seeds else group_seeds,  # None: an unseeded call samples freely
+                    options,
                 )
             except PartialBatchError as exc:
                 texts = exc.candidates
@@ -110,7 +137,7 @@ class CandidateMaker:
             if not cleaned.flags:
                 break
             self.counts[RESAMPLED] += attempt == 1
-            seed = resample_seed(self.config.seed, sample.key, attempt)
+            seed = resample_seed(self.settings.seed, sample.key, attempt)
             again, errors = self._generate([sample.image], [prompt], [seed], self.resample_decoding)
             retry = again[0] if not errors and again[0] else []
             cleaned = clean_candidates(retry, self.hygiene) if retry else Cleaned([], [EMPTY], Counter({EMPTY: 1}))
@@ -131,5 +158,5 @@ class CandidateMaker:
         )
         for row, (index, row_scores, row_chunked) in enumerate(zip(ranked, scores, chunked, strict=True)):
             results[index].scores, results[index].chunked = row_scores, row_chunked
-            if self.config.embeddings and row_scores:
+            if self.settings.embeddings and row_scores:
                 results[index].embeddings = embeddings_of(row, best_candidate(row_scores))

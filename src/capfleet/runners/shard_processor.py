@@ -20,7 +20,7 @@ from capfleet.models.captioner import DecodingOptions
 from capfleet.models.sampling import image_seed
 from capfleet.parallel import ordered_map
 from capfleet.ranking import best_candidate
-from capfleet.runners.candidates import CandidateMaker, Captioned
+from capfleet.runners.candidates import CandidateMaker, CandidateSettings, Captioned
 from capfleet.runners.dedup import load_verdicts
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
@@ -127,7 +127,11 @@ class ShardProcessor:
         self.max_aspect_ratio = math.inf if config.max_aspect_ratio is not None else MAX_ASPECT_RATIO
         self.captioner_name = captioner.name if captioner is not None else "none"
         self.scorer_name = scorer.name if scorer is not None else "none"
-        self.candidates = CandidateMaker(captioner, scorer, config, self.decoding) if captioner is not None else None
+        self.candidates = (
+            CandidateMaker(captioner, scorer, CandidateSettings.of_run(config), self.decoding)
+            if captioner is not None
+            else None
+        )
 
     def _decoded(self, shard: ShardSpec, only: set[str] | None) -> Iterator[Sample]:
         screen = self.filters.for_shard(shard.name)

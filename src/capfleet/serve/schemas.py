@@ -27,6 +27,7 @@ class CaptionResultBody(BaseModel):
     text: str
     candidates: list[str]
     scores: list[float]
+    flags: list[str] = Field(default_factory=list, description="why every candidate was degenerate; [] when clean")
 
 
 class CaptionResponse(BaseModel):
