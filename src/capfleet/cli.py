@@ -472,6 +472,9 @@ def serve(
     max_images: int = typer.Option(16, help="Images per request."),
     request_timeout: float = typer.Option(60.0, help="Seconds a request may wait for the model (then 504)."),
     allow_urls: bool = typer.Option(False, help="Let clients send http(s) image URLs (public addresses only)."),
+    allow_private_urls: bool = typer.Option(
+        False, help="With --allow-urls, also fetch from loopback and private addresses (a trusted network only)."
+    ),
     api_key: str | None = typer.Option(None, envvar="CAPFLEET_API_KEY", help="Require this bearer token on /v1/*."),
     cors_origin: list[str] = typer.Option([], help="Allow browser calls from this origin (repeatable); off if none."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
@@ -494,6 +497,7 @@ def serve(
         request_timeout_s=request_timeout,
         candidates=candidates,
         allow_urls=allow_urls,
+        allow_private_urls=allow_private_urls,
         api_key=api_key or None,
         cors_origins=list(cors_origin),
     )

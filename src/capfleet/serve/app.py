@@ -31,7 +31,7 @@ from capfleet.serve.schemas import (
     EmbedTextJson,
 )
 from capfleet.serve.settings import ServeSettings
-from capfleet.serve.url_fetch import UrlFetcher
+from capfleet.serve.url_fetch import UrlFetcher, is_public_address
 
 _MULTIPART_OR_JSON = {
     "requestBody": {
@@ -76,7 +76,8 @@ def create_app(
     settings = (settings or ServeSettings()).validate()
     worker = BatchWorker(model, settings.max_batch, settings.max_wait_ms, settings.max_queue)
     if fetcher is None and settings.allow_urls:
-        fetcher = UrlFetcher(settings.max_upload_bytes, settings.url_timeout_s)
+        allowed = (lambda address: True) if settings.allow_private_urls else is_public_address
+        fetcher = UrlFetcher(settings.max_upload_bytes, settings.url_timeout_s, address_allowed=allowed)
     reader = ImageReader(model, settings.max_images, fetcher)
 
     @asynccontextmanager

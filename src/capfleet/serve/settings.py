@@ -15,6 +15,7 @@ class ServeSettings:
     request_timeout_s: float = 60.0  # waiting for the model longer than this gets 504
     candidates: int = 5  # default candidates per image (the chat endpoint ranks this many)
     allow_urls: bool = False  # fetch http(s) image URLs given by clients
+    allow_private_urls: bool = False  # also from loopback/private addresses: only inside a trusted network
     url_timeout_s: float = 10.0
     api_key: str | None = None  # bearer token required on /v1/* when set
     cors_origins: list[str] = field(default_factory=list)  # CORS stays off when empty
