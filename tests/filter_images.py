@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from capfleet.synth import generate_synthetic_dataset
 
@@ -29,6 +29,24 @@ def scenes(folder: Path, count: int, size: int = 160, seed: int = 3) -> list[Pat
     """`capfleet synth` scenes (shapes, no text), sorted in listing order."""
     generate_synthetic_dataset(count, folder, seed=seed, size=size, shard_size=10_000)
     return sorted(folder.glob("*/*.png"))
+
+
+def skin_blobs(seed: int = 0, side: int = 320) -> Image.Image:
+    """Abstract skin-toned ellipses with a darker dot, blurred: a drawing, not a photo, that the real
+    NudeNet detector still scores as exposed (0.88 for seed 0 when written). The NSFW filter's tests
+    use it to show that the detector's output decides, with no real photo in the repository."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (side, side), tuple(int(v) for v in rng.integers(0, 255, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.integers(2, 6)):
+        colour = (int(rng.integers(180, 240)), int(rng.integers(120, 180)), int(rng.integers(90, 150)))
+        x, y = rng.integers(0, side - 60, 2)
+        width, height = rng.integers(40, 200, 2)
+        draw.ellipse([x, y, x + width, y + height], fill=colour)
+        if rng.random() < 0.7:
+            cx, cy = x + width // 2, y + height // 2
+            draw.ellipse([cx - 6, cy - 6, cx + 6, cy + 6], fill=(150, 80, 70))
+    return image.filter(ImageFilter.GaussianBlur(3))
 
 
 def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:

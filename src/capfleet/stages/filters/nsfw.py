@@ -33,6 +33,9 @@ def _detector():
 
 class NsfwFilter:
     name = "nsfw"
+    # NudeNet's 320n detector reads 320x320: decoded any smaller (a run without a captioner decodes
+    # thumbnails, the built-in model 64 px) it would see nothing and pass every image.
+    decode_side = 320
 
     def __init__(self, threshold: float):
         require("nudenet", "nsfw", "--nsfw-threshold")

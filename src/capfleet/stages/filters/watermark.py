@@ -30,6 +30,7 @@ class WatermarkFilter:
             raise ConfigError(f"--watermark-model {model_path} is not a loadable ONNX model: {exc}") from None
         self.threshold = threshold
         self.input_name, self.size = self._input_contract(model_path)
+        self.decode_side = max(self.size)  # the classifier's own input size: never upscaled from a thumbnail
         self.probability(Image.new("RGB", self.size, (128, 128, 128)))  # the output contract, before any image
 
     def _input_contract(self, model_path: str) -> tuple[str, tuple[int, int]]:
