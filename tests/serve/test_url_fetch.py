@@ -44,7 +44,7 @@ class ImageHandler(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             self.send_response(200)
             self.end_headers()
-            for _ in range(40):
+            for _ in range(400):  # 40 s of trickle: only the fetcher's 1 s deadline ends it early
                 self.wfile.write(b"\0" * 10)
                 self.wfile.flush()
                 time.sleep(0.1)
@@ -116,7 +116,7 @@ def test_fetch_follows_three_redirects_and_caps_size_and_time(image_server):
     started = time.monotonic()
     with pytest.raises(FetchError, match="took longer than 1 s"):
         loopback_fetcher(timeout_s=1.0).fetch(f"{image_server}/slow")
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 15  # cut at its deadline, not waited out (40 s); margin for a busy machine
     with pytest.raises(FetchError, match="IncompleteRead"):  # half an image is no image
         fetcher.fetch(f"{image_server}/cut")
     with pytest.raises(FetchError, match="HTTP 404"):
