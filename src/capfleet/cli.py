@@ -13,7 +13,8 @@ from capfleet.config import ConfigError, RunConfig
 from capfleet.cpus import default_workers
 from capfleet.models.registry import CAPTIONER_ALIASES, SCORER_ALIASES, ModelLoadError, model_names
 from capfleet.runners.data_parallel import GpuWorkerError
-from capfleet.runners.state import ERRORS_DIR, FILTERED_DIR
+from capfleet.runners.state import ERRORS_DIR, FILTERED_DIR, RunState
+from capfleet.runners.task_array import task_from_environment
 from capfleet.sources.files import InputError
 from capfleet.sources.storage import is_url
 
@@ -156,6 +157,14 @@ def caption(
     image_size: int = typer.Option(0, help="openai: shorter side images are sent at (0: the model's own if known)."),
     tensor_parallel_size: int = typer.Option(1, help="vllm: GPUs one engine spans."),
     gpus: int = typer.Option(1, help="One engine per GPU, shards divided among them (local runner)."),
+    task_index: int | None = typer.Option(
+        None,
+        help="This process is task I of a task array (default: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, "
+        "or Kubernetes' JOB_COMPLETION_INDEX); it takes the pending shards that belong to it.",
+    ),
+    task_count: int | None = typer.Option(
+        None, help="Tasks in the array (default: SLURM_ARRAY_TASK_COUNT; a Kubernetes Job needs it given)."
+    ),
     hygiene: bool = typer.Option(True, "--hygiene/--no-hygiene", help="Drop degenerate candidates before ranking."),
     strip_openers: bool = typer.Option(False, help="Strip boilerplate openers ('This image shows ...')."),
     min_words: int = typer.Option(1, help="Hygiene: shorter candidates are degenerate."),
@@ -181,6 +190,12 @@ def caption(
             _fail(f"unknown option(s) {' '.join(beam_args)} (Beam pipeline options need --runner beam)")
     if not inputs:
         _fail("give at least one INPUT (a folder, an image, a file list or a URL)")
+    try:
+        task_index, task_count, task_source = task_from_environment(task_index, task_count)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if task_index is not None and runner != "local":
+        _fail("task arrays run the local runner in each task: drop --runner beam or the task flags")
     if prompt_file is not None:
         if prompt is not None:
             _fail("give --prompt or --prompt-file, not both")
@@ -244,7 +259,11 @@ def caption(
         keep_names=keep_names,
         embeddings=embeddings,
         quantize=quantize,
+        task_index=task_index,
+        task_count=task_count,
     )
+    if task_index is not None:
+        typer.echo(f"task {task_index} of {task_count}" + (f" (from {task_source})" if task_source else ""), err=True)
     try:
         if runner == "beam":
             from capfleet.runners.beam import run_beam
@@ -319,6 +338,33 @@ def merge(
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"wrote {rows} rows to {target}")
+
+
+@app.command()
+def status(
+    output: str = typer.Argument(..., metavar="OUT_DIR", help="A caption run's output folder or bucket URL."),
+) -> None:
+    """Say which shards of a run are still missing (exit 1 while any is), e.g. after a task array."""
+    from capfleet.runners.task_array import task_of
+    from capfleet.sinks.location import Location
+
+    state = RunState(Location(_absolute(output)))
+    if not state.has_run():
+        _fail(f"{output} holds no capfleet run")
+    try:
+        shards, missing = state.recorded_plan(), state.missing_shards()
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot read the run in {output}: {exc}")
+    typer.echo(f"shards: {len(shards)}  done: {len(shards) - len(missing)}  missing: {len(missing)}")
+    tasks = state.recorded_tasks()
+    for shard in missing[:20]:
+        owner = f" (task {task_of(shard.name, tasks)} of {tasks})" if tasks else ""
+        typer.echo(f"missing {shard.name}{owner}")
+    if len(missing) > 20:
+        typer.echo(f"... and {len(missing) - 20} more")
+    if missing:
+        typer.echo("rerun the tasks that own them, or one plain `capfleet caption` with the same settings")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -130,6 +130,9 @@ class RunConfig:
     keep_names: bool = False  # output files named <stem>_<key>.ext instead of <key>.ext
     quantize: str | None = None  # "int8": dynamic int8 linear layers (CPU, float32), opt-in
     embeddings: bool = False  # keep the scorer's image and chosen-caption embeddings beside each shard
+    # Task arrays (runners/task_array.py): this process is task `task_index` of `task_count`.
+    task_index: int | None = None
+    task_count: int | None = None
 
     def validate(self) -> RunConfig:
         if not self.inputs:
@@ -186,6 +189,7 @@ class RunConfig:
             (self.quantize in (None, "int8"), "--quantize must be int8"),
             (self.quantize is None or self.engine == "transformers", "--quantize needs --engine transformers"),
             (not self.embeddings or self.format == "imagefolder", "--embeddings needs --format imagefolder"),
+            *self._task_checks(),
         ]
         for ok, message in checks:
             if not ok:
@@ -195,6 +199,21 @@ class RunConfig:
 
             prompt_fields(self.prompt)  # a template that cannot be parsed stops the run here
         return self
+
+    def _task_checks(self) -> list[tuple[bool, str]]:
+        if self.task_index is None and self.task_count is None:
+            return []
+        count = self.task_count
+        return [
+            (self.task_index is not None and count is not None, "--task-index and --task-count go together"),
+            (count is None or count >= 1, "--task-count must be >= 1"),
+            (
+                self.task_index is None or count is None or 0 <= self.task_index < count,
+                f"--task-index must be in 0 .. {(count or 1) - 1} (--task-count {count}), not {self.task_index}",
+            ),
+            (not self.overwrite, "--overwrite cannot be given to a task array: clear OUT with one plain run first"),
+            (self.dedup is None, "--dedup needs every shard hashed before any is captioned: run it without task flags"),
+        ]
 
     def _filter_checks(self) -> list[tuple[bool, str]]:
         def unset_or(name: str, ok) -> bool:

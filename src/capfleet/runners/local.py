@@ -24,10 +24,11 @@ from capfleet.models.runtime import use_threads
 from capfleet.runners import dedup
 from capfleet.runners.candidates import FLAGGED, RESAMPLED
 from capfleet.runners.data_parallel import run_on_gpus
-from capfleet.runners.lock import RunLock
+from capfleet.runners.lock import LEASE_FILE, RunLock
 from capfleet.runners.progress import Progress
 from capfleet.runners.shard_processor import ShardProcessor, ShardStats
 from capfleet.runners.state import RunState
+from capfleet.runners.task_array import Task, task_leases
 from capfleet.sample import Item
 from capfleet.sinks.location import Location
 from capfleet.sources import open_source
@@ -46,20 +47,27 @@ class RunSummary:
     skipped: int = 0
     stats: ShardStats = field(default_factory=ShardStats)
     wall_seconds: float = 0.0
+    task: Task | None = None
+    all_shards: int = 0  # a task's summary: the shards of every task together
 
     @classmethod
-    def planned(cls, shards: list[ShardSpec], pending: list[ShardSpec]) -> RunSummary:
-        """What a run starts from: its shards, and the images earlier runs already finished."""
+    def planned(cls, shards: list[ShardSpec], pending: list[ShardSpec], task: Task | None = None) -> RunSummary:
+        """What a run (or one task of an array) starts from: its shards, and what earlier runs finished."""
+        everyone = len(shards)
+        if task is not None:
+            shards = [shard for shard in shards if task.owns(shard.name)]
         skipped = sum(s.size_hint for s in shards) - sum(s.size_hint for s in pending)
-        return cls(shards=len(shards), shards_done_before=len(shards) - len(pending), skipped=skipped)
+        done = len(shards) - len(pending)
+        return cls(shards=len(shards), shards_done_before=done, skipped=skipped, task=task, all_shards=everyone)
 
     @property
     def images_per_second(self) -> float:
         return self.stats.seen / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
     def lines(self) -> list[str]:
+        whose = f" of {self.all_shards}, {self.task}'s share" if self.task is not None else ""
         return [
-            f"shards: {self.shards} ({self.shards_done_before} already done)",
+            f"shards: {self.shards}{whose} ({self.shards_done_before} already done)",
             f"seen: {self.stats.seen}  captioned: {self.stats.captioned}  failed: {self.stats.failed}  "
             + (f"filtered: {self.stats.filtered}  " if self.stats.filtered else "")
             + f"skipped (already done): {self.skipped}",
@@ -140,6 +148,7 @@ class StartedRun:
     retries: list[ShardSpec]  # --retry-errors: finished shards whose failed images are read again
     models: tuple | None
     lock: RunLock
+    task: Task | None = None  # a task array's task: pending and retries hold only its own shards
 
 
 @contextmanager
@@ -163,20 +172,29 @@ def start_run(
     listing = None if resuming else list(source.listing())
     if listing is not None:
         check_prompt_fields(config.prompt, _first_item(listing))
-    has_work = True if not resuming else any(_work(state, config, source)[1:])  # pending or retried shards
+    task = Task(config.task_index, config.task_count) if config.task_count is not None else None
+    has_work = True if not resuming else any(_work(state, config, source, task)[1:])  # pending or retried shards
     models = load() if load is not None and has_work else None  # a finished run loads no models
-    with RunLock(state.location) as lock:
-        if state.prepare(config):  # again under the lock: another run may have started meanwhile
+    with _lock(state.location, task) as lock:
+        if state.prepare(config, task):  # again under the lock: another run may have started meanwhile
             log.info("resuming the run in %s", config.output)
         else:
             if listing is None:  # the folder changed between the check and the lock: list now
                 listing = list(source.listing())
                 check_prompt_fields(config.prompt, _first_item(listing))
             state.record_run(config, listing)
-        shards, pending, retries = _work(state, config, source)
+        shards, pending, retries = _work(state, config, source, task)
         if (pending or retries) and models is None and load is not None:
             models = load()
-        yield StartedRun(state, source, shards, pending, retries, models, lock)
+        yield StartedRun(state, source, shards, pending, retries, models, lock, task)
+
+
+def _lock(location: Location, task: Task | None) -> RunLock:
+    """A plain run owns OUT alone; a task owns its share, beside the other tasks, never beside a plain run."""
+    if task is None:
+        return RunLock(location, rivals=lambda: task_leases(location))
+    own = {"lock_file": task.lock_file, "lease_file": task.lease_file}
+    return RunLock(location, **own, shared_run_lock=True, rivals=lambda: [LEASE_FILE])
 
 
 def _first_item(listing: list[dict]) -> Item | None:
@@ -184,12 +202,16 @@ def _first_item(listing: list[dict]) -> Item | None:
     return Item.from_json(listing[0]) if listing and "source" in listing[0] and "key" in listing[0] else None
 
 
-def _work(state: RunState, config: RunConfig, source) -> tuple[list[ShardSpec], list[ShardSpec], list[ShardSpec]]:
-    """All shards, those still to do, and (--retry-errors) finished ones with error records."""
+def _work(
+    state: RunState, config: RunConfig, source, task: Task | None = None
+) -> tuple[list[ShardSpec], list[ShardSpec], list[ShardSpec]]:
+    """All shards, those still to do, and (--retry-errors) finished ones with error records;
+    for a task of an array, the last two hold only the shards it owns."""
     shards = state.plan(config, source)
     done = state.done_counts()
-    pending = [shard for shard in shards if shard.name not in done or done[shard.name] != shard.planned]
-    return shards, pending, shards_to_retry(config, state, shards, pending)
+    own = shards if task is None else [shard for shard in shards if task.owns(shard.name)]
+    pending = [shard for shard in own if shard.name not in done or done[shard.name] != shard.planned]
+    return shards, pending, shards_to_retry(config, state, own, pending)
 
 
 def shards_to_retry(config: RunConfig, state: RunState, shards: list[ShardSpec], pending: list[ShardSpec]):
@@ -206,7 +228,7 @@ def run_local(config: RunConfig, models=None) -> RunSummary:
     if config.gpus > 1:
         load = None  # each GPU worker loads its own engine; the parent keeps no GPU memory
     with start_run(config, load, models_given=models is not None) as run:
-        summary = RunSummary.planned(run.shards, run.pending)
+        summary = RunSummary.planned(run.shards, run.pending, run.task)
         if run.pending and config.gpus > 1:
             progress = Progress(sum(s.size_hint for s in run.pending), config.progress)
             try:

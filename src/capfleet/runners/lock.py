@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from capfleet.config import ConfigError
 from capfleet.sinks.location import Location
@@ -38,6 +39,13 @@ class LeaseLostError(ConfigError):
     """This run no longer owns OUT: publishing now could overwrite another run's shards."""
 
 
+def read_lease(location: Location, relative: str) -> dict | None:
+    try:
+        return json.loads(location.read_text(relative))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def _busy_message(where: str, owner: str) -> str:
     return (
         f"another capfleet run ({owner}) is writing to {where}: wait for it to finish, stop it, "
@@ -46,11 +54,28 @@ def _busy_message(where: str, owner: str) -> str:
 
 
 class RunLock:
-    """Context manager: exclusive ownership of an output for one run."""
+    """Context manager: exclusive ownership of an output for one run (or of one task's share of it).
 
-    def __init__(self, location: Location, ttl_s: float | None = None):
+    A task of a task array (`runners/task_array.py`) holds its own `lock_file`/`lease_file` and,
+    locally, the run's lock shared, so tasks run side by side while a plain run is refused until
+    every task has ended. `rivals` names the leases of the other kind that also refuse this one
+    on object stores (a plain run's, or the tasks')."""
+
+    def __init__(
+        self,
+        location: Location,
+        ttl_s: float | None = None,
+        lock_file: str = LOCK_FILE,
+        lease_file: str = LEASE_FILE,
+        shared_run_lock: bool = False,
+        rivals: Callable[[], list[str]] = lambda: [],
+    ):
         self.location = location
         self.ttl_s = ttl_s or float(os.environ.get("CAPFLEET_LEASE_TTL_S", LEASE_TTL_S))
+        self.lock_file, self.lease_file = lock_file, lease_file
+        self.shared_run_lock = shared_run_lock
+        self.rivals = rivals
+        self._shared_handle = None
         self.owner = f"{socket.gethostname()} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
         self._handle = None
         self._stop = threading.Event()
@@ -70,41 +95,49 @@ class RunLock:
 
     # -- local ---------------------------------------------------------------------------
     def _lock_file(self) -> None:
+        if self.shared_run_lock:
+            self._shared_handle = self._flock(LOCK_FILE, shared=True)
+        self._handle = self._flock(self.lock_file, shared=False)
+
+    def _flock(self, relative: str, shared: bool):
+        """Hold `relative` locked; exclusive holders write their name into it for the refusal message."""
         import fcntl
 
-        path = self.location.path(LOCK_FILE)
+        path = self.location.path(relative)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            owner = handle.read().strip() or "unknown process"
+            owner = handle.read().strip() or "the tasks of a task array"
             handle.close()
             raise ConfigError(_busy_message(self.location.url, owner)) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(self.owner)
-        handle.flush()
-        self._handle = handle
+        if not shared:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(self.owner)
+            handle.flush()
+        return handle
 
     # -- object stores -------------------------------------------------------------------
     def _read_lease(self) -> dict | None:
-        try:
-            return json.loads(self.location.read_text(LEASE_FILE))
-        except (FileNotFoundError, ValueError):
-            return None
+        return read_lease(self.location, self.lease_file)
 
     def _write_lease(self) -> None:
         started = time.monotonic()
         lease = {"owner": self.owner, "expires": time.time() + self.ttl_s, "ttl_s": self.ttl_s}
-        self.location.write_json(LEASE_FILE, lease)
+        self.location.write_json(self.lease_file, lease)
         self._renewed = started
 
     def _take_lease(self) -> None:
         lease = self._read_lease()
         if lease is not None and lease.get("owner") != self.owner and lease.get("expires", 0) > time.time():
             raise ConfigError(_busy_message(self.location.url, lease.get("owner", "unknown")))
+        for relative in self.rivals():
+            rival = read_lease(self.location, relative)
+            if rival is not None and rival.get("expires", 0) > time.time():
+                raise ConfigError(_busy_message(self.location.url, rival.get("owner", "unknown")))
         self._write_lease()
         time.sleep(min(0.5, self.ttl_s / 10))  # let a writer that raced us land, then check who won
         lease = self._read_lease()
@@ -146,12 +179,15 @@ class RunLock:
 
     def release(self) -> None:
         if self._handle is not None:
-            self._handle.close()  # closing drops the flock
-            self._handle = None
+            self._handle.truncate(0)  # no stale name for a later refusal to quote
+        for handle in (self._handle, self._shared_handle):
+            if handle is not None:
+                handle.close()  # closing drops the flock
+        self._handle = self._shared_handle = None
         if self._heartbeat is not None:
             self._stop.set()
             self._heartbeat.join()
             self._heartbeat = None
             lease = self._read_lease()
             if lease is not None and lease.get("owner") == self.owner:
-                self.location.remove(LEASE_FILE)
+                self.location.remove(self.lease_file)

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from capfleet import __version__
 from capfleet.config import ConfigError, RunConfig
 from capfleet.sinks.base import OUTPUTS_DIR, recorded_files, unrecorded_paths
-from capfleet.sinks.location import STAGING_NAME, Location
+from capfleet.sinks.location import STAGING_NAME, Location, jsonl_text
 from capfleet.sources.plan import ShardSpec
 
 STATE_DIR = "_capfleet"
@@ -31,7 +31,8 @@ FILTERED_DIR = f"{STATE_DIR}/filtered"
 MERGED_FILE = f"{STATE_DIR}/merged.json"
 # What a first start leaves in _capfleet before run.json exists: the lock and a manifest
 # (complete, or a temp file cut short by a kill or a full disk).
-_START_LEFTOVERS = re.compile(r"lock|lease\.json|manifest\.jsonl|\.(manifest\.jsonl|run\.json)\.[0-9a-f]{8}")
+# A task array's first starts also leave `tasks/` (their locks) there.
+_START_LEFTOVERS = re.compile(r"lock|lease\.json|tasks|manifest\.jsonl|\.(manifest\.jsonl|run\.json)\.[0-9a-f]{8}")
 
 
 class RunState:
@@ -61,9 +62,7 @@ class RunState:
             if config.overwrite:
                 self.foreign_entries_or_raise()
                 return False
-            stored = json.loads(self.location.read_text(RUN_FILE))
-            if stored.get("fingerprint") != config.fingerprint():
-                raise ConfigError(_mismatch_message(self.location.url, stored.get("settings", {}), config))
+            self._check_stored(json.loads(self.location.read_text(RUN_FILE)), config)
             return True
         if not self._is_empty_or_interrupted_start():
             detail = " (--overwrite only ever deletes what a capfleet run wrote)" if config.overwrite else ""
@@ -72,14 +71,26 @@ class RunState:
             )
         return False
 
-    def prepare(self, config: RunConfig) -> bool:
-        """Under the run lock: check OUT, clear it for --overwrite, drop stale staging."""
+    def _check_stored(self, stored: dict, config: RunConfig) -> None:
+        """The recorded run must have these settings, and a task array the same number of tasks."""
+        if stored.get("fingerprint") != config.fingerprint():
+            raise ConfigError(_mismatch_message(self.location.url, stored.get("settings", {}), config))
+        tasks = stored.get("tasks")
+        if config.task_count is not None and tasks is not None and tasks != config.task_count:
+            raise ConfigError(
+                f"{self.location.url} was started as a task array of {tasks} tasks, not {config.task_count}: "
+                f"rerun with --task-count {tasks} (each shard belongs to one task of that many)"
+            )
+
+    def prepare(self, config: RunConfig, task=None) -> bool:
+        """Under the run lock (a task: under its own lock): check OUT, clear it for --overwrite,
+        drop stale staging (a task: of its own shards only, the others may be writing theirs)."""
         resuming = self.check(config)
         if config.overwrite and self.has_run():
             self.clear()
-        elif not resuming:
+        elif not resuming and task is None:
             self._clear_interrupted_start()
-        self.location.remove_stale_staging()  # safe: the caller holds the run lock
+        self.location.remove_stale_staging(task.owns if task is not None else lambda name: True)
         return resuming
 
     def record_run(self, config: RunConfig, listing: Iterable[dict]) -> None:
@@ -87,10 +98,24 @@ class RunState:
 
         The listing is the source's: one row per image for listed inputs, one per file for
         natural shards (tars, parquet), so a run over 100,000 tars records 100,000 rows.
+        The tasks of a task array may all start in the same second: each creates both files only
+        if absent and compares what is there with its own (same settings give the same bytes).
         """
-        self.location.write_lines(MANIFEST_FILE, list(listing))
+        rows = jsonl_text(list(listing))
         payload = {"fingerprint": config.fingerprint(), "settings": config.fingerprint_fields(), "version": __version__}
-        self.location.write_json(RUN_FILE, payload)
+        if config.task_count is None:
+            self.location.write_text(MANIFEST_FILE, rows)
+            self.location.write_json(RUN_FILE, payload)
+            return
+        if self.location.create_text(MANIFEST_FILE, rows) != rows:
+            raise ConfigError(
+                f"another task listed the inputs of {self.location.url} differently (they changed between the "
+                "tasks' starts?): nothing was written; start every task on the same inputs"
+            )
+        text = json.dumps({**payload, "tasks": config.task_count}, indent=1, sort_keys=True)
+        stored = self.location.create_text(RUN_FILE, text)
+        if stored != text:
+            self._check_stored(json.loads(stored), config)
 
     def _is_empty_or_interrupted_start(self) -> bool:
         top = self.location.list()
@@ -112,14 +137,26 @@ class RunState:
     def plan(self, config: RunConfig, source) -> list[ShardSpec]:
         return source.plan(self.manifest_rows(), config.shard_size, config.limit)
 
-    def shard_names(self) -> set[str]:
-        """Every shard name the recorded run can have written: its own plan, without --limit."""
+    def recorded_plan(self) -> list[ShardSpec]:
+        """Every shard of the recorded run, from its own settings and listing (no --limit)."""
         from capfleet.sources.kinds import open_source
 
         settings = json.loads(self.location.read_text(RUN_FILE)).get("settings", {})
         source = open_source(settings.get("inputs", []), SimpleNamespace(**settings))
-        shards = source.plan(self.manifest_rows(), int(settings.get("shard_size", 1)), None)
-        return {shard.name for shard in shards}
+        return source.plan(self.manifest_rows(), int(settings.get("shard_size", 1)), None)
+
+    def shard_names(self) -> set[str]:
+        """Every shard name the recorded run can have written: its own plan, without --limit."""
+        return {shard.name for shard in self.recorded_plan()}
+
+    def recorded_tasks(self) -> int | None:
+        """How many tasks the run was started as (a task array), else None."""
+        return json.loads(self.location.read_text(RUN_FILE)).get("tasks")
+
+    def missing_shards(self) -> list[ShardSpec]:
+        """Shards of the recorded run that no run or task has finished yet."""
+        done = self.done_counts()
+        return [shard for shard in self.recorded_plan() if done.get(shard.name, -1) != shard.planned]
 
     def merged_files(self) -> list[str]:
         if not self.location.exists(MERGED_FILE):

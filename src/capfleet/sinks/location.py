@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from fsspec.implementations.local import LocalFileSystem
@@ -22,6 +23,11 @@ from capfleet.sources.storage import filesystem
 
 # A shard's staging and trash folders: `.tmp-00003-1a2b3c4d`, `.old-00003-1a2b3c4d`.
 STAGING_NAME = re.compile(r"\.(tmp|old)-(\d{5,})-[0-9a-f]{8}")
+
+
+def jsonl_text(rows: list[dict]) -> str:
+    """One JSON object a line: how every `_capfleet` listing and record file is written."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def _unique() -> str:
@@ -61,11 +67,34 @@ class Location:
             handle.write(text)
         os.replace(temp, target)
 
+    def create_text(self, relative: str, text: str) -> str:
+        """Write `text` unless `relative` exists; returns what is there now (ours, or the first writer's).
+
+        Locally an atomic create-if-absent (a complete temp file hard-linked into place); object
+        stores have no such write through fsspec, so there the text is written and read back:
+        writers of identical bytes cannot harm each other, and a caller compares the result."""
+        target = self.path(relative)
+        if not self.is_local:
+            if not self.fs.exists(target):
+                self.fs.pipe_file(target, text.encode("utf-8"))
+            return self.read_text(relative)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        temp = f"{os.path.dirname(target)}/.{os.path.basename(target)}.{_unique()}"
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        try:
+            os.link(temp, target)
+        except FileExistsError:
+            pass
+        finally:
+            os.remove(temp)
+        return self.read_text(relative)
+
     def write_json(self, relative: str, payload: dict) -> None:
         self.write_text(relative, json.dumps(payload, indent=1, sort_keys=True))
 
     def write_lines(self, relative: str, rows: list[dict]) -> None:
-        self.write_text(relative, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        self.write_text(relative, jsonl_text(rows))
 
     def read_lines(self, relative: str) -> list[dict]:
         """The rows `write_lines` wrote (blank lines skipped)."""
@@ -128,15 +157,17 @@ class Location:
                 self.fs.rm(remote)
         shutil.rmtree(staged, ignore_errors=True)
 
-    def remove_stale_staging(self) -> None:
-        """Drop what a killed run left half-staged; the caller makes sure no other run is writing.
+    def remove_stale_staging(self, shards: Callable[[str], bool] = lambda name: True) -> None:
+        """Drop what a killed run left half-staged; the caller makes sure no other run is writing
+        the shards `shards` accepts (a task array's task: its own shards only).
 
         Only names of capfleet's own staging pattern go, never another `.tmp-*` of the user's.
         """
         if not self.is_local:
             return  # object-store outputs stage on local disk, never in the bucket
         for name in self.list():
-            if STAGING_NAME.fullmatch(name):
+            staging = STAGING_NAME.fullmatch(name)
+            if staging and shards(staging.group(2)):
                 shutil.rmtree(self.path(name), ignore_errors=True)
 
     def publish_file(self, staged: Path, relative: str) -> None:
