@@ -1,0 +1,51 @@
+"""The same seed and settings give the same rows on every runner: local, --gpus 2 (two worker
+processes, on CPU here), Apache Beam's Direct runner and a task array of two tasks (float32, so no
+score moves with its batch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from capfleet.cli import app
+from tests.pipeline.helpers import read_rows
+
+runner = CliRunner()
+SETTINGS = ["--captioner", "builtin", "--scorer", "builtin", "--candidates", "3", "--max-new-tokens", "10"]
+SETTINGS += ["--shard-size", "3", "--dtype", "float32", "--device", "cpu", "--seed", "7", "--no-progress"]
+RUNNERS = {
+    "gpus": [["--gpus", "2"]],
+    "beam": [["--runner", "beam", "--direct_num_workers", "1"]],
+    "task array": [["--task-index", str(index), "--task-count", "2"] for index in range(2)],
+}
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("same-rows") / "scenes"
+    assert runner.invoke(app, ["synth", "8", "-o", str(folder), "--size", "64"]).exit_code == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_rows(scenes, tmp_path_factory) -> list[tuple]:
+    out = tmp_path_factory.mktemp("same-rows") / "local"
+    result = runner.invoke(app, ["caption", str(scenes), "-o", str(out), *SETTINGS])
+    assert result.exit_code == 0, result.output
+    return _rows(out)
+
+
+def _rows(out: Path) -> list[tuple]:
+    return [(r["key"], r["text"], r["candidates"], r["scores"]) for r in sorted(read_rows(out), key=lambda r: r["key"])]
+
+
+@pytest.mark.slow  # the --gpus case spawns two worker processes that each import torch
+@pytest.mark.parametrize("name", list(RUNNERS))
+def test_every_runner_writes_the_local_runners_rows(scenes, local_rows, tmp_path, name):
+    out = tmp_path / name.replace(" ", "-")
+    for extra in RUNNERS[name]:
+        result = runner.invoke(app, ["caption", str(scenes), "-o", str(out), *SETTINGS, *extra])
+        assert result.exit_code == 0, result.output
+    assert len(local_rows) == 8 and _rows(out) == local_rows
