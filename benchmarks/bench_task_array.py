@@ -1,0 +1,84 @@
+"""Task arrays against one process, as whole `capfleet caption` commands on the same machine.
+
+Cases, on the same scenes and built-in model, in one run (interleaved over --repeats):
+  one-process   one plain run, torch threads = the CPUs (2 here)
+  two-tasks     --task-index 0/1 --task-count 2, started together, one torch thread each
+and the per-shard overhead of each, from model-free runs (`--captioner none`) of one-image shards
+against one shard of all images: (run time - the one-shard run's) / extra shards, with run times
+from each run's own summary (process start-up, the same for both, left out; two tasks: the longer).
+Captioning cases load their model inside the timed command, as a user's run would.
+
+    python benchmarks/bench_task_array.py [--scenes 160] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODEL = ["--captioner", "builtin", "--scorer", "builtin", "--candidates", "5", "--device", "cpu", "--no-progress"]
+
+
+def caption(images: Path, out: Path, extra: list[str], threads: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "capfleet.cli", "caption", str(images), "-o", str(out), *extra]
+    return subprocess.Popen([*command, "--threads", str(threads)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+
+
+def timed(processes: list[subprocess.Popen]) -> tuple[float, float]:
+    """(wall seconds of the whole commands, the longest run time their summaries report)."""
+    started, runs = time.perf_counter(), []
+    for process in processes:
+        output, _ = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"a case failed: {process.args}")
+        runs.append(float(re.search(r"^time: ([0-9.]+) s", output, re.M).group(1)))
+    return time.perf_counter() - started, max(runs)
+
+
+def one_process(images: Path, out: Path, extra: list[str]) -> tuple[float, float]:
+    return timed([caption(images, out, extra, threads=os.cpu_count() or 1)])
+
+
+def two_tasks(images: Path, out: Path, extra: list[str]) -> tuple[float, float]:
+    tasks = [caption(images, out, [*extra, "--task-index", str(i), "--task-count", "2"], threads=1) for i in (0, 1)]
+    return timed(tasks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=160)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; load {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        scenes = work / "scenes"
+        subprocess.run([sys.executable, "-m", "capfleet.cli", "synth", str(args.scenes), "-o", str(scenes),
+                        "--size", "64"], check=True, capture_output=True)  # fmt: skip
+        times: dict[str, list[float]] = {"one-process": [], "two-tasks": []}
+        overhead: dict[str, list[float]] = {"one-process": [], "two-tasks": []}
+        for repeat in range(args.repeats):  # interleaved, so a slow spell on a shared machine hits every case
+            for name, case in (("one-process", one_process), ("two-tasks", two_tasks)):
+                times[name].append(case(scenes, work / f"{name}-{repeat}", [*MODEL, "--shard-size", "20"])[0])
+                many = case(scenes, work / f"{name}-many-{repeat}", ["--captioner", "none", "--shard-size", "1"])[1]
+                few = case(scenes, work / f"{name}-few-{repeat}", ["--captioner", "none", "--shard-size", "100000"])[1]
+                overhead[name].append((many - few) / (args.scenes - 1))
+        best = {name: min(values) for name, values in times.items()}
+        for name in times:
+            print(f"{name:12s} {args.scenes / best[name]:7.1f} images/s (best of {args.repeats}: {best[name]:.1f} s); "
+                  f"per-shard overhead {min(overhead[name]) * 1000:.1f} ms")  # fmt: skip
+        print(f"two tasks / one process = {best['one-process'] / best['two-tasks']:.2f}x")
+        print(f"load after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
