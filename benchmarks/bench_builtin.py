@@ -26,7 +26,7 @@ from capfleet.config import RunConfig
 from capfleet.evaluate import caption_scores, most_frequent_caption_baseline, read_predictions, read_references
 from capfleet.evaluate.scene_accuracy import scene_accuracy, scenes_of
 from capfleet.models.registry import CAPTIONER_ALIASES, resolve_name
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from capfleet.synth import generate_synthetic_dataset
 from capfleet.synth.grounding import OBJECT_ERRORS, object_error
 
@@ -36,7 +36,7 @@ HELD_OUT_SEED = 12345
 def caption(scenes: Path, out: Path, model: str, **options) -> tuple[dict[str, list[str]], float]:
     """{image source: candidates in ranked-kept order} and images/s of the run."""
     config = RunConfig(inputs=[str(scenes)], output=str(out), captioner=model, progress=False, **options)
-    summary = run_local(config)
+    summary = run_caption(config)
     rows = read_predictions(out).rows.values()
     return {Path(p.source).name: [p.text, *p.candidates] for p in rows}, summary.images_per_second
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from capfleet.config import RunConfig
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from capfleet.synth import generate_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,8 +63,8 @@ def main() -> None:
             remote = RunConfig(output=str(work / "openai"), engine="openai", api_base=api_base, **common)
             remote.concurrency = args.concurrency
             results = {
-                "openai engine -> capfleet serve (loopback)": run_local(remote),
-                "transformers engine, in-process": run_local(RunConfig(output=str(work / "local"), **common)),
+                "openai engine -> capfleet serve (loopback)": run_caption(remote),
+                "transformers engine, in-process": run_caption(RunConfig(output=str(work / "local"), **common)),
             }
         finally:
             server.terminate()

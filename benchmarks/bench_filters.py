@@ -4,7 +4,7 @@
 
 Writes photo-like 640x480 JPEGs (bench_pipeline's generator; `--text-fraction` of them get a
 caption-like text overlay, so OCR's recognition step runs as often as on web images with
-memes and product shots), then runs `run_local` with `--captioner none` and with the built-in
+memes and product shots), then runs `run_caption` with `--captioner none` and with the built-in
 captioner + scorer, once with no filter, once per filter alone and once with all of them.
 
 "per core" is images per CPU-second of the whole process (user + system time of every thread):
@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pipeline import make_images  # noqa: E402
 
 from capfleet.config import RunConfig  # noqa: E402
-from capfleet.runners.local import load_models, run_local  # noqa: E402
+from capfleet.runners.lifecycle import run_caption
+from capfleet.runners.models import load_models  # noqa: E402
 from capfleet.stages.filters.dedup import resolve_duplicates  # noqa: E402
 
 WORDS = ["SALE", "NEW", "FREE SHIPPING", "ORIGINAL", "LIMITED", "2024", "BEST PRICE", "HOME", "SHOP NOW"]
@@ -84,7 +85,7 @@ def timed_run(images: Path, out: Path, captioner: str, models, workers: int, **f
         workers=workers, progress=False, shard_size=1000, **filters,
     )  # fmt: skip
     wall, cpu = time.perf_counter(), cpu_seconds()
-    summary = run_local(config, models=models)
+    summary = run_caption(config, models=models)
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     return summary.stats.seen / wall, summary.stats.seen / cpu, summary.stats.filtered
 

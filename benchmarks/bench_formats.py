@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from capfleet.config import RunConfig  # noqa: E402
-from capfleet.runners.local import run_local  # noqa: E402
+from capfleet.runners.lifecycle import run_caption  # noqa: E402
 from capfleet.runners.shard_processor import CHECK_ONLY_SIDE  # noqa: E402
 from capfleet.stages.decode import decode_image  # noqa: E402
 
@@ -112,7 +112,7 @@ def bench_webdataset(temp: Path, tars: int, per_tar: int, repeats: int) -> None:
         config = RunConfig([spec], str(temp / f"capfleet-{attempt}"), captioner="none", scorer="none")
         config.format, config.progress, config.workers = "webdataset", False, 4
         started = time.perf_counter()
-        summary = run_local(config)
+        summary = run_caption(config)
         times[ours].append(time.perf_counter() - started)
         assert summary.stats.captioned == total, summary.lines()
     print(f"\n(a) webdataset in -> out: {tars} tars x {per_tar} samples (384x288 JPEG), {repeats} repeats, mean\n")

@@ -3,7 +3,7 @@
 Why: the project states two speed goals, and they only mean something when both sides of each
 ratio run in the same process, on the same images, with the same loaded models and torch threads:
 
-1. captioning (BLIP captioner + CLIP scorer): `run_local` must reach >= 2x the images/s of a plain
+1. captioning (BLIP captioner + CLIP scorer): `run_caption` must reach >= 2x the images/s of a plain
    per-image loop (open, PIL decode, processor, generate N candidates, CLIP score, write image +
    JSON line; batch 1, one Python thread) that uses the very same model objects;
 2. without a model (`captioner="none"`: read, decode, shrink, write shards), capfleet must stay
@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 ROOT = Path(__file__).resolve().parents[1]
-MIN_SIDE = 384  # what run_local shrinks to when there is no captioner (captioner="none")
+MIN_SIDE = 384  # what run_caption shrinks to when there is no captioner (captioner="none")
 
 
 def fix_length(captioner, tokens: int) -> None:
@@ -69,7 +69,7 @@ def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 
 def run_config(args, inputs: Path, out: Path | str, captioner: str, scorer: str, dtype: str = "auto", quantize=None):
-    """One RunConfig for loading and running: `run_local(config, models=...)` generates with the
+    """One RunConfig for loading and running: `run_caption(config, models=...)` generates with the
     decoding options the captioner was LOADED with, not with config.max_new_tokens."""
     from capfleet.config import RunConfig
 
@@ -90,9 +90,9 @@ def run_config(args, inputs: Path, out: Path | str, captioner: str, scorer: str,
 
 
 def capfleet_run(config, models) -> float:
-    from capfleet.runners.local import run_local
+    from capfleet.runners.lifecycle import run_caption
 
-    summary = run_local(config, models=models)
+    summary = run_caption(config, models=models)
     assert summary.stats.failed == 0 and summary.stats.seen == summary.stats.captioned, summary.lines()
     return summary.wall_seconds
 
@@ -173,7 +173,7 @@ def main() -> None:
     import transformers
 
     from capfleet.cpus import available_cpus, default_workers
-    from capfleet.runners.local import load_models
+    from capfleet.runners.models import load_models
     from capfleet.stages.decode import decode_image
     from capfleet.tuning import DEFAULT_BATCH_SIZE
     from tests import tiny_models
@@ -248,13 +248,13 @@ def main() -> None:
     rows = [
         (f"plain loop (batch 1, one Python thread), {args.size} BLIP + CLIP", "plain", 1.0),
         (
-            f"capfleet run_local (batch {args.batch_size or 'auto'}, {args.workers} workers, --dtype {args.dtype})",
+            f"capfleet run_caption (batch {args.batch_size or 'auto'}, {args.workers} workers, --dtype {args.dtype})",
             "capfleet",
             speedup,
         ),
-        ("capfleet run_local, float32", "capfleet-fp32", rates["capfleet-fp32"] / rates["plain"]),
+        ("capfleet run_caption, float32", "capfleet-fp32", rates["capfleet-fp32"] / rates["plain"]),
         ("raw read + decode_image (1 thread)", "raw", 1.0),
-        ("capfleet run_local, captioner=none", "none", model_free),
+        ("capfleet run_caption, captioner=none", "none", model_free),
     ]
     print(f"\n{args.candidates} candidates x {args.max_new_tokens} new tokens, mean of {args.repeats} run(s), "
           f"load average now {os.getloadavg()[0]:.1f}\n")  # fmt: skip

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from capfleet.cli import app
 from capfleet.config import ConfigError, RunConfig
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from capfleet.runners.lock import RunLock
 from capfleet.sinks.location import Location
 from capfleet.stages.decode import decode_image
@@ -191,10 +191,10 @@ def test_a_lease_on_an_object_store_refuses_a_second_run_and_expires(tmp_path):
     settings = {"captioner": "none", "scorer": "none", "progress": False}
     with RunLock(Location(url), ttl_s=60):
         with pytest.raises(ConfigError, match="another capfleet run"):
-            run_local(RunConfig(inputs=[str(tmp_path / "imgs")], output=url, **settings))
+            run_caption(RunConfig(inputs=[str(tmp_path / "imgs")], output=url, **settings))
     dead = {"owner": "crashed-host pid 1 abcdef12", "expires": time.time() - 1, "ttl_s": 60}
     Location(url).write_json("_capfleet/lease.json", dead)  # its owner died without releasing
-    summary = run_local(RunConfig(inputs=[str(tmp_path / "imgs")], output=url, **settings))
+    summary = run_caption(RunConfig(inputs=[str(tmp_path / "imgs")], output=url, **settings))
     assert summary.stats.captioned == 2
     assert not Location(url).exists("_capfleet/lease.json")  # released at the end
 
@@ -386,7 +386,7 @@ def test_rerunning_a_finished_run_loads_no_models(tmp_path, monkeypatch):
     def no_loading(config):
         raise AssertionError("a finished run must not load models")
 
-    monkeypatch.setattr("capfleet.runners.local.load_models", no_loading)
+    monkeypatch.setattr("capfleet.runners.lifecycle.load_models", no_loading)
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert "(1 already done)" in again.output and "skipped (already done): 2" in again.output

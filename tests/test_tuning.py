@@ -67,7 +67,7 @@ def test_auto_batch_size_is_measured_once_then_cached(tmp_path, monkeypatch, cap
 
 def test_a_run_whose_readers_starve_the_model_says_so(tmp_path, monkeypatch, caplog):
     from capfleet.config import RunConfig
-    from capfleet.runners.local import run_local
+    from capfleet.runners.lifecycle import run_caption
     from capfleet.sources import files
     from tests.image_zoo import write_noise_images
 
@@ -84,7 +84,7 @@ def test_a_run_whose_readers_starve_the_model_says_so(tmp_path, monkeypatch, cap
     config = RunConfig(inputs=[str(tmp_path / "imgs")], output=str(tmp_path / "out"), captioner="builtin",
                        scorer="none", candidates=1, max_new_tokens=4, workers=1, progress=False)  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="capfleet"):
-        run_local(config)
+        run_caption(config)
     assert "the model waited for images" in caplog.text and "raise --workers, now 1" in caplog.text
 
 
@@ -92,7 +92,7 @@ def test_quantize_int8_replaces_linear_layers_and_still_captions(tmp_path):
     import torch
 
     from capfleet.config import RunConfig
-    from capfleet.runners.local import load_models
+    from capfleet.runners.models import load_models
     from tests.image_zoo import write_noise_images
 
     write_noise_images(tmp_path / "imgs", 3)

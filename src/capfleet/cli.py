@@ -9,10 +9,10 @@ from pathlib import Path
 
 import typer
 
-from capfleet.config import ConfigError, RunConfig
+from capfleet.config import RUNNERS, ConfigError, RunConfig
 from capfleet.cpus import default_workers
 from capfleet.models.registry import CAPTIONER_ALIASES, SCORER_ALIASES, ModelLoadError, model_names
-from capfleet.runners.data_parallel import GpuWorkerError
+from capfleet.runners.base import RunnerError
 from capfleet.runners.state import ERRORS_DIR, FILTERED_DIR, RunState
 from capfleet.runners.task_array import task_from_environment
 from capfleet.sources.files import InputError
@@ -144,7 +144,13 @@ def caption(
     embeddings: bool = typer.Option(
         False, "--embeddings", help="Keep the scorer's image and chosen-caption embeddings (SHARD/embeddings.npz)."
     ),
-    runner: str = typer.Option("local", help="local (this process) | beam (Apache Beam)."),
+    runner: str = typer.Option("local", help="local (this process; --gpus N processes) | beam (Apache Beam) | ray."),
+    ray_address: str | None = typer.Option(
+        None, help="Ray: the cluster to join (default: RAY_ADDRESS, else a running local cluster, else a new one)."
+    ),
+    ray_workers: int | None = typer.Option(None, help="Ray: actors, each loading the models once (default: all fit)."),
+    ray_cpus_per_worker: float = typer.Option(1.0, help="Ray: CPUs each actor reserves."),
+    gpus_per_worker: float = typer.Option(0.0, help="Ray: GPUs each actor reserves (0.5: two actors per GPU)."),
     beam_runner: str = typer.Option(
         "DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."
     ),
@@ -178,8 +184,8 @@ def caption(
     --temp_location gs://...); options Beam does not define need '='.
     """
     # Unknown --options land among the INPUTs (a variadic argument): they are Beam's.
-    if runner not in ("local", "beam"):
-        _fail("--runner must be local or beam")
+    if runner not in RUNNERS:
+        _fail(f"--runner must be one of {', '.join(RUNNERS)}")
     if runner == "beam":
         from capfleet.runners.beam import split_beam_options
 
@@ -194,8 +200,8 @@ def caption(
         task_index, task_count, task_source = task_from_environment(task_index, task_count)
     except ConfigError as exc:
         _fail(str(exc))
-    if task_index is not None and runner != "local":
-        _fail("task arrays run the local runner in each task: drop --runner beam or the task flags")
+    if task_index is not None and runner == "beam":
+        _fail("task arrays run capfleet's own runners in each task: drop --runner beam or the task flags")
     if prompt_file is not None:
         if prompt is not None:
             _fail("give --prompt or --prompt-file, not both")
@@ -261,6 +267,11 @@ def caption(
         quantize=quantize,
         task_index=task_index,
         task_count=task_count,
+        runner=runner,
+        ray_address=ray_address,
+        ray_workers=ray_workers,
+        ray_cpus_per_worker=ray_cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
     )
     if task_index is not None:
         typer.echo(f"task {task_index} of {task_count}" + (f" (from {task_source})" if task_source else ""), err=True)
@@ -270,10 +281,10 @@ def caption(
 
             summary = run_beam(config, beam_args, beam_runner)
         else:
-            from capfleet.runners.local import run_local
+            from capfleet.runners.lifecycle import run_caption
 
-            summary = run_local(config)
-    except (ConfigError, ModelLoadError, InputError, OSError, GpuWorkerError) as exc:
+            summary = run_caption(config)
+    except (ConfigError, ModelLoadError, InputError, OSError, RunnerError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         typer.secho("interrupted: rerun the same command to resume", err=True)

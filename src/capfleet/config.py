@@ -14,6 +14,7 @@ DECODINGS = ("sample", "beam")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 ENGINES = ("transformers", "vllm", "openai")
+RUNNERS = ("local", "beam", "ray")
 
 # Fields that change which rows a run writes. A rerun into the same output must match them;
 # the rest (batch size, workers, device, limit) only change speed or how much is done now.
@@ -130,6 +131,12 @@ class RunConfig:
     keep_names: bool = False  # output files named <stem>_<key>.ext instead of <key>.ext
     quantize: str | None = None  # "int8": dynamic int8 linear layers (CPU, float32), opt-in
     embeddings: bool = False  # keep the scorer's image and chosen-caption embeddings beside each shard
+    # Where shards run (runners/lifecycle.py): local (this process; --gpus N processes) or ray.
+    runner: str = "local"
+    ray_address: str | None = None  # None: RAY_ADDRESS, else a running local cluster, else start one
+    ray_workers: int | None = None  # actors; None: one per CPU (or GPU) the cluster offers them
+    ray_cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0  # Ray: fractional GPUs let several actors share one
     # Task arrays (runners/task_array.py): this process is task `task_index` of `task_count`.
     task_index: int | None = None
     task_count: int | None = None
@@ -180,10 +187,11 @@ class RunConfig:
             (self.min_words >= 0, "--min-words must be >= 0"),
             (self.max_words == 0 or self.max_words >= self.min_words, "--max-words must be 0 or >= --min-words"),
             (self.resample_attempts >= 0, "--resample-attempts must be >= 0"),
-            (
-                self.gpus == 1 or (self.dedup is None and not self.retry_errors),
-                "--dedup and --retry-errors need --gpus 1",
-            ),
+            (self.runner in RUNNERS, f"--runner must be one of {', '.join(RUNNERS)}"),
+            (self.gpus == 1 or self.runner == "local", "--gpus is for the local runner (Ray: --gpus-per-worker)"),
+            (self.ray_workers is None or self.ray_workers >= 1, "--ray-workers must be >= 1"),
+            (self.ray_cpus_per_worker > 0, "--ray-cpus-per-worker must be > 0"),
+            (self.gpus_per_worker >= 0, "--gpus-per-worker must be >= 0"),
             (self.threads is None or self.threads >= 1, "--threads must be >= 1"),
             (not self.embeddings or self.scorer != "none", "--embeddings needs a scorer (not --scorer none)"),
             (self.quantize in (None, "int8"), "--quantize must be int8"),

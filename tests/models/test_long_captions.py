@@ -8,7 +8,7 @@ from PIL import Image
 from capfleet.config import RunConfig
 from capfleet.models.scorer import HFScorer
 from capfleet.models.text_chunks import text_chunks
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from tests.pipeline.helpers import read_rows
 
 SENTENCE = "A small brown dog sits on a green mat in front of a large white house with a red door."
@@ -83,6 +83,6 @@ def test_rows_record_which_candidates_were_chunked(tmp_path, scorer, image):
     (tmp_path / "in").mkdir()
     image.save(tmp_path / "in" / "x.png")
     config = RunConfig([str(tmp_path / "in")], str(tmp_path / "out"), captioner="tests/long", progress=False)
-    run_local(config, models=(LongCaptioner(), scorer))
+    run_caption(config, models=(LongCaptioner(), scorer))
     (row,) = read_rows(tmp_path / "out")
     assert row["candidates"] == [LONG, "a dog"] and row["chunked"] == [True, False] and len(row["scores"]) == 2

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from capfleet.cli import app
 from capfleet.config import RunConfig
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from tests.pipeline.helpers import read_errors, read_rows
 
 runner = CliRunner()
@@ -53,7 +53,7 @@ def _run(tmp_path: Path, prompt: str, captioner=None):
         [str(_inputs(tmp_path / "in"))], str(tmp_path / "out"), captioner="tests/echo", scorer="none", prompt=prompt
     )
     config.progress = False
-    return run_local(config, models=(captioner, None)), captioner
+    return run_caption(config, models=(captioner, None)), captioner
 
 
 def _texts(out: Path) -> dict[str, str]:

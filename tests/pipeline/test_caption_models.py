@@ -11,7 +11,7 @@ import pytest
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.models.scorer import HFScorer
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from capfleet.stages.decode import decode_image
 from tests.image_zoo import write_noise_images
 from tests.pipeline.helpers import load_with_datasets, read_errors, read_rows
@@ -41,7 +41,7 @@ def config(inputs, out, captioner, scorer="none", **overrides) -> RunConfig:
 
 def test_blip_with_clip_keeps_the_best_scored_candidate(images, tmp_path, tiny_blip, tiny_clip):
     # float32: the stored scores are compared with the scorer's own to 1e-4 (bf16 moves them ~1e-3)
-    summary = run_local(config([images], tmp_path / "out", tiny_blip, tiny_clip, dtype="float32"))
+    summary = run_caption(config([images], tmp_path / "out", tiny_blip, tiny_clip, dtype="float32"))
     assert summary.stats.captioned == 6 and summary.stats.failed == 0
     rows = read_rows(tmp_path / "out")
     scorer = HFScorer.load(str(tiny_clip), device="cpu", dtype="float32")
@@ -59,16 +59,16 @@ def test_blip_with_clip_keeps_the_best_scored_candidate(images, tmp_path, tiny_b
 
 
 def test_sampling_is_reproducible_with_the_same_seed(images, tmp_path, tiny_blip):
-    first = run_local(config([images], tmp_path / "a", tiny_blip, seed=7))
-    run_local(config([images], tmp_path / "b", tiny_blip, seed=7))
+    first = run_caption(config([images], tmp_path / "a", tiny_blip, seed=7))
+    run_caption(config([images], tmp_path / "b", tiny_blip, seed=7))
     assert first.stats.captioned == 6
     rows_a, rows_b = read_rows(tmp_path / "a"), read_rows(tmp_path / "b")
     assert [r["candidates"] for r in rows_a] == [r["candidates"] for r in rows_b]
 
 
 def test_beam_rows_do_not_depend_on_batch_size_or_workers(images, tmp_path, tiny_blip, tiny_clip):
-    run_local(config([images], tmp_path / "a", tiny_blip, tiny_clip, decoding="beam", batch_size=1, workers=1))
-    run_local(config([images], tmp_path / "b", tiny_blip, tiny_clip, decoding="beam", batch_size=4, workers=3))
+    run_caption(config([images], tmp_path / "a", tiny_blip, tiny_clip, decoding="beam", batch_size=1, workers=1))
+    run_caption(config([images], tmp_path / "b", tiny_blip, tiny_clip, decoding="beam", batch_size=4, workers=3))
     rows_a, rows_b = read_rows(tmp_path / "a"), read_rows(tmp_path / "b")
     assert [(r["key"], r["text"], r["candidates"]) for r in rows_a] == [
         (r["key"], r["text"], r["candidates"]) for r in rows_b
@@ -78,7 +78,7 @@ def test_beam_rows_do_not_depend_on_batch_size_or_workers(images, tmp_path, tiny
 
 
 def test_vit_gpt2_without_scorer_keeps_the_first_candidate(images, tmp_path, tiny_vit_gpt2):
-    run_local(config([images], tmp_path / "out", tiny_vit_gpt2))
+    run_caption(config([images], tmp_path / "out", tiny_vit_gpt2))
     rows = read_rows(tmp_path / "out")
     assert len(rows) == 6
     assert all(row["text"] == row["candidates"][0] and row["scores"] == [] for row in rows)
@@ -86,7 +86,7 @@ def test_vit_gpt2_without_scorer_keeps_the_first_candidate(images, tmp_path, tin
 
 def test_git_and_blip_take_a_prompt(images, tmp_path, tiny_git, tiny_blip):
     for name, model in (("git", tiny_git), ("blip", tiny_blip)):
-        run_local(config([images], tmp_path / name, model, prompt="a photo of"))
+        run_caption(config([images], tmp_path / name, model, prompt="a photo of"))
         rows = read_rows(tmp_path / name)
         assert len(rows) == 6
         # The prompt conditions every candidate: generation continues it (uncased tokenizers lower-case it).
@@ -95,11 +95,11 @@ def test_git_and_blip_take_a_prompt(images, tmp_path, tiny_git, tiny_blip):
 
 def test_prompt_for_a_model_without_text_input_is_refused(images, tmp_path, tiny_vit_gpt2):
     with pytest.raises(ConfigError, match="takes no prompt"):
-        run_local(config([images], tmp_path / "out", tiny_vit_gpt2, prompt="a photo of"))
+        run_caption(config([images], tmp_path / "out", tiny_vit_gpt2, prompt="a photo of"))
 
 
 def test_chat_vlm_returns_only_the_answer(images, tmp_path, tiny_smolvlm, tiny_clip):
-    run_local(config([images], tmp_path / "out", tiny_smolvlm, tiny_clip, prompt="Describe the image.", limit=2))
+    run_caption(config([images], tmp_path / "out", tiny_smolvlm, tiny_clip, prompt="Describe the image.", limit=2))
     rows = read_rows(tmp_path / "out")
     assert len(rows) == 2
     assert all("Describe the image." not in c and "Assistant" not in c for row in rows for c in row["candidates"])
@@ -121,7 +121,7 @@ def test_a_failing_batch_is_retried_image_by_image(tmp_path, tiny_vit_gpt2, monk
         return real(self, batch_images, *args, **kwargs)
 
     monkeypatch.setattr(HFCaptioner, "generate", choke_on_red)
-    summary = run_local(config([tmp_path / "imgs"], tmp_path / "out", tiny_vit_gpt2, batch_size=4))
+    summary = run_caption(config([tmp_path / "imgs"], tmp_path / "out", tiny_vit_gpt2, batch_size=4))
     assert (summary.stats.captioned, summary.stats.failed) == (5, 1)
     errors = read_errors(tmp_path / "out")
     assert [e["source"].rsplit("/", 1)[1] for e in errors] == ["img-002-red.png"]
@@ -130,16 +130,16 @@ def test_a_failing_batch_is_retried_image_by_image(tmp_path, tiny_vit_gpt2, monk
 
 def test_preloaded_models_follow_the_runs_decoding_settings(images, tmp_path, tiny_blip):
     """Models loaded once (Beam workers, benchmarks) still decode as each run asks."""
-    from capfleet.runners.local import load_models
+    from capfleet.runners.models import load_models
 
     models = load_models(config([images], tmp_path / "unused", tiny_blip, max_new_tokens=30))
-    run_local(config([images], tmp_path / "a", tiny_blip, decoding="beam", max_new_tokens=3), models=models)
-    run_local(config([images], tmp_path / "b", tiny_blip, decoding="beam", max_new_tokens=3))
+    run_caption(config([images], tmp_path / "a", tiny_blip, decoding="beam", max_new_tokens=3), models=models)
+    run_caption(config([images], tmp_path / "b", tiny_blip, decoding="beam", max_new_tokens=3))
     assert [r["candidates"] for r in read_rows(tmp_path / "a")] == [r["candidates"] for r in read_rows(tmp_path / "b")]
 
 
 def test_siglip_style_scorer_ranks_candidates(images, tmp_path, tiny_blip, tiny_siglip):
-    run_local(config([images], tmp_path / "out", tiny_blip, tiny_siglip, limit=3))
+    run_caption(config([images], tmp_path / "out", tiny_blip, tiny_siglip, limit=3))
     rows = read_rows(tmp_path / "out")
     assert len(rows) == 3
     assert all(len(r["scores"]) == len(r["candidates"]) and r["scorer"] == str(tiny_siglip) for r in rows)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from capfleet.config import ConfigError, RunConfig
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from capfleet.stages.filters.dedup import resolve_duplicates
 from tests.filter_images import altered_copies, export, jpeg_bytes, redness_classifier, scenes, text_image
 from tests.pipeline.helpers import load_with_datasets, read_errors, read_rows
@@ -69,7 +69,7 @@ def check_duplicates(out: Path, expected: dict[str, str]) -> None:
 
 def test_near_duplicates_across_shards_keep_the_first_occurrence(tmp_path, copies_folder):
     folder, expected = copies_folder
-    summary = run_local(config([folder], tmp_path / "out", dedup="near"))
+    summary = run_caption(config([folder], tmp_path / "out", dedup="near"))
     check_duplicates(tmp_path / "out", expected)
     assert (summary.stats.captioned, summary.stats.filtered, summary.stats.failed) == (6, len(expected), 0)
 
@@ -84,17 +84,28 @@ def test_the_beam_runner_finds_the_same_duplicates(tmp_path, copies_folder):
     assert summary.stats.filtered == len(expected)
 
 
+@pytest.mark.slow  # two spawned worker processes
+def test_gpus_workers_hash_and_find_the_same_duplicates(tmp_path, copies_folder):
+    folder, expected = copies_folder
+    local = run_caption(config([folder], tmp_path / "local", shard_size=4, dedup="near"))
+    gpus = run_caption(config([folder], tmp_path / "gpus", shard_size=4, dedup="near", gpus=2))
+    assert gpus.stats.filtered == local.stats.filtered == len(expected)
+    assert sorted(r["key"] for r in read_rows(tmp_path / "gpus")) == sorted(
+        r["key"] for r in read_rows(tmp_path / "local")
+    )
+
+
 def test_exact_mode_catches_only_byte_identical_copies(tmp_path, copies_folder):
     folder, _ = copies_folder
-    run_local(config([folder], tmp_path / "out", dedup="exact"))
+    run_caption(config([folder], tmp_path / "out", dedup="exact"))
     assert [(name(f["source"]), f["kind"]) for f in read_filtered(tmp_path / "out")] == [("c4-exact.png", "exact")]
 
 
 def test_a_limit_run_then_the_full_run_resolves_over_the_longer_listing(tmp_path, copies_folder):
     folder, expected = copies_folder
-    first = run_local(config([folder], tmp_path / "out", dedup="near", limit=8))
+    first = run_caption(config([folder], tmp_path / "out", dedup="near", limit=8))
     assert first.stats.seen == 8
-    second = run_local(config([folder], tmp_path / "out", dedup="near"))
+    second = run_caption(config([folder], tmp_path / "out", dedup="near"))
     assert second.skipped == 6  # shards 0 and 1 were finished; the cut-short shard 2 is redone
     check_duplicates(tmp_path / "out", expected)
 
@@ -130,7 +141,7 @@ def test_filters_record_scores_in_rows_and_rejections_in_records(tmp_path):
     (folder / "2-label.jpg").write_bytes(jpeg_bytes(text_image(["", "", "EXIT"], seed=1)))
     (folder / "3-thumb.jpg").write_bytes(jpeg_bytes(Image.new("RGB", (32, 32), (90, 120, 30))))
     (folder / "4-broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    summary = run_local(config([folder], tmp_path / "out", max_text_area=0.08, min_side=64))
+    summary = run_caption(config([folder], tmp_path / "out", max_text_area=0.08, min_side=64))
     rows, filtered = read_rows(tmp_path / "out"), read_filtered(tmp_path / "out")
     assert [(name(f["source"]), f["filter"]) for f in filtered] == [
         ("1-poster.jpg", "text_area"),
@@ -173,7 +184,7 @@ def test_ocr_text_fills_the_prompt_per_image(tmp_path):
     for index, words in enumerate([["OPEN", "DAILY"], [""], ["CLOSED"]]):
         (folder / f"{index}.jpg").write_bytes(jpeg_bytes(text_image(words, seed=index)))
     recorder = PromptRecorder()
-    run_local(config([folder], tmp_path / "out", prompt="text: {ocr_text}."), models=(recorder, None))
+    run_caption(config([folder], tmp_path / "out", prompt="text: {ocr_text}."), models=(recorder, None))
     assert recorder.prompts == ["text: OPEN DAILY.", "text: .", "text: CLOSED."]
 
 
@@ -185,11 +196,11 @@ def test_filter_settings_join_the_fingerprint_only_when_set(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "a.jpg").write_bytes(jpeg_bytes(Image.new("RGB", (80, 80))))
-    run_local(config([folder], tmp_path / "out", min_side=10))
+    run_caption(config([folder], tmp_path / "out", min_side=10))
     with pytest.raises(ConfigError, match="min_side: 10 -> 20"):
-        run_local(config([folder], tmp_path / "out", min_side=20))
+        run_caption(config([folder], tmp_path / "out", min_side=20))
     with pytest.raises(ConfigError, match="min_side: 10 -> None"):
-        run_local(config([folder], tmp_path / "out"))
+        run_caption(config([folder], tmp_path / "out"))
 
 
 @pytest.mark.parametrize(
@@ -204,7 +215,7 @@ def test_filter_settings_join_the_fingerprint_only_when_set(tmp_path):
 )
 def test_bad_filter_settings_fail_fast(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
-        run_local(config([tmp_path], tmp_path / "out", **overrides))
+        run_caption(config([tmp_path], tmp_path / "out", **overrides))
 
 
 def test_a_filter_failing_on_one_image_makes_one_error_record(tmp_path):
@@ -223,7 +234,7 @@ def test_a_filter_failing_on_one_image_makes_one_error_record(tmp_path):
     folder.mkdir()
     (folder / "a-red.jpg").write_bytes(jpeg_bytes(Image.new("RGB", (40, 40), (230, 20, 20))))
     (folder / "b-blue.jpg").write_bytes(jpeg_bytes(Image.new("RGB", (40, 40), (20, 20, 230))))
-    summary = run_local(config([folder], tmp_path / "out", watermark_model=export(tmp_path, Doubled(), "doubled")))
+    summary = run_caption(config([folder], tmp_path / "out", watermark_model=export(tmp_path, Doubled(), "doubled")))
     errors = read_errors(tmp_path / "out")
     assert [name(e["source"]) for e in errors] == ["a-red.jpg"]
     assert errors[0]["error"].startswith("filter watermark failed: ") and "[0, 1]" in errors[0]["error"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from capfleet.config import RunConfig
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from tests.pipeline.helpers import load_with_datasets, read_rows
 
 # Sorted by name: the flagged image (red) is in the second shard, after a shard without flags.
@@ -59,7 +59,7 @@ def _config(inputs: Path, out: Path, **overrides) -> RunConfig:
 def test_degenerate_candidates_are_dropped_resampled_and_flagged(tmp_path):
     images = _images(tmp_path / "images")
     captioner = ScriptedCaptioner()
-    summary = run_local(_config(images, tmp_path / "out", strip_openers=True), models=(captioner, None))
+    summary = run_caption(_config(images, tmp_path / "out", strip_openers=True), models=(captioner, None))
     rows = {Path(row["source"]).stem: row for row in read_rows(tmp_path / "out")}
     assert summary.stats.captioned == 4 and summary.stats.failed == 0
 
@@ -84,8 +84,8 @@ def test_degenerate_candidates_are_dropped_resampled_and_flagged(tmp_path):
 def test_resample_seeds_depend_on_the_image_only(tmp_path):
     images = _images(tmp_path / "images")
     first, second = ScriptedCaptioner(), ScriptedCaptioner()
-    run_local(_config(images, tmp_path / "a", batch_size=4), models=(first, None))
-    run_local(_config(images, tmp_path / "b", batch_size=1, seed=0), models=(second, None))
+    run_caption(_config(images, tmp_path / "a", batch_size=4), models=(first, None))
+    run_caption(_config(images, tmp_path / "b", batch_size=1, seed=0), models=(second, None))
     red = COLOURS["d-red"]
     assert first.calls[red][1:] == second.calls[red][1:]  # the re-samples' seeds
     assert len({repr(seed) for seed in first.calls[red][1:]}) == 2
@@ -93,7 +93,7 @@ def test_resample_seeds_depend_on_the_image_only(tmp_path):
 
 def test_no_hygiene_keeps_every_candidate(tmp_path):
     images = _images(tmp_path / "images")
-    summary = run_local(_config(images, tmp_path / "out", hygiene=False), models=(ScriptedCaptioner(), None))
+    summary = run_caption(_config(images, tmp_path / "out", hygiene=False), models=(ScriptedCaptioner(), None))
     rows = {Path(row["source"]).stem: row for row in read_rows(tmp_path / "out")}
     assert rows["d-red"]["flags"] == "" and len(rows["d-red"]["candidates"]) == 2
     assert rows["c-blue"]["candidates"] == ["", "I am unable to see images.", "a blue sky", "sky sky sky sky"]

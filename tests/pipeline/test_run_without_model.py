@@ -7,7 +7,7 @@ import pytest
 from capfleet.config import ConfigError, RunConfig
 from capfleet.merge import merge_shards
 from capfleet.runners import shard_processor
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from tests.image_zoo import OK, write_noise_images, write_zoo
 from tests.pipeline.helpers import load_with_datasets, read_errors, read_rows
 
@@ -20,7 +20,7 @@ def config(inputs, out, **overrides) -> RunConfig:
 
 def test_every_bad_input_becomes_exactly_one_error_record(tmp_path):
     expected = write_zoo(tmp_path / "zoo")
-    summary = run_local(config([tmp_path / "zoo"], tmp_path / "out"))
+    summary = run_caption(config([tmp_path / "zoo"], tmp_path / "out"))
     rows, errors = read_rows(tmp_path / "out"), read_errors(tmp_path / "out")
     ok_names = sorted(name for name, outcome in expected.items() if outcome == OK)
     assert sorted(row["source"].rsplit("/", 1)[1] for row in rows) == ok_names  # each once: lists, not sets
@@ -36,7 +36,7 @@ def test_every_bad_input_becomes_exactly_one_error_record(tmp_path):
 def test_output_loads_with_datasets_and_keeps_original_captions(tmp_path):
     write_noise_images(tmp_path / "imgs", 6)
     (tmp_path / "imgs" / "img-004.txt").write_text("an original caption")
-    run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "out"))
     dataset = load_with_datasets(tmp_path / "out")
     assert len(dataset) == 6
     row = dataset[dataset["key"].index("000000004")]
@@ -62,11 +62,11 @@ def test_crash_then_rerun_gives_each_image_exactly_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(shard_processor.ShardProcessor, "_caption", crash_in_second_shard)
     with pytest.raises(Crash):
-        run_local(config([tmp_path / "imgs"], tmp_path / "out", batch_size=2))
+        run_caption(config([tmp_path / "imgs"], tmp_path / "out", batch_size=2))
     assert len(read_rows(tmp_path / "out")) == 4  # shard 0 finished, shard 1 left no trace
     assert not list((tmp_path / "out").glob(".tmp-*"))
     monkeypatch.setattr(shard_processor.ShardProcessor, "_caption", real)
-    summary = run_local(config([tmp_path / "imgs"], tmp_path / "out", batch_size=2))
+    summary = run_caption(config([tmp_path / "imgs"], tmp_path / "out", batch_size=2))
     keys = [row["key"] for row in read_rows(tmp_path / "out")]
     assert sorted(keys) == [f"{i:09d}" for i in range(10)]
     assert summary.skipped == 4 and summary.shards_done_before == 1
@@ -74,29 +74,29 @@ def test_crash_then_rerun_gives_each_image_exactly_once(tmp_path, monkeypatch):
 
 def test_stale_staging_from_a_hard_kill_is_removed_and_not_loaded(tmp_path):
     write_noise_images(tmp_path / "imgs", 4)
-    run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "out"))
     stale = tmp_path / "out" / ".tmp-00001-deadbeef"
     stale.mkdir()
     (stale / "metadata.jsonl").write_text("{}\n")
-    run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "out"))
     assert not stale.exists()
 
 
 def test_limit_run_then_full_run_completes_without_duplicates(tmp_path):
     write_noise_images(tmp_path / "imgs", 10)
-    run_local(config([tmp_path / "imgs"], tmp_path / "out", limit=5))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "out", limit=5))
     assert [row["key"] for row in read_rows(tmp_path / "out")] == [f"{i:09d}" for i in range(5)]
-    summary = run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    summary = run_caption(config([tmp_path / "imgs"], tmp_path / "out"))
     assert sorted(row["key"] for row in read_rows(tmp_path / "out")) == [f"{i:09d}" for i in range(10)]
     assert summary.skipped == 4  # shard 0 was complete; the cut-short shard 1 was redone
 
 
 def test_changed_settings_refuse_unless_overwrite(tmp_path):
     write_noise_images(tmp_path / "imgs", 3)
-    run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "out"))
     with pytest.raises(ConfigError, match="shard_size: 4 -> 2"):
-        run_local(config([tmp_path / "imgs"], tmp_path / "out", shard_size=2))
-    run_local(config([tmp_path / "imgs"], tmp_path / "out", shard_size=2, overwrite=True))
+        run_caption(config([tmp_path / "imgs"], tmp_path / "out", shard_size=2))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "out", shard_size=2, overwrite=True))
     assert sorted((tmp_path / "out").glob("[0-9]*")) == [tmp_path / "out" / "00000", tmp_path / "out" / "00001"]
     assert len(read_rows(tmp_path / "out")) == 3
 
@@ -106,15 +106,15 @@ def test_foreign_non_empty_output_is_refused(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "thesis.docx").write_text("precious")
     with pytest.raises(ConfigError, match="not empty"):
-        run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+        run_caption(config([tmp_path / "imgs"], tmp_path / "out"))
     with pytest.raises(ConfigError, match="only ever deletes what a capfleet run wrote"):
-        run_local(config([tmp_path / "imgs"], tmp_path / "out", overwrite=True))
+        run_caption(config([tmp_path / "imgs"], tmp_path / "out", overwrite=True))
     assert (tmp_path / "out" / "thesis.docx").exists()
 
 
 def test_merge_writes_one_file_and_the_dataset_still_loads_once(tmp_path):
     write_noise_images(tmp_path / "imgs", 9)
-    run_local(config([tmp_path / "imgs"], tmp_path / "out"))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "out"))
     target, count = merge_shards(tmp_path / "out")
     assert count == 9 and target.name == "captions.jsonl"
     assert target.read_text().count('"file_name": "00002/') == 1
@@ -136,7 +136,7 @@ def test_a_shard_that_fails_once_is_retried_without_duplicates(tmp_path, monkeyp
         return real(self, batch)
 
     monkeypatch.setattr(shard_processor.ShardProcessor, "_caption", fail_first_attempt_midway)
-    summary = run_local(config([tmp_path / "imgs"], tmp_path / "out", batch_size=2))
+    summary = run_caption(config([tmp_path / "imgs"], tmp_path / "out", batch_size=2))
     assert failed == {"000000006"}
     assert sorted(row["key"] for row in read_rows(tmp_path / "out")) == [f"{i:09d}" for i in range(8)]
     assert summary.stats.captioned == 8 and summary.stats.failed == 0
@@ -148,10 +148,10 @@ def test_output_to_an_object_store_url(tmp_path):
 
     write_noise_images(tmp_path / "imgs", 5)
     fs = fsspec.filesystem("memory")
-    run_local(config([tmp_path / "imgs"], "memory://bucket/run1"))
+    run_caption(config([tmp_path / "imgs"], "memory://bucket/run1"))
     assert sorted(p.rsplit("/", 1)[1] for p in fs.ls("/bucket/run1", detail=False)) == ["00000", "00001", "_capfleet"]
     rows = [line for line in fs.cat_file("/bucket/run1/00001/metadata.jsonl").decode().splitlines() if line]
     assert len(rows) == 1 and fs.exists("/bucket/run1/00001/000000004.jpg")
     assert fs.exists("/bucket/run1/_capfleet/completions/00001.json")
-    summary = run_local(config([tmp_path / "imgs"], "memory://bucket/run1"))
+    summary = run_caption(config([tmp_path / "imgs"], "memory://bucket/run1"))
     assert summary.skipped == 5 and summary.stats.seen == 0

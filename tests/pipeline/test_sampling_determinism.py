@@ -13,7 +13,7 @@ from capfleet.config import RunConfig
 from capfleet.models import load_captioner
 from capfleet.models.captioner import DecodingOptions, HFCaptioner
 from capfleet.models.sampling import PerImageNucleusSampler, image_seed
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from capfleet.synth.writer import generate_synthetic_dataset
 from tests.image_zoo import write_noise_images
 from tests.pipeline.helpers import read_rows
@@ -36,7 +36,7 @@ def config(images, out, captioner, **overrides) -> RunConfig:
 def one_by_one(images, tiny_blip, tmp_path_factory) -> list[tuple]:
     """The rows of a local run at batch size 1: what every other run must reproduce."""
     out = tmp_path_factory.mktemp("batch1") / "out"
-    run_local(config(images, out, tiny_blip, batch_size=1))
+    run_caption(config(images, out, tiny_blip, batch_size=1))
     rows = sampled(out)
     assert len(rows) == 8 and any(len(candidates) > 1 for _, _, candidates in rows)
     return rows
@@ -65,7 +65,7 @@ def test_local_rows_do_not_depend_on_batch_size_or_retries(
     images, one_by_one, tmp_path, tiny_blip, monkeypatch, batch_size, inject_failure
 ):
     failed = fail_every_batch(monkeypatch) if inject_failure else []
-    run_local(config(images, tmp_path / "many", tiny_blip, batch_size=batch_size))
+    run_caption(config(images, tmp_path / "many", tiny_blip, batch_size=batch_size))
     assert bool(failed) == inject_failure
     assert sampled(tmp_path / "many") == one_by_one
 
@@ -92,8 +92,8 @@ def scenes(tmp_path_factory) -> Path:
 
 def test_sampling_differs_from_greedy_and_from_another_seed(scenes, tmp_path):
     """Candidates are deduplicated, so a run collapsed to greedy decoding would keep one each."""
-    run_local(config(scenes, tmp_path / "seed0", "builtin", candidates=4, max_new_tokens=12, seed=0))
-    run_local(config(scenes, tmp_path / "seed1", "builtin", candidates=4, max_new_tokens=12, seed=1))
+    run_caption(config(scenes, tmp_path / "seed0", "builtin", candidates=4, max_new_tokens=12, seed=0))
+    run_caption(config(scenes, tmp_path / "seed1", "builtin", candidates=4, max_new_tokens=12, seed=1))
     rows = read_rows(tmp_path / "seed0")
     assert len(rows) == 6 and all(len(row["candidates"]) >= 2 for row in rows)
 

@@ -9,7 +9,7 @@ pytest.importorskip("apache_beam")
 from capfleet.config import RunConfig  # noqa: E402
 from capfleet.runners import shard_processor  # noqa: E402
 from capfleet.runners.beam import pipeline_options, run_beam  # noqa: E402
-from capfleet.runners.local import run_local  # noqa: E402
+from capfleet.runners.lifecycle import run_caption  # noqa: E402
 from tests.image_zoo import OK, write_noise_images, write_zoo  # noqa: E402
 from tests.pipeline.helpers import read_errors, read_rows  # noqa: E402
 
@@ -27,7 +27,7 @@ def _comparable(rows: list[dict]) -> list[tuple]:
 def test_beam_and_local_write_the_same_rows(tmp_path, tiny_blip, tiny_clip):
     write_noise_images(tmp_path / "imgs", 7)
     models = {"captioner": str(tiny_blip), "scorer": str(tiny_clip), "candidates": 3, "max_new_tokens": 5}
-    local = run_local(config([tmp_path / "imgs"], tmp_path / "local", **models))
+    local = run_caption(config([tmp_path / "imgs"], tmp_path / "local", **models))
     beam = run_beam(config([tmp_path / "imgs"], tmp_path / "beam", **models))
     assert _comparable(read_rows(tmp_path / "local")) == _comparable(read_rows(tmp_path / "beam"))
     for a, b in zip(
@@ -43,7 +43,7 @@ def test_two_worker_processes_write_the_same_rows(tmp_path, tiny_blip):
     """Each worker process loads its own captioner; sampled rows still equal the local run's."""
     write_noise_images(tmp_path / "imgs", 8)
     models = {"captioner": str(tiny_blip), "candidates": 3, "max_new_tokens": 5, "batch_size": 2}
-    run_local(config([tmp_path / "imgs"], tmp_path / "local", **models))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "local", **models))
     args = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
     summary = run_beam(config([tmp_path / "imgs"], tmp_path / "beam", **{**models, "batch_size": 3}), args)
     local_rows = _comparable(read_rows(tmp_path / "local"))
@@ -115,7 +115,7 @@ def test_tar_and_parquet_inputs_and_outputs_give_the_same_rows_on_beam_and_local
     cases = [(f"{tmp_path}/in/p-{{0..1}}.tar", "webdataset"), (str(tmp_path / "t.parquet"), "parquet")]
     for spec, output_format in cases:
         merged = {}
-        for runner, run in (("local", run_local), ("beam", run_beam)):
+        for runner, run in (("local", run_caption), ("beam", run_beam)):
             out = tmp_path / f"{output_format}-{runner}"
             run(config([spec], out, format=output_format))
             target, _ = merge_shards(out)

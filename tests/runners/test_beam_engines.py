@@ -10,7 +10,7 @@ from PIL import Image  # noqa: E402
 
 from capfleet.config import RunConfig  # noqa: E402
 from capfleet.runners.beam import run_beam  # noqa: E402
-from capfleet.runners.local import run_local  # noqa: E402
+from capfleet.runners.lifecycle import run_caption  # noqa: E402
 from tests.models.openai_fake_server import FakeChatServer  # noqa: E402
 from tests.pipeline.helpers import read_errors, read_rows  # noqa: E402
 
@@ -24,7 +24,7 @@ def test_beam_and_local_agree_through_an_endpoint(tmp_path):
     with FakeChatServer() as server:
         settings = dict(captioner="m", scorer="none", engine="openai", api_base=server.api_base, retries=1)
         settings.update(prompt="{original_text}", candidates=2, shard_size=2, progress=False)
-        local = run_local(RunConfig([str(images)], str(tmp_path / "local"), **settings))
+        local = run_caption(RunConfig([str(images)], str(tmp_path / "local"), **settings))
         beam = run_beam(RunConfig([str(images)], str(tmp_path / "beam"), **settings))
 
     def rows(out):

@@ -9,7 +9,7 @@ import fsspec
 import pytest
 
 from capfleet.config import RunConfig
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from capfleet.runners.shard_processor import ShardProcessor
 from capfleet.runners.state import RunState
 from capfleet.sinks.location import Location
@@ -40,10 +40,10 @@ def test_crash_after_publishing_before_the_marker_is_redone_once(tmp_path, monke
 
     monkeypatch.setattr(RunState, "mark_done", crash_on_shard_1)
     with pytest.raises(Crash):
-        run_local(config(tmp_path / "imgs", tmp_path / "out", shard_retries=0))
+        run_caption(config(tmp_path / "imgs", tmp_path / "out", shard_retries=0))
     assert (tmp_path / "out" / "00001").is_dir()  # published, never marked
     monkeypatch.setattr(RunState, "mark_done", real)
-    summary = run_local(config(tmp_path / "imgs", tmp_path / "out"))
+    summary = run_caption(config(tmp_path / "imgs", tmp_path / "out"))
     assert summary.shards_done_before == 1 and summary.stats.seen == 3
     assert sorted(row["key"] for row in read_rows(tmp_path / "out")) == KEYS
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00000", "00001", "_capfleet"]
@@ -52,7 +52,7 @@ def test_crash_after_publishing_before_the_marker_is_redone_once(tmp_path, monke
 def test_two_attempts_of_one_shard_racing_publish_one_copy(tmp_path, monkeypatch):
     """Beam's speculative execution: two workers finish the same shard at the same moment."""
     write_noise_images(tmp_path / "imgs", 6)
-    run_local(config(tmp_path / "imgs", tmp_path / "out"))
+    run_caption(config(tmp_path / "imgs", tmp_path / "out"))
     cfg = config(tmp_path / "imgs", tmp_path / "out")
     shard = RunState(Location(cfg.output)).plan(cfg, open_source(cfg.inputs, cfg))[1]
     both_staged = threading.Barrier(2)
@@ -76,12 +76,12 @@ def test_two_attempts_of_one_shard_racing_publish_one_copy(tmp_path, monkeypatch
 def test_a_redo_on_an_object_store_with_fewer_images_leaves_no_stray_files(tmp_path):
     paths = write_noise_images(tmp_path / "imgs", 6)
     url = "memory://bucket/redo"
-    run_local(config(tmp_path / "imgs", url))
+    run_caption(config(tmp_path / "imgs", url))
     fs = fsspec.filesystem("memory")
     assert len(fs.find("/bucket/redo/00001")) == 4
     fs.rm("/bucket/redo/_capfleet/completions/00001.json")  # shard 1 must be redone...
     paths[4].unlink()  # ...and one of its images is gone this time
-    summary = run_local(config(tmp_path / "imgs", url))
+    summary = run_caption(config(tmp_path / "imgs", url))
     assert summary.stats.captioned == 2 and summary.stats.failed == 1
     names = sorted(path.rsplit("/", 1)[1] for path in fs.find("/bucket/redo/00001"))
     assert names == ["000000003.jpg", "000000005.jpg", "metadata.jsonl"]

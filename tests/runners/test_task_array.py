@@ -77,7 +77,7 @@ def test_a_plain_run_and_tasks_share_the_shards_by_number(tmp_path):
         ([], {"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "2"}, "cannot read the SLURM array"),
         (["--task-index", "0", "--task-count", "2", "--overwrite"], {}, "--overwrite cannot be given to a task array"),
         (["--task-index", "0", "--task-count", "2", "--dedup", "exact"], {}, "--dedup needs every shard hashed"),
-        (["--task-index", "0", "--task-count", "2", "--runner", "beam"], {}, "task arrays run the local runner"),
+        (["--task-index", "0", "--task-count", "2", "--runner", "beam"], {}, "task arrays run capfleet's own runners"),
     ],
 )
 def test_bad_task_settings_are_one_line_and_write_nothing(tmp_path, flags, env, message):

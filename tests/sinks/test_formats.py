@@ -13,9 +13,9 @@ import pytest
 from capfleet.config import ConfigError, RunConfig
 from capfleet.merge import merge_shards
 from capfleet.runners import shard_processor
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from tests.image_zoo import write_noise_images, write_zoo
-from tests.pipeline.helpers import load_with_datasets, read_errors
+from tests.pipeline.helpers import load_with_datasets, read_errors, read_rows
 
 
 def config(inputs, out, **overrides) -> RunConfig:
@@ -29,7 +29,7 @@ def test_webdataset_output_is_read_by_the_webdataset_library(tmp_path):
 
     images = write_noise_images(tmp_path / "imgs", 6)
     (tmp_path / "imgs" / "img-002.txt").write_text("an original caption")
-    run_local(config([tmp_path / "imgs"], tmp_path / "out", format="webdataset"))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "out", format="webdataset"))
     assert sorted(p.name for p in tmp_path.joinpath("out").glob("0*")) == ["00000.tar", "00001.tar"]
     samples = list(wds.WebDataset(str(tmp_path / "out" / "{00000..00001}.tar"), shardshuffle=False))
     assert [s["__key__"] for s in samples] == [f"{i:09d}" for i in range(6)]
@@ -44,20 +44,20 @@ def test_parquet_output_loads_with_datasets_and_pyarrow_and_no_images_is_a_sidec
     import pyarrow.parquet as pq
 
     images = write_noise_images(tmp_path / "imgs", 5)
-    run_local(config([tmp_path / "imgs"], tmp_path / "out", format="parquet"))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "out", format="parquet"))
     loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "*.parquet"), split="train")
     assert loaded["key"] == [f"{i:09d}" for i in range(5)]
     assert loaded[3]["image"].size == (48, 40)
     table = pq.read_table(tmp_path / "out" / "00001.parquet")
     assert table.column("image").to_pylist()[0]["bytes"] == images[4].read_bytes()
-    run_local(config([tmp_path / "imgs"], tmp_path / "sidecar", format="parquet", images=False))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "sidecar", format="parquet", images=False))
     sidecar = pq.read_table(tmp_path / "sidecar" / "00000.parquet")
     assert "image" not in sidecar.column_names and sidecar.column("source").to_pylist()[0] == str(images[0])
 
 
 def test_artifacts_are_named_by_the_sha256_of_the_image_bytes(tmp_path):
     images = write_noise_images(tmp_path / "imgs", 3)
-    run_local(config([tmp_path / "imgs"], tmp_path / "out", format="artifacts"))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "out", format="artifacts"))
     for image in images:
         digest = hashlib.sha256(image.read_bytes()).hexdigest()
         assert (tmp_path / "out" / "00000" / f"{digest}.jpg").read_bytes() == image.read_bytes()
@@ -67,8 +67,8 @@ def test_artifacts_are_named_by_the_sha256_of_the_image_bytes(tmp_path):
 def test_txt_beside_each_image_and_the_imagefolder_loader_still_reads_it(tmp_path, tiny_blip, tiny_clip):
     write_noise_images(tmp_path / "imgs", 3)
     models = {"captioner": str(tiny_blip), "scorer": str(tiny_clip), "candidates": 3, "max_new_tokens": 5}
-    run_local(config([tmp_path / "imgs"], tmp_path / "best", txt="best", **models))
-    run_local(config([tmp_path / "imgs"], tmp_path / "all", txt="all", **models))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "best", txt="best", **models))
+    run_caption(config([tmp_path / "imgs"], tmp_path / "all", txt="all", **models))
     rows = {row["key"]: row for row in load_with_datasets(tmp_path / "all")}
     assert len(load_with_datasets(tmp_path / "best")) == 3 and len(rows) == 3
     for key, row in rows.items():
@@ -81,8 +81,8 @@ def test_txt_beside_each_image_and_the_imagefolder_loader_still_reads_it(tmp_pat
 @pytest.mark.parametrize("output_format", ["imagefolder", "webdataset", "parquet", "artifacts"])
 def test_merge_and_resume_cover_every_format(tmp_path, output_format):
     expected = write_zoo(tmp_path / "zoo")
-    first = run_local(config([tmp_path / "zoo"], tmp_path / "out", format=output_format, limit=6))
-    again = run_local(config([tmp_path / "zoo"], tmp_path / "out", format=output_format))
+    first = run_caption(config([tmp_path / "zoo"], tmp_path / "out", format=output_format, limit=6))
+    again = run_caption(config([tmp_path / "zoo"], tmp_path / "out", format=output_format))
     assert first.stats.seen == 6 and again.skipped == 4  # shard 0 done; the cut-short shard 1 was redone
     target, count = merge_shards(tmp_path / "out")
     rows = [json.loads(line) for line in target.read_text().splitlines()]
@@ -103,12 +103,12 @@ def test_a_crash_mid_shard_publishes_nothing_and_a_rerun_completes(tmp_path, mon
 
     monkeypatch.setattr(shard_processor.ShardProcessor, "_caption", crash_in_second_shard)
     with pytest.raises(KeyboardInterrupt):
-        run_local(config([tmp_path / "imgs"], tmp_path / "out", format=output_format, batch_size=1))
+        run_caption(config([tmp_path / "imgs"], tmp_path / "out", format=output_format, batch_size=1))
     published = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name[0].isdigit())
     assert len(published) == 1 and published[0].startswith("00000")
     assert not list((tmp_path / "out").glob(".tmp-*"))
     monkeypatch.setattr(shard_processor.ShardProcessor, "_caption", real)
-    summary = run_local(config([tmp_path / "imgs"], tmp_path / "out", format=output_format, batch_size=1))
+    summary = run_caption(config([tmp_path / "imgs"], tmp_path / "out", format=output_format, batch_size=1))
     _, count = merge_shards(tmp_path / "out")
     assert count == 8 and summary.skipped == 4
 
@@ -123,7 +123,7 @@ def test_webdataset_output_keeps_every_original_member_byte_for_byte(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-    run_local(config([tar_path], tmp_path / "out", format="webdataset"))
+    run_caption(config([tar_path], tmp_path / "out", format="webdataset"))
     with tarfile.open(tmp_path / "out" / "00000.tar") as archive:
         out = {member.name: archive.extractfile(member).read() for member in archive}
     assert out["a/x1.jpg"] == image and out["a/x1.cls"] == b"7"
@@ -157,10 +157,10 @@ def _outage_then_recovery(tmp_path, run, output_format):
 
 @pytest.mark.parametrize("output_format", ["imagefolder", "webdataset", "parquet", "artifacts"])
 def test_retry_errors_adds_the_recovered_rows_and_drops_their_errors(tmp_path, output_format):
-    _outage_then_recovery(tmp_path, run_local, output_format)
-    unchanged = run_local(config([tmp_path / "list.txt"], tmp_path / "out", format=output_format, shard_size=3))
+    _outage_then_recovery(tmp_path, run_caption, output_format)
+    unchanged = run_caption(config([tmp_path / "list.txt"], tmp_path / "out", format=output_format, shard_size=3))
     assert unchanged.stats.seen == 0  # without the flag a finished shard stays as it is
-    summary = run_local(
+    summary = run_caption(
         config([tmp_path / "list.txt"], tmp_path / "out", format=output_format, shard_size=3, retry_errors=True)
     )
     assert summary.stats.seen == 2 and summary.stats.captioned == 2  # only the failed images were read
@@ -182,13 +182,21 @@ def test_retry_errors_on_beam(tmp_path):
     assert count == 6 and read_errors(tmp_path / "out") == []
 
 
+@pytest.mark.slow  # two spawned worker processes
+def test_retry_errors_with_gpus(tmp_path):
+    _outage_then_recovery(tmp_path, run_caption, "imagefolder")
+    summary = run_caption(config([tmp_path / "list.txt"], tmp_path / "out", shard_size=3, retry_errors=True, gpus=2))
+    assert summary.stats.seen == 2 and summary.stats.captioned == 2  # only the failed images, on the workers
+    assert len(read_rows(tmp_path / "out")) == 6 and read_errors(tmp_path / "out") == []
+
+
 @pytest.mark.parametrize("output_format", ["webdataset", "parquet"])
 def test_file_shards_upload_to_an_object_store_then_get_marked(tmp_path, output_format):
     import fsspec
 
     write_noise_images(tmp_path / "imgs", 5)
     out = f"memory://bucket-{output_format}/run"
-    run_local(config([tmp_path / "imgs"], out, format=output_format))
+    run_caption(config([tmp_path / "imgs"], out, format=output_format))
     fs = fsspec.filesystem("memory")
     suffix = ".tar" if output_format == "webdataset" else ".parquet"
     names = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"/bucket-{output_format}/run", detail=False))
@@ -198,4 +206,4 @@ def test_file_shards_upload_to_an_object_store_then_get_marked(tmp_path, output_
     from capfleet.sinks import read_shard_rows
 
     assert [row["key"] for row in read_shard_rows(local)] == ["000000004"]
-    assert run_local(config([tmp_path / "imgs"], out, format=output_format)).skipped == 5
+    assert run_caption(config([tmp_path / "imgs"], out, format=output_format)).skipped == 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from capfleet.config import RunConfig
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from capfleet.sources import lists
 from tests.image_zoo import write_noise_images
 from tests.pipeline.helpers import read_errors, read_rows
@@ -24,9 +24,9 @@ def test_two_lists_give_globally_numbered_rows_whatever_the_seek_points(tmp_path
     lines = "".join(f"imgs/{p.name}\tcap {i}\n\n" for i, p in enumerate(images[:7]))
     (tmp_path / "a.txt").write_text("# comment\n" + lines)
     (tmp_path / "b.txt").write_text(f"{images[7]}\n{tmp_path}/imgs/missing.jpg\n{images[8]}\n")
-    summary = run_local(config([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out", limit=8))
+    summary = run_caption(config([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out", limit=8))
     assert summary.stats.seen == 8 and summary.shards == 4  # shards never cross a list: 3 + 3 + 1, then 1
-    again = run_local(config([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out"))
+    again = run_caption(config([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out"))
     rows, errors = read_rows(tmp_path / "out"), read_errors(tmp_path / "out")
     assert [row["key"] for row in rows] == [f"{i:09d}" for i in (0, 1, 2, 3, 4, 5, 6, 7, 9)]
     assert [row["source"] for row in rows] == [str(p) for p in images]

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from capfleet.config import RunConfig
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 from capfleet.sources.files import InputError
 from tests.http_server import serve_folder
 from tests.pipeline.helpers import read_errors, read_rows
@@ -24,9 +24,9 @@ def test_parquet_with_image_bytes_is_cut_into_row_ranges(tmp_path):
     images = [jpeg(i) for i in range(7)]
     table = pa.table({"image": images, "caption": [f"c{i}" for i in range(7)], "other": list(range(7))})
     pq.write_table(table, tmp_path / "train.parquet", row_group_size=3)
-    first = run_local(config([tmp_path / "train.parquet"], tmp_path / "out", limit=6))
+    first = run_caption(config([tmp_path / "train.parquet"], tmp_path / "out", limit=6))
     assert first.shards == 2 and first.stats.seen == 6
-    again = run_local(config([tmp_path / "train.parquet"], tmp_path / "out"))
+    again = run_caption(config([tmp_path / "train.parquet"], tmp_path / "out"))
     assert again.shards_done_before == 1 and again.stats.seen == 3  # the cut-short shard 1 redone
     rows = read_rows(tmp_path / "out")
     assert [row["key"] for row in rows] == [f"train-{i:09d}" for i in range(7)]
@@ -46,8 +46,8 @@ def test_hf_datasets_save_to_disk_and_parquet_exports_read_the_same(tmp_path):
     dataset = dataset.cast_column("image", datasets.Image())
     dataset.save_to_disk(str(tmp_path / "saved"))
     dataset.to_parquet(str(tmp_path / "exported" / "data.parquet"))
-    run_local(config([tmp_path / "saved"], tmp_path / "from-arrow"))
-    run_local(config([tmp_path / "exported"], tmp_path / "from-parquet"))
+    run_caption(config([tmp_path / "saved"], tmp_path / "from-arrow"))
+    run_caption(config([tmp_path / "exported"], tmp_path / "from-parquet"))
     for out in ("from-arrow", "from-parquet"):
         rows = read_rows(tmp_path / out)
         assert [row["original_text"] for row in rows] == [f"t{i}" for i in range(5)], out
@@ -62,7 +62,7 @@ def test_img2dataset_url_parquet_works_as_a_url_list(tmp_path):
         urls = [f"{base}/0.jpg", f"{base}/1.jpg", f"{base}/missing.jpg", f"{base}/2.jpg"]
         table = pa.table({"url": urls, "caption": ["a", "b", "c", "d"], "key": ["k0", "k1", "k2", "k3"]})
         pq.write_table(table, tmp_path / "links.parquet")
-        run_local(config([tmp_path / "links.parquet"], tmp_path / "out"))
+        run_caption(config([tmp_path / "links.parquet"], tmp_path / "out"))
     rows, errors = read_rows(tmp_path / "out"), read_errors(tmp_path / "out")
     assert [row["source"] for row in rows] == [urls[0], urls[1], urls[3]]
     assert [row["original_text"] for row in rows] == ["a", "b", "d"]
@@ -72,15 +72,15 @@ def test_img2dataset_url_parquet_works_as_a_url_list(tmp_path):
 def test_columns_are_chosen_by_flag_or_refused_with_the_columns_found(tmp_path):
     table = pa.table({"pixels": [jpeg(0)], "blurb": ["hello"], "n": [1]})
     pq.write_table(table, tmp_path / "odd.parquet")
-    run_local(config([tmp_path / "odd.parquet"], tmp_path / "auto"))  # a binary column is taken as the image
+    run_caption(config([tmp_path / "odd.parquet"], tmp_path / "auto"))  # a binary column is taken as the image
     assert read_rows(tmp_path / "auto")[0]["original_text"] == ""
-    run_local(config([tmp_path / "odd.parquet"], tmp_path / "named", image_column="pixels", caption_column="blurb"))
+    run_caption(config([tmp_path / "odd.parquet"], tmp_path / "named", image_column="pixels", caption_column="blurb"))
     assert read_rows(tmp_path / "named")[0]["original_text"] == "hello"
     pq.write_table(pa.table({"a": [1], "b": ["x"]}), tmp_path / "none.parquet")
     with pytest.raises(InputError, match="columns: a, b"):
-        run_local(config([tmp_path / "none.parquet"], tmp_path / "none"))
+        run_caption(config([tmp_path / "none.parquet"], tmp_path / "none"))
     with pytest.raises(InputError, match="--caption-column 'nope'"):
-        run_local(config([tmp_path / "odd.parquet"], tmp_path / "bad", caption_column="nope"))
+        run_caption(config([tmp_path / "odd.parquet"], tmp_path / "bad", caption_column="nope"))
 
 
 def test_the_cli_reports_input_mistakes_in_one_line(tmp_path):

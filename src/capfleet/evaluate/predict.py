@@ -11,7 +11,7 @@ from pathlib import Path
 
 from capfleet.config import RunConfig
 from capfleet.evaluate.references import ReferenceSet, read_predictions
-from capfleet.runners.local import run_local
+from capfleet.runners.lifecycle import run_caption
 
 
 def caption_references(refs: ReferenceSet, captioner: str, scorer: str = "none", **options) -> dict[str, str]:
@@ -21,6 +21,6 @@ def caption_references(refs: ReferenceSet, captioner: str, scorer: str = "none",
         listing = Path(temp) / "images.txt"
         listing.write_text("".join(f"{path}\n" for path in by_path))
         out = Path(temp) / "captions"
-        run_local(RunConfig(inputs=[str(listing)], output=str(out), captioner=captioner, scorer=scorer, **options))
+        run_caption(RunConfig(inputs=[str(listing)], output=str(out), captioner=captioner, scorer=scorer, **options))
         predictions = read_predictions(out)
     return {by_path[pred.source]: pred.text for pred in predictions.rows.values() if pred.source in by_path}

@@ -16,7 +16,8 @@ from dataclasses import asdict
 from capfleet.config import ConfigError, RunConfig
 from capfleet.runners import dedup
 from capfleet.runners.beam_checks import check_item_paths, check_paths_for_runner
-from capfleet.runners.local import RunSummary, load_models, start_run
+from capfleet.runners.lifecycle import RunSummary, start_run
+from capfleet.runners.models import load_models
 from capfleet.runners.shard_processor import ShardProcessor
 from capfleet.sinks.location import Location
 from capfleet.sources import open_source

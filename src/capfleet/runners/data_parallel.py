@@ -1,11 +1,11 @@
-"""`--gpus N`: one engine per GPU, the run's pending shards divided among them.
+"""`--gpus N`: one engine per GPU, the run's shard tasks divided among them.
 
 Each worker is a fresh process that sees one GPU (CUDA_VISIBLE_DEVICES; with
-`--tensor-parallel-size T`, its own group of T GPUs), loads its own models
-and processes its share of shards with the same ShardProcessor as the local runner, so every
-shard is still published whole and marked done last by exactly one worker. The parent holds
-the run's lock, shows progress and sums the stats; a worker that dies leaves its unfinished
-shards unmarked, and rerunning the command redoes just those.
+`--tensor-parallel-size T`, its own group of T GPUs) and holds one ShardWorker, which loads
+its own models, so every shard is still published whole and marked done last by exactly one
+worker. Dedup's hash phase and `--retry-errors` tasks go the same way. The parent holds the
+run's lock, shows progress and sums the stats; a worker that dies leaves its unfinished shards
+unmarked, and rerunning the command redoes just those.
 """
 
 from __future__ import annotations
@@ -13,20 +13,19 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue as queue_module
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from capfleet.config import RunConfig
-from capfleet.sources.plan import ShardSpec
+from capfleet.runners.base import RunnerError, ShardTask
 
-if TYPE_CHECKING:  # the CLI imports this module for its error class: keep torch out of it
+if TYPE_CHECKING:
     from capfleet.runners.shard_processor import ShardStats
 
 _TICK, _SHARD, _FAILED, _FINISHED = "tick", "shard", "failed", "finished"
 
 
-class GpuWorkerError(RuntimeError):
+class GpuWorkerError(RunnerError):
     """A worker process failed; its finished shards are kept and a rerun resumes the rest."""
 
 
@@ -46,25 +45,20 @@ def visible_devices(worker: int, tensor_parallel_size: int) -> str:
     return ",".join(str(gpu) for gpu in range(first, first + tensor_parallel_size))
 
 
-def _worker(gpu: int, settings: dict, shards: list[ShardSpec], messages) -> None:
+def _worker(gpu: int, settings: dict, tasks: list[ShardTask], messages) -> None:
     # Before anything touches CUDA in this process.
     os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices(gpu, settings["tensor_parallel_size"])
-    from capfleet.runners.local import load_models
-    from capfleet.runners.shard_processor import ShardProcessor
-    from capfleet.sources import open_source
+    from capfleet.runners.base import ShardWorker
 
+    worker = ShardWorker(RunConfig(**settings), progress=_QueueProgress(messages))
     try:
-        config = RunConfig(**settings)
-        captioner, scorer = load_models(config)
-        executor = ThreadPoolExecutor(config.workers, thread_name_prefix="capfleet-io")
-        source = open_source(config.inputs, config)
-        processor = ShardProcessor(config, source, captioner, scorer, executor, _QueueProgress(messages))
-        for shard in shards:
-            messages.put((_SHARD, processor.process_with_retries(shard).to_json()))
-        executor.shutdown(wait=False, cancel_futures=True)
+        for task in tasks:
+            messages.put((_SHARD, worker.do(task).to_json()))
     except BaseException as exc:
         messages.put((_FAILED, f"GPU worker {gpu}: {type(exc).__name__}: {exc}"))
         raise
+    finally:
+        worker.close()
     messages.put((_FINISHED, gpu))
 
 
@@ -74,14 +68,30 @@ def _stats(row: dict) -> ShardStats:
     return ShardStats.from_json(row)
 
 
-def run_on_gpus(config: RunConfig, pending: list[ShardSpec], progress) -> ShardStats:
-    """Process `pending` on `config.gpus` worker processes; raises if any worker failed."""
+class GpusRunner:
+    """`--gpus N` as a runner: the run's tasks divided among N worker processes."""
+
+    name = "gpus"
+    loads_models = False  # each worker loads its own engine; the parent keeps no GPU memory
+
+    def prepare(self, config: RunConfig, run) -> None:
+        pass
+
+    def map(self, config: RunConfig, tasks: list[ShardTask], progress) -> ShardStats:
+        return run_on_gpus(config, tasks, progress)
+
+    def close(self) -> None:
+        pass
+
+
+def run_on_gpus(config: RunConfig, tasks: list[ShardTask], progress) -> ShardStats:
+    """Do `tasks` on `config.gpus` worker processes; raises if any worker failed."""
     from capfleet.runners.shard_processor import ShardStats
 
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     messages = context.Queue()
     settings = {**asdict(config), "gpus": 1, "progress": False}
-    shares = [pending[gpu :: config.gpus] for gpu in range(config.gpus)]
+    shares = [tasks[gpu :: config.gpus] for gpu in range(config.gpus)]
     workers = [
         context.Process(target=_worker, args=(gpu, settings, share, messages), daemon=True)
         for gpu, share in enumerate(shares)

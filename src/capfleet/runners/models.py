@@ -1,0 +1,49 @@
+"""The models a run loads: checked by name before anything is listed, loaded once per process."""
+
+from __future__ import annotations
+
+import logging
+
+from capfleet.config import ConfigError, RunConfig
+from capfleet.cpus import busy_note
+from capfleet.models.engines import load_engine_captioner
+from capfleet.models.registry import CAPTIONER_ALIASES, SCORER_ALIASES, load_scorer, resolve_name
+from capfleet.models.runtime import use_threads
+
+log = logging.getLogger("capfleet")
+
+
+def check_model_names(config: RunConfig) -> None:
+    """Fail on a misspelt model name, a missing engine or an unusable hub before listing a million files."""
+    if config.engine == "vllm":
+        from capfleet.models.engines.vllm_offline import require_vllm
+
+        require_vllm()
+    if config.captioner != "none" and config.engine == "transformers":  # other engines load models their own way
+        resolve_name(config.captioner, CAPTIONER_ALIASES, "captioner")
+    if config.captioner != "none" and config.scorer != "none":
+        resolve_name(config.scorer, SCORER_ALIASES, "scorer")
+
+
+def load_models(config: RunConfig):
+    """Captioner and scorer for a run, loaded once per process (or Beam worker)."""
+    threads = use_threads(config.threads)
+    note = busy_note(threads) if config.threads is None else None
+    if note:
+        log.warning(note)
+    captioner = None
+    if config.captioner != "none":
+        captioner = load_engine_captioner(config)
+        if config.prompt and not captioner.accepts_prompt:
+            raise ConfigError(f"captioner {config.captioner} takes no prompt: drop --prompt or use BLIP, GIT or a VLM")
+    scorer = None
+    if captioner is not None:
+        scorer = load_scorer(config.scorer, captioner=captioner, device=config.device, dtype=config.dtype)
+    if config.quantize == "int8":
+        from capfleet.models.quantize import quantize_int8
+
+        models = {id(model): model for model in (getattr(captioner, "model", None), getattr(scorer, "model", None))}
+        for model in models.values():  # a scorer sharing the captioner's model is quantised once
+            if model is not None:
+                quantize_int8(model)
+    return captioner, scorer
