@@ -1,14 +1,15 @@
-"""Task arrays against one process, as whole `capfleet caption` commands on the same machine.
+"""The runners against one process, as whole `capfleet caption` commands on the same machine.
 
 Cases, on the same scenes and built-in model, in one run (interleaved over --repeats):
   one-process   one plain run, torch threads = the CPUs (2 here)
   two-tasks     --task-index 0/1 --task-count 2, started together, one torch thread each
+  ray-2         --runner ray --ray-workers 2: a local Ray cluster the command starts (counted), two actors
 and the per-shard overhead of each, from model-free runs (`--captioner none`) of one-image shards
 against one shard of all images: (run time - the one-shard run's) / extra shards, with run times
 from each run's own summary (process start-up, the same for both, left out; two tasks: the longer).
 Captioning cases load their model inside the timed command, as a user's run would.
 
-    python benchmarks/bench_task_array.py [--scenes 160] [--repeats 2]
+    python benchmarks/bench_runners.py [--scenes 400] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def two_tasks(images: Path, out: Path, extra: list[str]) -> tuple[float, float]:
     return timed(tasks)
 
 
+def ray_two(images: Path, out: Path, extra: list[str]) -> tuple[float, float]:
+    return timed([caption(images, out, [*extra, "--runner", "ray", "--ray-workers", "2"], threads=1)])
+
+
+CASES = {"one-process": one_process, "two-tasks": two_tasks, "ray-2": ray_two}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=160)
@@ -64,10 +72,10 @@ def main() -> None:
         scenes = work / "scenes"
         subprocess.run([sys.executable, "-m", "capfleet.cli", "synth", str(args.scenes), "-o", str(scenes),
                         "--size", "64"], check=True, capture_output=True)  # fmt: skip
-        times: dict[str, list[float]] = {"one-process": [], "two-tasks": []}
-        overhead: dict[str, list[float]] = {"one-process": [], "two-tasks": []}
+        times: dict[str, list[float]] = {name: [] for name in CASES}
+        overhead: dict[str, list[float]] = {name: [] for name in CASES}
         for repeat in range(args.repeats):  # interleaved, so a slow spell on a shared machine hits every case
-            for name, case in (("one-process", one_process), ("two-tasks", two_tasks)):
+            for name, case in CASES.items():
                 times[name].append(case(scenes, work / f"{name}-{repeat}", [*MODEL, "--shard-size", "20"])[0])
                 many = case(scenes, work / f"{name}-many-{repeat}", ["--captioner", "none", "--shard-size", "1"])[1]
                 few = case(scenes, work / f"{name}-few-{repeat}", ["--captioner", "none", "--shard-size", "100000"])[1]
@@ -77,6 +85,7 @@ def main() -> None:
             print(f"{name:12s} {args.scenes / best[name]:7.1f} images/s (best of {args.repeats}: {best[name]:.1f} s); "
                   f"per-shard overhead {min(overhead[name]) * 1000:.1f} ms")  # fmt: skip
         print(f"two tasks / one process = {best['one-process'] / best['two-tasks']:.2f}x")
+        print(f"ray, 2 actors / one process = {best['one-process'] / best['ray-2']:.2f}x")
         print(f"load after: {os.getloadavg()}")
 
 
