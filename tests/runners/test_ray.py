@@ -108,6 +108,18 @@ def test_an_actor_killed_mid_shard_is_replaced_and_rows_stay_exactly_once(ray_cl
     assert Counter(row["key"] for row in read_rows(tmp_path / "out")) == Counter({f"{i:09d}": 1 for i in range(8)})
 
 
+@pytest.mark.parametrize("flags", [["--gpus-per-worker", "0.5"], ["--ray-cpus-per-worker", "2"]])
+def test_actors_no_node_can_hold_are_refused_before_anything_is_written(ray_cluster, tmp_path, flags):
+    """Ray would keep them pending for ever: the nodes have no GPU, and one CPU each (two together)."""
+    write_noise_images(tmp_path / "imgs", 2)
+    result = _caption(tmp_path / "imgs", tmp_path / "out", "--captioner", "none", "--runner", "ray",
+                      "--ray-address", ray_cluster, *flags, timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "no node of the Ray cluster holds an actor of " in result.stderr
+    assert "(nodes: 1 CPU, 0 GPU; 1 CPU, 0 GPU)" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_unreachable_cluster_is_one_line_and_nothing_is_written(tmp_path):
     pytest.importorskip("ray")
     write_noise_images(tmp_path / "imgs", 2)

@@ -42,6 +42,23 @@ def _reachable(address: str) -> bool:
         return False
 
 
+def actors_on_node(config: RunConfig, room: dict) -> int:
+    """Actors of --ray-cpus-per-worker CPUs (and --gpus-per-worker GPUs) one node holds: an actor lives on one."""
+    count = int(room.get("CPU", 0) // config.ray_cpus_per_worker)
+    if config.gpus_per_worker > 0:
+        count = min(count, int(room.get("GPU", 0) // config.gpus_per_worker))
+    return count
+
+
+def _wants(config: RunConfig) -> str:
+    gpus = f" and {config.gpus_per_worker:g} GPU" if config.gpus_per_worker > 0 else ""
+    return f"{config.ray_cpus_per_worker:g} CPU{gpus} (--ray-cpus-per-worker, --gpus-per-worker)"
+
+
+def _offers(room: dict) -> str:
+    return f"{room.get('CPU', 0):g} CPU, {room.get('GPU', 0):g} GPU"
+
+
 class _ShardActor:
     """One per Ray worker process: a ShardWorker and the dashboard's counters."""
 
@@ -78,12 +95,16 @@ class RayRunner:
             raise ConfigError(f"cannot reach the Ray cluster at {address}: start it (`ray start --head`) or fix it")
         if not ray.is_initialized():
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-        resources = ray.cluster_resources()
-        if config.gpus_per_worker > 0:
-            fits = int(resources.get("GPU", 0) / config.gpus_per_worker)
-        else:
-            fits = int(resources.get("CPU", 0) / config.ray_cpus_per_worker)
-        actors = config.ray_workers or max(1, fits)
+        resources, nodes = ray.cluster_resources(), [node for node in ray.nodes() if node["Alive"]]
+        fits = sum(actors_on_node(config, node["Resources"]) for node in nodes)
+        if fits == 0:  # Ray would keep every actor pending, and the run waiting, for ever
+            ray.shutdown()
+            raise ConfigError(
+                f"no node of the Ray cluster holds an actor of {_wants(config)} (nodes: "
+                + "; ".join(_offers(node["Resources"]) for node in nodes)
+                + "): ask for less per actor, or add nodes; nothing was written"
+            )
+        actors = config.ray_workers or fits
         log.info("Ray: %d shard actors on %s", actors, ", ".join(f"{k} {v:g}" for k, v in resources.items()
                                                                  if k in ("CPU", "GPU")))  # fmt: skip
         return cls(ray, actors)
@@ -94,6 +115,8 @@ class RayRunner:
     def map(self, config: RunConfig, tasks: list[ShardTask], progress) -> ShardStats:
         ray = self.ray
         settings = {**asdict(config), "progress": False, "runner": "local", "task_index": None, "task_count": None}
+        # Torch in an actor uses the CPUs it reserved, not every core of its node (capfleet's default).
+        settings["threads"] = config.threads or max(1, int(config.ray_cpus_per_worker))
         actor_class = ray.remote(num_cpus=config.ray_cpus_per_worker, num_gpus=config.gpus_per_worker,
                                  max_restarts=-1)(_ShardActor)  # fmt: skip
         pool = [actor_class.remote(settings) for _ in range(min(self.actors, len(tasks)))]
