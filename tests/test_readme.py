@@ -87,11 +87,24 @@ def test_scripts_and_linter_run_with_the_venv_tools():
         assert interpreter == ".venv/bin/python", f"README runs a script with `{interpreter}`"
 
 
-def test_ruff_is_pinned_to_the_version_that_formats_this_tree():
+def _extras() -> dict[str, list[str]]:
+    """pyproject.toml's optional dependencies."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
-    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+
+def test_ruff_is_pinned_to_the_version_that_formats_this_tree():
+    dev = _extras()["dev"]
     pins = [spec for spec in dev if spec.startswith("ruff")]
     assert pins == [f"ruff=={version('ruff')}"]
+
+
+def test_the_set_up_command_installs_what_ci_tests_with():
+    """A contributor's first command gets every extra the test suite needs (Ray's tests start a real cluster)."""
+    extras = re.compile(r'-e "\.\[([\w,]+)\]"')
+    set_up = extras.search(README).group(1).split(",")  # the first install line: Quick start
+    ci = extras.search((ROOT / ".ci" / "run").read_text()).group(1).split(",")
+    assert set_up == ci and "ray" in ci and set(ci) <= set(_extras())
