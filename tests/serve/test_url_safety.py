@@ -204,3 +204,24 @@ def test_capfleet_serve_binds_loopback_and_takes_the_key_from_the_environment(tm
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/caption"),
+        ("POST", "/v1/embed/image"),
+        ("POST", "/v1/embed/text"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+    ],
+)
+def test_without_the_key_nothing_of_the_request_is_read(builtin_model, method, path):
+    # A body FastAPI would parse (and answer 422 about) before its route's checks: the key must come first.
+    with serving(builtin_model, api_key="s3cret") as url:
+        for key in (None, "wrong"):
+            response = ServiceClient(url, api_key=key).request(
+                method, path, b"{not json" if method == "POST" else None, {"Content-Type": "application/json"}
+            )
+            assert response.status == 401, (key, response.body)
+            assert response.json()["error"]["type"] == "authentication_error"
