@@ -26,6 +26,8 @@ from tests.serve.helpers import png_bytes, running, serving
 from tests.serve.test_url_fetch import IMAGE, ImageHandler
 
 _real_getaddrinfo = socket.getaddrinfo
+_real_create_connection = socket.create_connection
+PUBLIC = "93.184.216.34"  # stands for a server on the internet: RoutedNetwork delivers it to a local one
 
 
 class FakeDns:
@@ -108,6 +110,69 @@ def test_a_redirect_to_a_private_host_name_is_refused(monkeypatch):
     with http_server(Redirecting) as port:
         with pytest.raises(FetchError, match="refusing to fetch from intranet.test: 192.168.7.7"):
             fetcher.fetch(f"http://127.0.0.1:{port}/go")
+
+
+class RoutedNetwork:
+    """socket.create_connection on a machine whose whole internet is PUBLIC, routed to a server on
+    127.0.0.1. Every connection is recorded; any address but PUBLIC and 127.0.0.1 is refused, so
+    nothing leaves this machine whatever a fetcher does."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.connections: list[tuple[str, int]] = []
+
+    def __call__(self, address, *args, **kwargs):
+        self.connections.append((address[0], address[1]))
+        if address[0] == PUBLIC:
+            return _real_create_connection(("127.0.0.1", self.port), *args, **kwargs)
+        if address[0] != "127.0.0.1":
+            raise ConnectionRefusedError(f"the test network has no route to {address[0]}")
+        return _real_create_connection(address, *args, **kwargs)
+
+
+@contextmanager
+def public_server(monkeypatch, handler, dns: FakeDns) -> Iterator[tuple[int, RoutedNetwork]]:
+    """`handler` served as if on the internet at PUBLIC, host names answered by `dns`."""
+    with http_server(handler) as port:
+        network = RoutedNetwork(port)
+        monkeypatch.setattr(socket, "getaddrinfo", dns)
+        monkeypatch.setattr(socket, "create_connection", network)
+        yield port, network
+
+
+def test_the_service_connects_to_the_address_it_checked_when_dns_changes_its_answer(builtin_model, monkeypatch):
+    # The check sees PUBLIC; any later lookup says 127.0.0.1, where the same server listens: a fetcher
+    # that resolved again to connect would also get the image, so the test reads where it connected.
+    dns = FakeDns({"rebind.test": [PUBLIC, "127.0.0.1"]})
+    with public_server(monkeypatch, ImageHandler, dns) as (port, network):
+        with serving(builtin_model, allow_urls=True) as url:  # the default policy: public addresses only
+            body = {"images": [f"http://rebind.test:{port}/image.png"], "candidates": 1}
+            response = ServiceClient(url).post_json("/v1/caption", body)
+    assert response.status == 200, response.body
+    assert [c for c in network.connections if c[1] == port] == [(PUBLIC, port)]
+    assert dns.lookups["rebind.test"] == 1
+
+
+class RedirectingInward(ImageHandler):
+    def do_GET(self):
+        port = self.server.server_address[1]
+        targets = {"/to-name": "http://intranet.test/secret.png", "/to-loopback": f"http://127.0.0.1:{port}/image.png"}
+        self._send(302, headers={"Location": targets[self.path]})
+
+
+@pytest.mark.parametrize(
+    ("path", "refused"), [("/to-name", "intranet.test: 192.168.7.7"), ("/to-loopback", "127.0.0.1")]
+)
+def test_the_service_refuses_a_redirect_from_a_public_host_to_a_private_one(builtin_model, monkeypatch, path, refused):
+    dns = FakeDns({"cdn.test": [PUBLIC], "intranet.test": ["192.168.7.7"]})
+    with public_server(monkeypatch, RedirectingInward, dns) as (port, network):
+        with serving(builtin_model, allow_urls=True) as url:
+            response = ServiceClient(url).post_json("/v1/caption", {"images": [f"http://cdn.test:{port}{path}"]})
+    assert response.status == 400, response.body
+    message = response.json()["error"]["message"]
+    assert "refusing to fetch from" in message and refused in message and "is not a public address" in message
+    assert [c for c in network.connections if c[1] == port] == [(PUBLIC, port)]  # the first hop only
+    assert ("192.168.7.7", 80) not in network.connections
 
 
 def test_the_service_settings_bound_what_its_fetcher_reads(builtin_model, image_server):
