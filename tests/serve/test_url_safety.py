@@ -79,6 +79,16 @@ def test_host_names_that_resolve_inward_are_refused_by_the_service(builtin_model
     assert f"{addresses[0]} is not a public address" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "0177.0.0.1", "127.1", "[::ffff:7f00:1]"])
+def test_loopback_spelled_another_way_is_refused_by_the_service(builtin_model, host):
+    # Spellings the system resolver reads as 127.0.0.1 but a string or ip_address() check would not.
+    with serving(builtin_model, allow_urls=True) as url:
+        response = ServiceClient(url).post_json("/v1/caption", {"images": [f"http://{host}/cat.png"]})
+    assert response.status == 400, response.body
+    message = response.json()["error"]["message"]
+    assert "is not a public address" in message and ("127.0.0.1" in message or "::ffff:7f00:1" in message), message
+
+
 def test_one_inward_answer_among_public_ones_is_enough_to_refuse(monkeypatch):
     # A public answer first: a fetcher that checked only the first answer would pass it. Connections
     # are intercepted, so even a broken fetcher sends nothing off this machine.
@@ -185,6 +195,32 @@ def test_the_service_settings_bound_what_its_fetcher_reads(builtin_model, image_
         assert big.status == 400 and "more than the 104857 allowed" in big.json()["error"]["message"]
         slow = client.post_json("/v1/caption", {"images": [f"http://127.0.0.1:{image_server}/slow"]})
         assert slow.status == 400 and "took longer than 1 s" in slow.json()["error"]["message"]
+
+
+def test_the_service_stops_reading_a_body_without_a_length_at_its_upload_cap(builtin_model):
+    # 1 MB, no Content-Length, then silence until the test ends: only a count while reading answers
+    # before the 30 s timeout (a fetcher that read to the end first would say "took longer").
+    done = threading.Event()
+
+    class Stalling(ImageHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            try:
+                self.wfile.write(b"\0" * 1_000_000)
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            done.wait(60)
+
+    settings = ServeSettings(allow_urls=True, allow_private_urls=True, max_upload_mb=0.1, url_timeout_s=30)
+    try:
+        with http_server(Stalling) as port, running(create_app(builtin_model, settings)) as url:
+            response = ServiceClient(url).post_json("/v1/caption", {"images": [f"http://127.0.0.1:{port}/"]})
+    finally:
+        done.set()
+    assert response.status == 400, response.body
+    assert "the body is more than the 104857 allowed" in response.json()["error"]["message"]
 
 
 def _post_unsized(url: str, chunks: list[bytes], content_type: str) -> tuple[int, dict]:
