@@ -223,6 +223,27 @@ def test_the_service_stops_reading_a_body_without_a_length_at_its_upload_cap(bui
     assert "the body is more than the 104857 allowed" in response.json()["error"]["message"]
 
 
+def test_a_name_that_never_resolves_is_cut_at_the_service_url_timeout(builtin_model, monkeypatch):
+    # A hostile name server that never answers: the lookup is part of the fetch's time, so the
+    # request ends at --url-timeout (1 s) instead of when the lookup does (here: the end of the test).
+    answered = threading.Event()
+
+    def silent(host, port, *args, **kwargs):
+        if host == "silent.test":
+            answered.wait(120)
+            raise socket.gaierror(socket.EAI_AGAIN, "no answer")
+        return _real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent)
+    try:
+        with serving(builtin_model, allow_urls=True, url_timeout_s=1.0) as url:
+            response = ServiceClient(url, timeout=60).post_json("/v1/caption", {"images": ["http://silent.test/a.png"]})
+    finally:
+        answered.set()
+    assert response.status == 400, response.body
+    assert "took longer than 1 s" in response.json()["error"]["message"]
+
+
 def _post_unsized(url: str, chunks: list[bytes], content_type: str) -> tuple[int, dict]:
     """POST with Transfer-Encoding: chunked, so no Content-Length tells the server the size up front."""
     host, port = url.removeprefix("http://").split(":")
