@@ -23,7 +23,7 @@ from capfleet.models.sampling import image_seed
 from capfleet.models.scorer import HFScorer
 from capfleet.ranking import best_candidate
 from capfleet.runners.candidates import ONLY_EMPTY, CandidateMaker, CandidateSettings, Captioned
-from capfleet.sample import Item, Sample
+from capfleet.sample import Item, Sample, position_key
 from capfleet.stages.decode import DecodeError, decode_image, normalise_image
 from capfleet.stages.hygiene import EMPTY
 
@@ -169,11 +169,13 @@ class CaptionModel:
         if prompt and not self.accepts_prompt:
             raise ConfigError(f"captioner {self.captioner_name} takes no prompt: drop prompt or use BLIP, GIT or a VLM")
         opened = self.open_images(images)
-        # Image i of the call samples from its own seed: the same whatever the batch it lands in.
-        seeds = [None if seed is None else image_seed(seed, str(index)) for index in range(len(opened))]
+        # Image i of the call is keyed as image i of a run's listing: it samples (and re-samples) from
+        # the seeds `capfleet caption --seed` gives it, whatever the batch it lands in.
+        keys = [position_key(index) for index in range(len(opened))]
+        seeds = [None if seed is None else image_seed(seed, key) for key in keys]
         settings = CandidateSettings(candidates, _RUN_DEFAULTS.hygiene_options(), seed)
         maker = CandidateMaker(self.captioner, self.scorer, settings, options)
-        samples = [Sample(Item(str(index), "<api>"), image=image) for index, image in enumerate(opened)]
+        samples = [Sample(Item(key, "<api>"), image=image) for key, image in zip(keys, opened, strict=True)]
         results: list[CaptionResult] = []
         for start in range(0, len(samples), self.batch_size):
             chunk = slice(start, start + self.batch_size)

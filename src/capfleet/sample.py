@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+KEY_WIDTH = 9
+
+
+def position_key(position: int) -> str:
+    """The key of the image at `position` in a listing: what its sampling seeds derive from."""
+    return f"{position:0{KEY_WIDTH}d}"
+
 
 @dataclass(frozen=True)
 class Item:

@@ -13,6 +13,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DROP_MID_BODY = "X-Test-Drop-Mid-Body"  # the handler sends half the body, then hangs up
+RETRY_DATE = "Wed, 21 Oct 2026 07:28:00 GMT"  # the "waitdate" scenario's Retry-After, an HTTP date
 
 
 class FakeChatServer:
@@ -55,6 +56,8 @@ class FakeChatServer:
             return 429, {"Retry-After": "0"}, {"error": {"message": "slow down"}}
         if scenario == "wait3" and count == 1:
             return 429, {"Retry-After": "3"}, {"error": {"message": "come back in 3 s"}}
+        if scenario == "waitdate" and count == 1:
+            return 503, {"Retry-After": RETRY_DATE}, {"error": {"message": "down for maintenance"}}
         if scenario == "dropped" and count == 1:
             return 200, {DROP_MID_BODY: "1"}, {"error": {"message": "never arrives whole"}}
         if scenario == "slow":

@@ -3,22 +3,31 @@ exponential backoff, Retry-After honoured (0 included), and a connection dropped
 
 from __future__ import annotations
 
+from email.utils import parsedate_to_datetime
+
 import pytest
 from PIL import Image
 
 from capfleet.models.captioner import DecodingOptions
 from capfleet.models.engines.base import PartialBatchError
 from capfleet.models.engines.openai_api import OpenAICaptioner
-from tests.models.openai_fake_server import FakeChatServer
+from tests.models.openai_fake_server import RETRY_DATE, FakeChatServer
 
 BACKOFF = 0.5
 JITTER = 1.25  # each backoff wait is stretched by up to a quarter at random
 
 
-def _captioner(server: FakeChatServer, waits: list[float], retries: int = 3) -> OpenAICaptioner:
+def _captioner(server: FakeChatServer, waits: list[float], retries: int = 3, now: float = 0.0) -> OpenAICaptioner:
     options = DecodingOptions("sample", 0.9, 30)
     return OpenAICaptioner(
-        "served-model", server.api_base, options, retries=retries, image_size=16, backoff=BACKOFF, sleep=waits.append
+        "served-model",
+        server.api_base,
+        options,
+        retries=retries,
+        image_size=16,
+        backoff=BACKOFF,
+        sleep=waits.append,
+        clock=lambda: now,
     )
 
 
@@ -45,6 +54,17 @@ def test_retry_after_is_the_wait_even_when_it_is_zero(scenario, expected):
         texts = _caption(_captioner(server, waits), scenario)
     assert len(texts) == 2 and server.requests[scenario] == 2
     assert waits == [expected]  # not the 0.5 s backoff: the server said when
+
+
+@pytest.mark.parametrize(("before", "expected"), [(4.0, 4.0), (-60.0, 0.0)])
+def test_retry_after_as_an_http_date_waits_until_that_date(before, expected):
+    # The other form RFC 9110 allows: the wait is the date less the (injected) clock; a past date is now.
+    waits: list[float] = []
+    now = parsedate_to_datetime(RETRY_DATE).timestamp() - before
+    with FakeChatServer() as server:
+        texts = _caption(_captioner(server, waits, now=now), "waitdate")
+    assert len(texts) == 2 and server.requests["waitdate"] == 2
+    assert waits == [expected]
 
 
 def test_a_connection_dropped_mid_body_is_retried():

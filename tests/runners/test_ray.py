@@ -1,47 +1,23 @@
-"""--runner ray on a real local Ray cluster started here: a head and a second node, as `ray start` makes them."""
+"""--runner ray on a real local Ray cluster (tests/runners/conftest.py: a head and a second node, as
+`ray start` makes them); its rows equal the other runners' in test_same_rows_everywhere.py."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.http_server import serve_folder
 from tests.image_zoo import write_noise_images
 from tests.pipeline.helpers import read_rows
-
-RAY = Path(sys.executable).parent / "ray"
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
-WAIT_S = 300  # only a broken build waits this long
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
-    pytest.importorskip("ray")
-    port, temp = _free_port(), tmp_path_factory.mktemp("ray")
-    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
-    head = [str(RAY), "start", "--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(temp)]
-    try:
-        subprocess.run([*head, *common], env=ENV, check=True, capture_output=True, timeout=WAIT_S)
-        second = [str(RAY), "start", "--address", f"127.0.0.1:{port}", *common]
-        subprocess.run(second, env=ENV, check=True, capture_output=True, timeout=WAIT_S)
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([str(RAY), "stop", "--force"], env=ENV, capture_output=True, timeout=WAIT_S)
+from tests.runners.conftest import ENV, WAIT_S, free_port
 
 
 def _caption(inputs: Path, out: Path, *extra: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
@@ -49,62 +25,73 @@ def _caption(inputs: Path, out: Path, *extra: str, timeout: float = WAIT_S) -> s
     return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
-def _rows(out: Path) -> list[tuple]:
-    return [(r["key"], r["text"], r["candidates"], r["scores"]) for r in sorted(read_rows(out), key=lambda r: r["key"])]
-
-
-def test_ray_writes_the_local_runners_rows(ray_cluster, tmp_path):
-    scenes = tmp_path / "scenes"
-    assert subprocess.run([sys.executable, "-m", "capfleet.cli", "synth", "8", "-o", str(scenes), "--size", "64"],
-                          env=ENV, capture_output=True).returncode == 0  # fmt: skip
-    settings = ["--captioner", "builtin", "--scorer", "builtin", "--candidates", "3", "--max-new-tokens", "10"]
-    settings += ["--shard-size", "2", "--dtype", "float32", "--device", "cpu", "--seed", "3"]
-    local = _caption(scenes, tmp_path / "local", *settings)
-    assert local.returncode == 0, local.stderr
-    on_ray = _caption(scenes, tmp_path / "ray", *settings, "--runner", "ray", "--ray-address", ray_cluster)
-    assert on_ray.returncode == 0, on_ray.stderr
-    assert "Ray: 2 shard actors" in on_ray.stderr and "CPU 2" in on_ray.stderr  # one per node's CPU
-    assert len(_rows(tmp_path / "local")) == 8 and _rows(tmp_path / "ray") == _rows(tmp_path / "local")
-
-
-def _actor_processes() -> list[int]:
-    """PIDs of Ray worker processes running a shard right now (Ray titles them `ray::_ShardActor.do`)."""
-    pids = []
+def _process_with_client_port(port: int) -> int | None:
+    """The PID whose TCP socket has local port `port` (the reader blocked on our server)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "cmdline").read_bytes().startswith(b"ray::_ShardActor.do"):
-                    pids.append(int(entry.name))
+                if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                    return int(entry.name)
             except OSError:
                 continue
-    return pids
+    return None
+
+
+class _HeldImages(BaseHTTPRequestHandler):
+    """Serves the test's images; the first request for img-005.jpg is held until `release`."""
+
+    folder: Path
+    release = threading.Event()
+    held_port: list[int] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        name = self.path.rsplit("/", 1)[-1]
+        if name == "img-005.jpg" and not self.held_port:
+            self.held_port.append(self.client_address[1])
+            self.release.wait(WAIT_S)
+        data = (self.folder / name).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 def test_an_actor_killed_mid_shard_is_replaced_and_rows_stay_exactly_once(ray_cluster, tmp_path):
-    release, held = threading.Event(), threading.Event()
-
-    def gate(path: str) -> None:
-        if path.endswith("img-005.jpg") and not release.is_set():
-            held.set()
-            release.wait(WAIT_S)  # its shard stays in flight until an actor is killed
-
     names = [path.name for path in write_noise_images(tmp_path / "imgs", 8)]
-    with serve_folder(tmp_path / "imgs", gate) as base:
+    handler = type("Held", (_HeldImages,), {"folder": tmp_path / "imgs", "release": threading.Event(), "held_port": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
         (tmp_path / "list.txt").write_text("".join(f"{base}/{name}\n" for name in names))
         args = ["--captioner", "none", "--shard-size", "2", "--runner", "ray", "--ray-address", ray_cluster]
         command = [sys.executable, "-m", "capfleet.cli", "caption", str(tmp_path / "list.txt"), "-o",
                    str(tmp_path / "out"), "--no-progress", *args]  # fmt: skip
         run = subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE, text=True)
-        assert held.wait(WAIT_S), "the gated image was never requested"
-        deadline = time.monotonic() + 60
-        while not (busy := _actor_processes()) and time.monotonic() < deadline:
+        deadline = time.monotonic() + WAIT_S
+        while not handler.held_port and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert busy, "no actor was running a shard"
-        os.kill(busy[0], signal.SIGKILL)
-        release.set()
+        assert handler.held_port, "the held image was never requested"
+        actor = _process_with_client_port(handler.held_port[0])
+        assert actor is not None, "no process holds the held request"
+        os.kill(actor, signal.SIGKILL)  # the actor reading shard 00002, mid-shard
+        handler.release.set()
         _, stderr = run.communicate(timeout=WAIT_S)
+    finally:
+        handler.release.set()
+        server.shutdown()
+        server.server_close()
     assert run.returncode == 0, stderr
-    assert "its Ray actor died; redoing it" in stderr
+    assert "shard 00002: its Ray actor died; redoing it" in stderr
     assert Counter(row["key"] for row in read_rows(tmp_path / "out")) == Counter({f"{i:09d}": 1 for i in range(8)})
 
 
@@ -124,6 +111,6 @@ def test_an_unreachable_cluster_is_one_line_and_nothing_is_written(tmp_path):
     pytest.importorskip("ray")
     write_noise_images(tmp_path / "imgs", 2)
     result = _caption(tmp_path / "imgs", tmp_path / "out", "--captioner", "none", "--runner", "ray",
-                      "--ray-address", f"127.0.0.1:{_free_port()}", timeout=120)  # fmt: skip
+                      "--ray-address", f"127.0.0.1:{free_port()}", timeout=120)  # fmt: skip
     assert result.returncode == 2 and "cannot reach the Ray cluster at 127.0.0.1:" in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()

@@ -158,3 +158,20 @@ def test_a_plain_run_holding_out_refuses_every_task(tmp_path):
         task = runner.invoke(app, ["caption", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"), *NONE,
                                    "--task-index", "0", "--task-count", "2"])  # fmt: skip
     assert task.exit_code == 2 and "another capfleet run" in task.output
+
+
+def test_on_an_object_store_a_dead_tasks_lease_is_taken_over_and_a_live_one_refuses(tmp_path):
+    write_noise_images(tmp_path / "imgs", 4)
+    url = "memory://task-leases/out"
+    base = ["caption", str(tmp_path / "imgs"), "-o", url, *NONE, "--task-count", "2"]
+    location = Location(url)
+    alive = {"owner": "host-b pid 9 feedbeef", "expires": time.time() + 600, "ttl_s": 600}
+    location.write_json("_capfleet/tasks/1.lease.json", alive)
+    busy = runner.invoke(app, [*base, "--task-index", "1"])
+    assert busy.exit_code == 2 and "host-b pid 9" in busy.output  # a second copy of a running task
+    plain = runner.invoke(app, ["caption", str(tmp_path / "imgs"), "-o", url, *NONE])
+    assert plain.exit_code == 2 and "host-b pid 9" in plain.output  # never beside the tasks
+    location.write_json("_capfleet/tasks/1.lease.json", {**alive, "expires": time.time() - 1})  # its host died
+    taken = runner.invoke(app, [*base, "--task-index", "1"])
+    assert taken.exit_code == 0, taken.output
+    assert not location.exists("_capfleet/tasks/1.lease.json")  # released at the end

@@ -125,6 +125,26 @@ def test_cors_is_off_unless_an_origin_is_allowed(service, builtin_model):
         assert headers["access-control-allow-origin"] == "http://elsewhere.example"
 
 
+def test_a_browser_preflight_needs_no_key_and_a_refusal_is_readable_cross_origin(builtin_model):
+    # Browsers send no Authorization on a preflight: the key check must sit inside CORS, not before it.
+    origin = "http://elsewhere.example"
+    with serving(builtin_model, api_key="s3cret", cors_origins=[origin]) as url:
+        preflight = ServiceClient(url).request(
+            "OPTIONS",
+            "/v1/caption",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.status == 200 and preflight.headers["access-control-allow-origin"] == origin
+        denied = ServiceClient(url).post_json("/v1/caption", {"images": []})
+        assert denied.status == 401  # without the Origin header: no CORS headers needed
+        denied = ServiceClient(url).request("POST", "/v1/caption", b"{}", {"Origin": origin})
+        assert denied.status == 401 and denied.headers["access-control-allow-origin"] == origin
+
+
 def test_a_server_without_a_scorer_captions_unranked_and_refuses_embeddings(scene_files):
     with serving(capfleet.load("builtin", scorer=None, device="cpu")) as url:
         client = ServiceClient(url)

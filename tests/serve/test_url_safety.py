@@ -26,6 +26,8 @@ from tests.serve.helpers import png_bytes, running, serving
 from tests.serve.test_url_fetch import IMAGE, ImageHandler
 
 _real_getaddrinfo = socket.getaddrinfo
+_real_create_connection = socket.create_connection
+PUBLIC = "93.184.216.34"  # stands for a server on the internet: RoutedNetwork delivers it to a local one
 
 
 class FakeDns:
@@ -77,6 +79,16 @@ def test_host_names_that_resolve_inward_are_refused_by_the_service(builtin_model
     assert f"{addresses[0]} is not a public address" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "0177.0.0.1", "127.1", "[::ffff:7f00:1]"])
+def test_loopback_spelled_another_way_is_refused_by_the_service(builtin_model, host):
+    # Spellings the system resolver reads as 127.0.0.1 but a string or ip_address() check would not.
+    with serving(builtin_model, allow_urls=True) as url:
+        response = ServiceClient(url).post_json("/v1/caption", {"images": [f"http://{host}/cat.png"]})
+    assert response.status == 400, response.body
+    message = response.json()["error"]["message"]
+    assert "is not a public address" in message and ("127.0.0.1" in message or "::ffff:7f00:1" in message), message
+
+
 def test_one_inward_answer_among_public_ones_is_enough_to_refuse(monkeypatch):
     # A public answer first: a fetcher that checked only the first answer would pass it. Connections
     # are intercepted, so even a broken fetcher sends nothing off this machine.
@@ -110,6 +122,69 @@ def test_a_redirect_to_a_private_host_name_is_refused(monkeypatch):
             fetcher.fetch(f"http://127.0.0.1:{port}/go")
 
 
+class RoutedNetwork:
+    """socket.create_connection on a machine whose whole internet is PUBLIC, routed to a server on
+    127.0.0.1. Every connection is recorded; any address but PUBLIC and 127.0.0.1 is refused, so
+    nothing leaves this machine whatever a fetcher does."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.connections: list[tuple[str, int]] = []
+
+    def __call__(self, address, *args, **kwargs):
+        self.connections.append((address[0], address[1]))
+        if address[0] == PUBLIC:
+            return _real_create_connection(("127.0.0.1", self.port), *args, **kwargs)
+        if address[0] != "127.0.0.1":
+            raise ConnectionRefusedError(f"the test network has no route to {address[0]}")
+        return _real_create_connection(address, *args, **kwargs)
+
+
+@contextmanager
+def public_server(monkeypatch, handler, dns: FakeDns) -> Iterator[tuple[int, RoutedNetwork]]:
+    """`handler` served as if on the internet at PUBLIC, host names answered by `dns`."""
+    with http_server(handler) as port:
+        network = RoutedNetwork(port)
+        monkeypatch.setattr(socket, "getaddrinfo", dns)
+        monkeypatch.setattr(socket, "create_connection", network)
+        yield port, network
+
+
+def test_the_service_connects_to_the_address_it_checked_when_dns_changes_its_answer(builtin_model, monkeypatch):
+    # The check sees PUBLIC; any later lookup says 127.0.0.1, where the same server listens: a fetcher
+    # that resolved again to connect would also get the image, so the test reads where it connected.
+    dns = FakeDns({"rebind.test": [PUBLIC, "127.0.0.1"]})
+    with public_server(monkeypatch, ImageHandler, dns) as (port, network):
+        with serving(builtin_model, allow_urls=True) as url:  # the default policy: public addresses only
+            body = {"images": [f"http://rebind.test:{port}/image.png"], "candidates": 1}
+            response = ServiceClient(url).post_json("/v1/caption", body)
+    assert response.status == 200, response.body
+    assert [c for c in network.connections if c[1] == port] == [(PUBLIC, port)]
+    assert dns.lookups["rebind.test"] == 1
+
+
+class RedirectingInward(ImageHandler):
+    def do_GET(self):
+        port = self.server.server_address[1]
+        targets = {"/to-name": "http://intranet.test/secret.png", "/to-loopback": f"http://127.0.0.1:{port}/image.png"}
+        self._send(302, headers={"Location": targets[self.path]})
+
+
+@pytest.mark.parametrize(
+    ("path", "refused"), [("/to-name", "intranet.test: 192.168.7.7"), ("/to-loopback", "127.0.0.1")]
+)
+def test_the_service_refuses_a_redirect_from_a_public_host_to_a_private_one(builtin_model, monkeypatch, path, refused):
+    dns = FakeDns({"cdn.test": [PUBLIC], "intranet.test": ["192.168.7.7"]})
+    with public_server(monkeypatch, RedirectingInward, dns) as (port, network):
+        with serving(builtin_model, allow_urls=True) as url:
+            response = ServiceClient(url).post_json("/v1/caption", {"images": [f"http://cdn.test:{port}{path}"]})
+    assert response.status == 400, response.body
+    message = response.json()["error"]["message"]
+    assert "refusing to fetch from" in message and refused in message and "is not a public address" in message
+    assert [c for c in network.connections if c[1] == port] == [(PUBLIC, port)]  # the first hop only
+    assert ("192.168.7.7", 80) not in network.connections
+
+
 def test_the_service_settings_bound_what_its_fetcher_reads(builtin_model, image_server):
     settings = ServeSettings(allow_urls=True, allow_private_urls=True, max_upload_mb=0.1, url_timeout_s=1.0)
     with running(create_app(builtin_model, settings)) as url:  # no injected fetcher: the one the settings make
@@ -120,6 +195,53 @@ def test_the_service_settings_bound_what_its_fetcher_reads(builtin_model, image_
         assert big.status == 400 and "more than the 104857 allowed" in big.json()["error"]["message"]
         slow = client.post_json("/v1/caption", {"images": [f"http://127.0.0.1:{image_server}/slow"]})
         assert slow.status == 400 and "took longer than 1 s" in slow.json()["error"]["message"]
+
+
+def test_the_service_stops_reading_a_body_without_a_length_at_its_upload_cap(builtin_model):
+    # 1 MB, no Content-Length, then silence until the test ends: only a count while reading answers
+    # before the 30 s timeout (a fetcher that read to the end first would say "took longer").
+    done = threading.Event()
+
+    class Stalling(ImageHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            try:
+                self.wfile.write(b"\0" * 1_000_000)
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            done.wait(60)
+
+    settings = ServeSettings(allow_urls=True, allow_private_urls=True, max_upload_mb=0.1, url_timeout_s=30)
+    try:
+        with http_server(Stalling) as port, running(create_app(builtin_model, settings)) as url:
+            response = ServiceClient(url).post_json("/v1/caption", {"images": [f"http://127.0.0.1:{port}/"]})
+    finally:
+        done.set()
+    assert response.status == 400, response.body
+    assert "the body is more than the 104857 allowed" in response.json()["error"]["message"]
+
+
+def test_a_name_that_never_resolves_is_cut_at_the_service_url_timeout(builtin_model, monkeypatch):
+    # A hostile name server that never answers: the lookup is part of the fetch's time, so the
+    # request ends at --url-timeout (1 s) instead of when the lookup does (here: the end of the test).
+    answered = threading.Event()
+
+    def silent(host, port, *args, **kwargs):
+        if host == "silent.test":
+            answered.wait(120)
+            raise socket.gaierror(socket.EAI_AGAIN, "no answer")
+        return _real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent)
+    try:
+        with serving(builtin_model, allow_urls=True, url_timeout_s=1.0) as url:
+            response = ServiceClient(url, timeout=60).post_json("/v1/caption", {"images": ["http://silent.test/a.png"]})
+    finally:
+        answered.set()
+    assert response.status == 400, response.body
+    assert "took longer than 1 s" in response.json()["error"]["message"]
 
 
 def _post_unsized(url: str, chunks: list[bytes], content_type: str) -> tuple[int, dict]:
@@ -204,3 +326,24 @@ def test_capfleet_serve_binds_loopback_and_takes_the_key_from_the_environment(tm
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/caption"),
+        ("POST", "/v1/embed/image"),
+        ("POST", "/v1/embed/text"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+    ],
+)
+def test_without_the_key_nothing_of_the_request_is_read(builtin_model, method, path):
+    # A body FastAPI would parse (and answer 422 about) before its route's checks: the key must come first.
+    with serving(builtin_model, api_key="s3cret") as url:
+        for key in (None, "wrong"):
+            response = ServiceClient(url, api_key=key).request(
+                method, path, b"{not json" if method == "POST" else None, {"Content-Type": "application/json"}
+            )
+            assert response.status == 401, (key, response.body)
+            assert response.json()["error"]["type"] == "authentication_error"

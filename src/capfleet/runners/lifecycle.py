@@ -200,7 +200,7 @@ def pick_runner(config: RunConfig) -> Runner:
 def run_caption(config: RunConfig, models: tuple | None = None) -> RunSummary:
     """Caption a run to the end (or this task's share of it) on the runner the settings pick."""
     started = time.perf_counter()
-    runner = pick_runner(config)
+    runner = pick_runner(config.validate())  # settings first: a runner may join a cluster
     try:
         load = None
         if runner.loads_models:  # workers elsewhere load their own; the launcher keeps no GPU memory

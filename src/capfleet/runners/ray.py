@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections import Counter, deque
 from dataclasses import asdict
 
@@ -22,6 +23,7 @@ from capfleet.runners.shard_processor import ShardStats
 
 log = logging.getLogger("capfleet")
 RETRIES = 3  # attempts of a shard whose actor died, beyond the first
+RESTART_WAIT_S = 120.0  # how long a dead actor may take to come back before it gets no more work
 
 
 def _ray():
@@ -69,6 +71,10 @@ class _ShardActor:
 
         self.worker = ShardWorker(RunConfig(**settings))
         self.images = RayCounter("capfleet_images", "images done by capfleet shard actors", tag_keys=("outcome",))
+
+    def ping(self) -> bool:
+        """Answers once the actor is up again after a restart: only then does it get more work."""
+        return True
 
     def do(self, task: ShardTask) -> dict:
         stats = self.worker.do(task)
@@ -120,32 +126,43 @@ class RayRunner:
         actor_class = ray.remote(num_cpus=config.ray_cpus_per_worker, num_gpus=config.gpus_per_worker,
                                  max_restarts=-1)(_ShardActor)  # fmt: skip
         pool = [actor_class.remote(settings) for _ in range(min(self.actors, len(tasks)))]
-        queue, running, attempts = deque(tasks), {}, Counter()
+        queue, running, attempts, down_since = deque(tasks), {}, Counter(), {}
         free, total, failures = list(pool), ShardStats(), []
-        while queue or running:
+        while (queue and (free or running)) or any(task is not None for _, task in running.values()):
             while queue and free:
                 actor, task = free.pop(), queue.popleft()
                 running[actor.do.remote(task)] = (actor, task)
             [done], _ = ray.wait(list(running), num_returns=1)
             actor, task = running.pop(done)
-            free.append(actor)  # a dead actor is restarted by Ray (max_restarts): it takes work again
             try:
-                stats = ShardStats.from_json(ray.get(done))
-            except ray.exceptions.RayActorError as exc:  # the process died mid-shard: give the shard out again
-                attempts[task.shard.name] += 1
-                if attempts[task.shard.name] > RETRIES:
-                    failures.append(f"shard {task.shard.name}: its actor died {RETRIES + 1} times ({exc})")
+                result = ray.get(done)
+            except ray.exceptions.RayActorError as exc:  # the process died (or is still restarting)
+                if task is None:
+                    if time.monotonic() - down_since.setdefault(id(actor), time.monotonic()) > RESTART_WAIT_S:
+                        continue  # never came back (its node is gone for good): no more work for it
+                    time.sleep(0.5)
                 else:
-                    log.warning("shard %s: its Ray actor died; redoing it", task.shard.name)
-                    queue.appendleft(task)
+                    attempts[task.shard.name] += 1
+                    if attempts[task.shard.name] > RETRIES:
+                        failures.append(f"shard {task.shard.name}: its actor died {RETRIES + 1} times ({exc})")
+                    else:
+                        log.warning("shard %s: its Ray actor died; redoing it", task.shard.name)
+                        queue.appendleft(task)
+                running[actor.ping.remote()] = (actor, None)  # Ray restarts it (max_restarts); wait for that
                 continue
             except ray.exceptions.RayTaskError as exc:
                 failures.append(f"shard {task.shard.name}: {exc.cause!r}")
+                free.append(actor)
                 continue
-            total.add(stats)
-            progress.update(stats.seen)
+            free.append(actor)
+            down_since.pop(id(actor), None)
+            if task is not None:
+                stats = ShardStats.from_json(result)
+                total.add(stats)
+                progress.update(stats.seen)
         for actor in pool:
             ray.kill(actor)
+        failures += [f"shard {task.shard.name}: no Ray actor came back to do it" for task in queue]
         if failures:
             raise RunnerError(
                 f"{failures[0]} ({len(failures)} shards failed); finished shards are kept: rerun to resume"

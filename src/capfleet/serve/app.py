@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
@@ -20,7 +19,7 @@ from capfleet.api import CaptionModel, CaptionResult
 from capfleet.config import ConfigError
 from capfleet.serve import chat
 from capfleet.serve.batching import BatchWorker, QueueFull
-from capfleet.serve.errors import ApiError, BodyLimitMiddleware, install_error_handlers
+from capfleet.serve.errors import ApiError, ApiKeyMiddleware, BodyLimitMiddleware, install_error_handlers
 from capfleet.serve.inputs import ImageReader
 from capfleet.serve.schemas import (
     CaptionJson,
@@ -92,19 +91,12 @@ def create_app(
     app.state.worker = worker
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
         )
-
-    def check_key(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.api_key.encode()):
-            raise ApiError(
-                401, "missing or wrong API key (send Authorization: Bearer KEY)", {"WWW-Authenticate": "Bearer"}
-            )
 
     async def run(kind: str, items: list, options: dict | None = None):
         try:
@@ -126,8 +118,6 @@ def create_app(
     async def form_images(form: FormData) -> list:
         return await reader.from_uploads(form.getlist("file"))
 
-    v1 = [Depends(check_key)]
-
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(resources.files("capfleet.serve").joinpath("static/index.html").read_text())
@@ -148,7 +138,7 @@ def create_app(
             "allow_urls": fetcher is not None,
         }
 
-    @app.post("/v1/caption", response_model=CaptionResponse, dependencies=v1, openapi_extra=_MULTIPART_OR_JSON)
+    @app.post("/v1/caption", response_model=CaptionResponse, openapi_extra=_MULTIPART_OR_JSON)
     async def caption(request: Request) -> dict:
         """Caption images sent as multipart `file` fields (repeatable) or as JSON `images`."""
         started = time.monotonic()
@@ -187,7 +177,7 @@ def create_app(
             "scorer": model.scorer_name,
         }
 
-    @app.post("/v1/embed/image", response_model=EmbedResponse, dependencies=v1)
+    @app.post("/v1/embed/image", response_model=EmbedResponse)
     async def embed_image(request: Request) -> dict:
         """L2-normalised image embeddings from the scorer: multipart `file` fields or JSON `images`."""
         require_scorer()
@@ -200,20 +190,20 @@ def create_app(
         vectors, _ = await run("embed_images", images)
         return embeddings(vectors)
 
-    @app.post("/v1/embed/text", response_model=EmbedResponse, dependencies=v1)
+    @app.post("/v1/embed/text", response_model=EmbedResponse)
     async def embed_text(body: EmbedTextJson) -> dict:
         """L2-normalised text embeddings from the scorer."""
         require_scorer()
         vectors, _ = await run("embed_texts", body.texts)
         return embeddings(vectors)
 
-    @app.get("/v1/models", dependencies=v1)
+    @app.get("/v1/models")
     async def models() -> dict:
         """The OpenAI model list: the one captioner this server runs."""
         entry = {"id": model.captioner_name, "object": "model", "created": 0, "owned_by": "capfleet"}
         return {"object": "list", "data": [entry]}
 
-    @app.post("/v1/chat/completions", dependencies=v1)
+    @app.post("/v1/chat/completions")
     async def chat_completions(body: chat.ChatRequest) -> dict:
         """OpenAI chat completions (subset): one image plus text in, the ranked captions as choices."""
         if model.captioner is None:

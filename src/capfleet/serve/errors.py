@@ -1,8 +1,9 @@
 """One JSON error shape for every failure (OpenAI's, so its clients show the message), and the
-request-body cap that runs before any parsing."""
+checks that run before any route reads the request: the API key and the request-body cap."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 
@@ -51,6 +52,31 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
+async def send_error(send, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    """Answer at the ASGI level, before FastAPI has read (or parsed) anything of the request."""
+    raw = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    raw += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": json.dumps(error_body(status, message)).encode()})
+
+
+class ApiKeyMiddleware:
+    """/v1/* needs `Authorization: Bearer KEY`. Checked here rather than in a route dependency,
+    which FastAPI runs only after it has read and validated the body."""
+
+    def __init__(self, app, api_key: str):
+        self.app = app
+        self.api_key = api_key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            scheme, _, token = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token, self.api_key):
+                message = "missing or wrong API key (send Authorization: Bearer KEY)"
+                return await send_error(send, 401, message, {"WWW-Authenticate": "Bearer"})
+        return await self.app(scope, receive, send)
+
+
 class BodyTooLarge(ApiError):
     def __init__(self, limit: int):
         super().__init__(413, f"request body larger than --max-upload-mb ({limit / 1024 / 1024:g} MB)")
@@ -68,11 +94,7 @@ class BodyLimitMiddleware:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            body = json.dumps(error_body(413, BodyTooLarge(self.max_bytes).detail)).encode()
-            headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-            await send({"type": "http.response.start", "status": 413, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
+            return await send_error(send, 413, BodyTooLarge(self.max_bytes).detail)
         received = 0
 
         async def counted_receive():

@@ -3,7 +3,7 @@
 Every hop resolves the host once, refuses it unless every address is public (no loopback,
 private, link-local, shared or reserved ranges), and connects to exactly the address it checked,
 so a DNS answer cannot change between the check and the connection. At most three redirects,
-and the body is capped in bytes and the whole fetch in seconds.
+and the body is capped in bytes and the whole fetch, name lookups included, in seconds.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import urljoin, urlsplit
 
 from capfleet.http_body import BodyTooLarge, read_capped
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _REDIRECTS = (301, 302, 303, 307, 308)
+_LOOKUPS = 8  # name lookups at once: ones a silent name server holds cannot take every thread of the service
 
 
 class FetchError(ValueError):
@@ -67,6 +70,8 @@ class UrlFetcher:
         self.timeout_s = timeout_s
         self.max_redirects = max_redirects
         self.address_allowed = address_allowed
+        # getaddrinfo has no timeout: it runs here and is waited for only until the fetch's deadline.
+        self._resolver = ThreadPoolExecutor(_LOOKUPS, thread_name_prefix="capfleet-dns")
 
     def fetch(self, url: str) -> bytes:
         deadline = time.monotonic() + self.timeout_s
@@ -92,9 +97,13 @@ class UrlFetcher:
             raise FetchError(f"{url}: took longer than {self.timeout_s:g} s")
         return remaining
 
-    def _address(self, host: str, port: int) -> str:
+    def _address(self, url: str, host: str, port: int, deadline: float) -> str:
+        lookup = self._resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = lookup.result(timeout=self._remaining(url, deadline))
+        except FutureTimeout:
+            lookup.cancel()  # still queued behind lookups that hang: it never starts
+            raise FetchError(f"{url}: took longer than {self.timeout_s:g} s") from None
         except socket.gaierror as exc:
             raise FetchError(f"cannot resolve {host}: {exc.strerror}") from None
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
@@ -109,7 +118,7 @@ class UrlFetcher:
             raise FetchError(f"{url[:200]}: only http and https URLs can be fetched")
         secure = parts.scheme == "https"
         port = parts.port or (443 if secure else 80)
-        address = self._address(parts.hostname, port)
+        address = self._address(url, parts.hostname, port, deadline)
         connection_class = _PinnedHTTPSConnection if secure else _PinnedHTTPConnection
         connection = connection_class(parts.hostname, port, address, self._remaining(url, deadline))
         path = parts.path or "/"

@@ -11,14 +11,13 @@ from functools import partial
 
 from capfleet.metadata_jsonl import METADATA_NAME, parse_metadata_line
 from capfleet.parallel import ordered_map
-from capfleet.sample import Item, Sample
+from capfleet.sample import Item, Sample, position_key
 from capfleet.sources.plan import ShardSpec, plan_shards
 from capfleet.sources.storage import ReadLimits, filesystem, is_http, local_path, read_bytes
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 CAPTION_EXTENSIONS = (".txt", ".caption")
 JSON_EXTENSION = ".json"  # a sidecar with the image's fields (img2dataset writes one per image)
-KEY_WIDTH = 9
 RUN_STATE_DIR = "_capfleet"  # a folder holding this is a capfleet output: never listed as input
 
 
@@ -213,7 +212,7 @@ class FileSource:
                 if listed.source in seen:
                     continue
                 seen.add(listed.source)
-                yield Item(f"{index:0{KEY_WIDTH}d}", listed.source, listed.original_text, listed.fields)
+                yield Item(position_key(index), listed.source, listed.original_text, listed.fields)
                 index += 1
 
     def listing(self) -> Iterator[dict]:

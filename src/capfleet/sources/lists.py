@@ -15,8 +15,8 @@ from concurrent.futures import Executor
 from functools import partial
 
 from capfleet.parallel import ordered_map
-from capfleet.sample import Item, Sample
-from capfleet.sources.files import KEY_WIDTH, fetch_item, is_image_path, parse_file_list
+from capfleet.sample import Item, Sample, position_key
+from capfleet.sources.files import fetch_item, is_image_path, parse_file_list
 from capfleet.sources.plan import ShardSpec, plan_row_ranges
 from capfleet.sources.storage import ReadLimits, is_url
 
@@ -85,5 +85,5 @@ class ListSource:
                 if row >= shard.start:
                     text = line.decode("utf-8", errors="replace")
                     for listed in parse_file_list(text, os.path.dirname(shard.origin)):
-                        yield Item(f"{shard.key_base + row:0{KEY_WIDTH}d}", listed.source, listed.original_text)
+                        yield Item(position_key(shard.key_base + row), listed.source, listed.original_text)
                 row += 1

@@ -4,7 +4,7 @@ TGI, hosted APIs, `capfleet serve`).
 Each image is one request (a base64 data URL, shrunk to the model's input size first), asking
 for `n` choices; a server that returns fewer is asked again for the rest. `concurrency` requests
 are in flight; 429, 5xx, timeouts and dropped connections are retried with exponential backoff
-(honouring Retry-After); a request that still fails becomes that image's error record. Only the
+(honouring Retry-After, in seconds or as a date); a request that still fails becomes that image's error record. Only the
 standard library is used, so the engine needs no extra package. The API key is read from an
 environment variable and goes only into the Authorization header: never into logs, errors or run.json.
 """
@@ -23,6 +23,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 
 from capfleet.models.engines.base import PartialBatchError, distinct_texts, per_image_seeds
 
@@ -75,11 +77,23 @@ def choice_texts(response: dict) -> list[str]:
     return texts
 
 
-def _retry_after(headers) -> float | None:
+def _retry_after(headers, now: float) -> float | None:
+    """Seconds the server asked us to wait (0: now), from either form RFC 9110 allows: seconds, or
+    an HTTP date (less `now`, a time.time() value); None when absent or unreadable."""
+    value = headers.get("Retry-After") if headers else None
+    if not value:
+        return None
     try:
-        return max(0.0, float(headers.get("Retry-After"))) if headers and headers.get("Retry-After") else None
+        return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC without saying where from
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now)
 
 
 def _detail(body: bytes) -> str:
@@ -111,8 +125,10 @@ class OpenAICaptioner:
         image_size: int = DEFAULT_IMAGE_SIZE,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ):
-        """`sleep` waits between attempts: tests hand in a recorder to assert the waits, not time them."""
+        """`sleep` waits between attempts and `clock` is the wall clock a Retry-After date is read
+        against: tests hand in a recorder and a fixed time to assert the waits, not time them."""
         self.name = model
         self.url = api_base.rstrip("/") + "/chat/completions"
         self.options = options
@@ -124,6 +140,7 @@ class OpenAICaptioner:
         self.image_size = image_size
         self.backoff = backoff
         self.sleep = sleep
+        self.clock = clock
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="capfleet-openai")
 
     def input_size(self) -> int:
@@ -182,7 +199,7 @@ class OpenAICaptioner:
                 problem = f"HTTP {exc.code} from {self.url}: {_detail(exc.read())}"
                 if exc.code != 429 and exc.code < 500:
                     raise RequestFailed(problem) from None
-                asked = _retry_after(exc.headers)  # 0 means "now", not "absent"
+                asked = _retry_after(exc.headers, self.clock())  # 0 means "now", not "absent"
                 wait = min(MAX_BACKOFF_S, wait if asked is None else asked)
                 continue
             except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
