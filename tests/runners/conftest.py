@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 RAY = Path(sys.executable).parent / "ray"
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+# No token auth: a ~/.ray/auth_token (Ray writes one on any default local ray.init) would turn it on
+# for the head but not for the node that joins it, which is then refused.
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
 WAIT_S = 300  # only a broken build waits this long
 
 
