@@ -1,6 +1,6 @@
 """Model filters through the CLI, each shown to decide by its model's output: a threshold below an image's
 score rejects it, one above keeps it, and the recorded score is the model's. A detector stuck at 0, or a
-filter that ignores its score, fails here."""
+filter that ignores its score, fails here. The NSFW and OCR models are the real ones their wheels ship."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from capfleet.cli import app
-from tests.filter_images import export, jpeg_bytes, redness_classifier, scenes, skin_blobs
+from tests.filter_images import export, jpeg_bytes, redness_classifier, scenes, skin_blobs, text_image
 from tests.pipeline.helpers import read_rows
 
 runner = CliRunner()
@@ -67,3 +67,28 @@ def test_watermark_threshold_decides_by_the_classifiers_probability(tmp_path):
     kept, rejected = _run(folder, tmp_path / "low", "--watermark-model", model, "--watermark-threshold", "0.01")
     assert set(rejected) == {"red.jpg", "grey.jpg"} and set(kept) == {"blue.jpg"}
     assert rejected["grey.jpg"]["score"] == grey
+
+    # A probability is never above 1: everything is kept, with the scores the model gave.
+    kept, rejected = _run(folder, tmp_path / "one", "--watermark-model", model, "--watermark-threshold", "1")
+    assert rejected == {} and kept["red.jpg"]["watermark_score"] > 0.99 and kept["grey.jpg"]["watermark_score"] == grey
+
+
+def test_text_area_limit_decides_by_what_ocr_reads(tmp_path):
+    """The real PP-OCR models in the rapidocr_onnxruntime wheel: a poster's text covers a measured fraction
+    of it; a limit below that fraction rejects it, one above keeps it with the same fraction and its words."""
+    pytest.importorskip("rapidocr_onnxruntime")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "poster.jpg").write_bytes(jpeg_bytes(text_image(["FREE GIFT", "CALL NOW"])))
+    (folder / "scene.png").write_bytes(scenes(tmp_path / "scenes", 1, size=320)[0].read_bytes())
+
+    kept, rejected = _run(folder, tmp_path / "strict", "--max-text-area", "0.01")
+    assert set(rejected) == {"poster.jpg"} and rejected["poster.jpg"]["filter"] == "text_area"
+    area = rejected["poster.jpg"]["score"]
+    assert 0.01 < area < 1 and rejected["poster.jpg"]["threshold"] == 0.01
+    assert set(kept) == {"scene.png"} and kept["scene.png"]["text_area"] == 0.0 and kept["scene.png"]["ocr_text"] == ""
+
+    kept, rejected = _run(folder, tmp_path / "lenient", "--max-text-area", "1")
+    assert rejected == {} and set(kept) == {"poster.jpg", "scene.png"}
+    assert kept["poster.jpg"]["text_area"] == area  # the same measured fraction, now within the limit
+    assert {"FREE", "GIFT", "CALL", "NOW"} <= set(kept["poster.jpg"]["ocr_text"].upper().split())

@@ -359,21 +359,22 @@ def test_ctrl_c_ends_a_run_whose_reader_is_stuck_within_seconds(tmp_path):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # accepts connections, never answers: readers block until their timeout
+    connected: list[socket.socket] = []
+    accepted = threading.Event()
+    threading.Thread(target=lambda: connected.append(silent.accept()[0]) or accepted.set(), daemon=True).start()
     try:
         (tmp_path / "list.txt").write_text(f"http://127.0.0.1:{silent.getsockname()[1]}/a.jpg\n")
         command = [sys.executable, "-m", "capfleet.cli", "caption", str(tmp_path / "list.txt"), "-o",
                    str(tmp_path / "out"), *NONE, "--http-timeout", "300"]  # fmt: skip
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.time() + 60
-        while time.time() < deadline and not (tmp_path / "out" / "_capfleet" / "run.json").exists():
-            time.sleep(0.1)
-        time.sleep(1.0)  # the reader is now blocked on the silent server
+        assert accepted.wait(120), "the reader never connected"  # it is now blocked on the silent server
         process.send_signal(signal.SIGINT)
         started = time.perf_counter()
         output, _ = process.communicate(timeout=120)
         assert time.perf_counter() - started < 60  # not the reader's 300 s timeout
     finally:
-        silent.close()
+        for connection in [*connected, silent]:
+            connection.close()
     assert process.returncode == 130 and "rerun the same command to resume" in output
 
 

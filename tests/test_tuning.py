@@ -71,13 +71,14 @@ def test_a_run_whose_readers_starve_the_model_says_so(tmp_path, monkeypatch, cap
     from capfleet.sources import files
     from tests.image_zoo import write_noise_images
 
-    write_noise_images(tmp_path / "imgs", 4)
+    write_noise_images(tmp_path / "imgs", 2)
     real = files.fetch_item
 
     def slow_disk(item, **limits):
         import time
 
-        time.sleep(0.5)
+        # 4 s of waiting in all: the warning (over 10% waited) fails only if captioning 2 images took 36 s.
+        time.sleep(2)
         return real(item, **limits)
 
     monkeypatch.setattr(files, "fetch_item", slow_disk)

@@ -17,7 +17,7 @@ from capfleet.sinks.location import Location
 from tests.http_server import serve_folder
 from tests.image_zoo import write_noise_images
 
-TTL_S = 2.0
+TTL_S = 4.0  # renewed every 1.3 s: a heartbeat would have to stall 4 s to lose it on a busy machine
 WAIT_S = 60  # only a broken build waits this long
 runner = CliRunner()
 
@@ -52,23 +52,27 @@ def _markers(url: str) -> list[str]:
 def test_a_lease_is_renewed_while_the_run_outlives_its_time_to_live(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPFLEET_LEASE_TTL_S", str(TTL_S))
     url = "memory://leases/renewed"
-    release = threading.Event()
+    release, held = threading.Event(), threading.Event()
 
     def gate(path: str) -> None:
         if not path.endswith("img-000.jpg"):
+            held.set()
             release.wait(WAIT_S)  # the run is held inside its second shard
 
     with serve_folder(tmp_path / "imgs", gate) as base:
         list_file, names = _listed(tmp_path, base, 3)
-        started = time.monotonic()
         thread, outcome = _run_in_background(list_file, url)
-        expiries = set()
-        while time.monotonic() - started < 2.5 * TTL_S and thread.is_alive():
+        assert held.wait(WAIT_S), "the run never reached its second shard"
+        first = _lease(url)["expires"]
+        expiries, deadline = {first}, time.monotonic() + WAIT_S
+        # However slowly the run started: wait until the lease seen first has expired, renewed meanwhile.
+        while (time.time() < first + 1 or len(expiries) < 3) and thread.is_alive():
+            assert time.monotonic() < deadline, expiries
             lease = _lease(url)
             if lease is not None:
                 expiries.add(lease["expires"])
             time.sleep(0.05)
-        # Held past two times its time to live: without renewal another run could take OUT now.
+        # Without renewal another run could take OUT now.
         with pytest.raises(ConfigError, match="another capfleet run"):
             RunLock(Location(url), ttl_s=TTL_S).__enter__()
         release.set()

@@ -123,10 +123,11 @@ def test_tasks_take_their_index_from_slurm_and_kubernetes(tmp_path):
 
 
 def test_a_task_killed_mid_shard_and_rerun_leaves_every_row_once(tmp_path):
-    release = threading.Event()
+    release, reading = threading.Event(), threading.Event()
 
     def gate(path: str) -> None:
         if path.rsplit("/", 1)[-1] not in ("img-000.jpg", "img-001.jpg"):
+            reading.set()
             release.wait(WAIT_S)  # task 0's second shard stays in flight until the kill
 
     names = [path.name for path in write_noise_images(tmp_path / "imgs", 8)]
@@ -137,7 +138,7 @@ def test_a_task_killed_mid_shard_and_rerun_leaves_every_row_once(tmp_path):
         deadline = time.monotonic() + WAIT_S
         while not (out / "_capfleet" / "completions" / "00000.json").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.3)  # shard 00002 is being read now
+        assert reading.wait(WAIT_S)  # shard 00002 is being read now
         task0.send_signal(signal.SIGKILL)
         task0.wait(timeout=30)
         release.set()

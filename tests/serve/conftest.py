@@ -6,6 +6,7 @@ import pytest
 
 from capfleet.synth import generate_synthetic_dataset
 from tests.serve.helpers import serving
+from tests.torch_threads import one_torch_thread  # noqa: F401 (autouse)
 
 
 @pytest.fixture(scope="session")

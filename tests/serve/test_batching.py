@@ -30,8 +30,10 @@ class GatedModel(CaptionModel):
 
 
 def test_concurrent_requests_are_answered_by_shared_model_calls(builtin_model, scene_files):
-    # A 2 s window: on a loaded machine the 8 requests may arrive far apart; a full batch leaves at once.
-    with serving(builtin_model, max_batch=8, max_wait_ms=2000) as url:
+    # No timing: the model holds the first request while seven more queue behind it, so however busy the
+    # machine, the seven are all waiting when it is free again, and one model call must answer them.
+    gated = GatedModel(builtin_model)
+    with serving(gated, max_batch=8, max_wait_ms=10) as url:
 
         def one(index: int) -> dict:
             response = ServiceClient(url).caption([scene_files[index % len(scene_files)]], candidates=2)
@@ -39,9 +41,17 @@ def test_concurrent_requests_are_answered_by_shared_model_calls(builtin_model, s
             return response.json()
 
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(one, range(8)))
-    sizes = [answer["timings"]["batch_images"] for answer in answers]
-    assert max(sizes) >= 4, sizes
+            first = pool.submit(one, 0)
+            assert gated.entered.wait(timeout=60)
+            rest = [pool.submit(one, index) for index in range(1, 8)]
+            deadline = time.monotonic() + 60  # only a broken build waits this long
+            while ServiceClient(url).request("GET", "/health").json()["queue_depth"] < 7:
+                assert time.monotonic() < deadline, "the requests never queued"
+                time.sleep(0.02)
+            gated.gate.set()
+            answers = [first.result(), *(future.result() for future in rest)]
+    assert gated.calls == [1, 7]
+    assert [answer["timings"]["batch_images"] for answer in answers] == [1] + [7] * 7
     assert all(len(answer["results"]) == 1 and answer["results"][0]["text"] for answer in answers)
 
 

@@ -7,17 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.torch_threads import one_torch_thread  # noqa: F401 (autouse)
 from tests.train.helpers import make_shapes_dataset
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box OpenMP spin-waiting makes
-    them ~50x slower; restore the previous setting for the rest of the session."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
