@@ -35,7 +35,7 @@ def _caption(*options: str) -> list[str]:
 MISTAKES = [
     (_caption("--dtype", "bogus"), "--dtype must be one of"),
     (_caption("--candidates", "0"), "--candidates must be >= 1"),
-    (_caption("--runner", "x"), "--runner must be local or beam"),
+    (_caption("--runner", "x"), "--runner must be one of local, beam"),
     (_caption("--decoding", "x"), "--decoding must be one of"),
     (_caption("--device", "tpu"), "--device must be one of"),
     (_caption("--top-p", "2"), "--top-p must be in"),

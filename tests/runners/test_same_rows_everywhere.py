@@ -18,6 +18,7 @@ from tests.runners.conftest import ENV, WAIT_S
 runner = CliRunner()
 SETTINGS = ["--captioner", "builtin", "--scorer", "builtin", "--candidates", "3", "--max-new-tokens", "10"]
 SETTINGS += ["--shard-size", "3", "--dtype", "float32", "--device", "cpu", "--seed", "7", "--no-progress"]
+# A runner's name -> the commands (extra flags) that caption the whole run. A new runner (ray) is one entry.
 RUNNERS = {
     "gpus": [["--gpus", "2"]],
     "beam": [["--runner", "beam", "--direct_num_workers", "1"]],

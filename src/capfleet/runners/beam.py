@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.runners import dedup
+from capfleet.runners.base import CAPTION, HASH, ShardTask, ShardWorker
 from capfleet.runners.beam_checks import check_item_paths, check_paths_for_runner
 from capfleet.runners.lifecycle import RunSummary, start_run
 from capfleet.runners.models import load_models
-from capfleet.runners.shard_processor import ShardProcessor
 from capfleet.sinks.location import Location
-from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
 
 log = logging.getLogger("capfleet")
@@ -53,7 +51,7 @@ class _Models:
     """A weak-referenceable holder, as `beam.utils.shared.Shared` requires."""
 
     def __init__(self, config: RunConfig):
-        self.captioner, self.scorer = load_models(config)
+        self.models = load_models(config)
 
 
 def make_caption_shard_fn(config: RunConfig, pending_images: int | None = None):
@@ -69,13 +67,9 @@ def make_caption_shard_fn(config: RunConfig, pending_images: int | None = None):
             self.shared = Shared()
 
         def setup(self):
-            self.config = RunConfig(**self.settings)
-            models = self.shared.acquire(lambda: _Models(self.config), tag=self.config.fingerprint())
-            self.executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="capfleet-io")
-            source = open_source(self.config.inputs, self.config)
-            self.processor = ShardProcessor(
-                self.config, source, models.captioner, models.scorer, self.executor, None, self.pending_images
-            )
+            config = RunConfig(**self.settings)
+            models = self.shared.acquire(lambda: _Models(config), tag=config.fingerprint())
+            self.worker = ShardWorker(config, models.models, pending_images=self.pending_images)
             self.counters = {
                 name: Metrics.counter(NAMESPACE, name)
                 for name in (
@@ -89,18 +83,17 @@ def make_caption_shard_fn(config: RunConfig, pending_images: int | None = None):
             }
 
         def process(self, element):
-            retry = element.get("retry_errors", False)
             shard = element_to_shard(element)
-            if retry:  # the errors as recorded now: a duplicate attempt after the first finds none left
-                keys = self.processor.state.failed_keys(shard)
+            state = self.worker.processor.state
+            keys = None
+            if element.get("retry_errors", False):  # the errors as recorded now: a duplicate attempt finds none
+                keys = frozenset(state.failed_keys(shard))
                 if not keys:
                     return
-                stats = self.processor.process_with_retries(shard, keys)
-            elif self.processor.state.is_done(shard):  # finished by an earlier attempt or a duplicate
+            elif state.is_done(shard):  # finished by an earlier attempt or a duplicate
                 self.counters["images_skipped"].inc(shard.size_hint)
                 return
-            else:
-                stats = self.processor.process_with_retries(shard)
+            stats = self.worker.do(ShardTask(CAPTION, shard, keys))
             self.counters["images_seen"].inc(stats.seen)
             self.counters["images_captioned"].inc(stats.captioned)
             self.counters["images_failed"].inc(stats.failed)
@@ -112,7 +105,7 @@ def make_caption_shard_fn(config: RunConfig, pending_images: int | None = None):
             yield {"shard_id": shard.shard_id, **stats.to_json()}
 
         def teardown(self):
-            self.executor.shutdown(wait=True)
+            self.worker.close()
 
     return CaptionShardFn(asdict(config), pending_images)
 
@@ -155,16 +148,13 @@ def make_hash_shard_fn(config: RunConfig):
             self.settings = settings
 
         def setup(self):
-            self.config = RunConfig(**self.settings)
-            self.executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="capfleet-io")
-            self.source = open_source(self.config.inputs, self.config)
+            self.worker = ShardWorker(RunConfig(**self.settings))
 
         def process(self, element):
-            shard = element_to_shard(element)
-            yield dedup.hash_shard(shard, self.source, self.executor, self.config)
+            yield self.worker.do(ShardTask(HASH, element_to_shard(element))).seen
 
         def teardown(self):
-            self.executor.shutdown(wait=True)
+            self.worker.close()
 
     return HashShardFn(asdict(config))
 

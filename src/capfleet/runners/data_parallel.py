@@ -74,6 +74,9 @@ class GpusRunner:
     name = "gpus"
     loads_models = False  # each worker loads its own engine; the parent keeps no GPU memory
 
+    def __init__(self, config: RunConfig):
+        pass  # nothing to connect to: the workers start in `map`, with the settings it is given
+
     def prepare(self, config: RunConfig, run) -> None:
         pass
 

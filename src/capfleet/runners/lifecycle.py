@@ -7,12 +7,14 @@ and the summary. A runner (`runners/base.py`) only maps shard tasks over its wor
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.models.prompts import check_prompt_fields
@@ -182,19 +184,20 @@ def shards_to_retry(config: RunConfig, state: RunState, shards: list[ShardSpec],
     return [shard for shard in shards if shard.name in failed]
 
 
+# The runners `run_caption` maps shard tasks on, each imported only when chosen ("module:factory",
+# the factory called with the settings). A fifth runner is one module and one line here.
+RUNNERS = {
+    "local": "capfleet.runners.local:LocalRunner",
+    "gpus": "capfleet.runners.data_parallel:GpusRunner",
+    "ray": "capfleet.runners.ray:RayRunner.connect",
+}
+
+
 def pick_runner(config: RunConfig) -> Runner:
-    """The runner the settings ask for; its extra is checked here, before anything is listed."""
-    if config.gpus > 1:
-        from capfleet.runners.data_parallel import GpusRunner
-
-        return GpusRunner()
-    if config.runner == "ray":
-        from capfleet.runners.ray import RayRunner
-
-        return RayRunner.connect(config)
-    from capfleet.runners.local import LocalRunner
-
-    return LocalRunner()
+    """The runner the settings ask for (`--gpus N` picks "gpus"); its extra is checked here, before
+    anything is listed."""
+    module, factory = RUNNERS["gpus" if config.gpus > 1 else config.runner].split(":")
+    return attrgetter(factory)(importlib.import_module(module))(config)
 
 
 def run_caption(config: RunConfig, models: tuple | None = None) -> RunSummary:

@@ -11,8 +11,8 @@ class LocalRunner:
     name = "local"
     loads_models = True
 
-    def __init__(self):
-        self.worker: ShardWorker | None = None
+    def __init__(self, config: RunConfig):
+        self.worker: ShardWorker | None = None  # built in `prepare`, on the models the run loaded
 
     def prepare(self, config: RunConfig, run) -> None:
         """One worker on the models and source the run opened, guarded by its lock (a lost lease stops it)."""
