@@ -31,6 +31,10 @@ project's 2-core machine, shared with other jobs (load average about 5), drawing
    (``object_loss_weight``) asks every encoder token which colour+shape object it shows, read from
    the scenes' graphs. After 500 of the 2400 steps, greedy captions named the right objects for 68%
    of 200 held-out scenes, after 1000 for 90% (the previous model: 25% after all 2400),
+   ``--position-init sincos`` (image-token positions start at a unit-scale 2-D sine/cosine grid; at
+   N(0, 0.02) they are drowned by the stem's features) and ``--relation-negatives`` (the scorer also
+   ranks each caption above its left/right, above/below-swapped copy) are off: the shipped model
+   predates them, and 400-step runs (issue 24) had not learnt relations with or without them,
 3. copies the HF bundle (config, safetensors, tokenizer, image processor) into
    src/capfleet/builtin/model, where `--captioner builtin --scorer builtin` finds it.
 """
@@ -44,6 +48,7 @@ import shutil
 from pathlib import Path
 
 from capfleet.synth import generate_synthetic_dataset
+from capfleet.train.configuration import POSITION_INITS
 from capfleet.train.trainer import train_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +74,7 @@ MODEL = {
     "decoder_attention_heads": 4,
     "projection_dim": 64,
     "stem": "conv",
+    "position_init": "normal",
 }
 
 
@@ -96,11 +102,17 @@ def main() -> None:
         "--replace-shipped", action="store_true", help=f"allow --output inside the package ({TARGET.relative_to(ROOT)})"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (more: faster, not bit-identical)")
+    parser.add_argument(
+        "--position-init", choices=POSITION_INITS, default=MODEL["position_init"], help="image-token positions"
+    )
+    parser.add_argument(
+        "--relation-negatives", action=argparse.BooleanOptionalAction, default=False, help="scorer: swapped relations"
+    )
     args = parser.parse_args()
     check_output(args.output, args.replace_shipped)
     encoder_layers, decoder_layers = (int(n) for n in args.layers.split(","))
     model = {**MODEL, "encoder_hidden_size": args.width, "decoder_hidden_size": args.width}
-    model.update(encoder_layers=encoder_layers, decoder_layers=decoder_layers)
+    model.update(encoder_layers=encoder_layers, decoder_layers=decoder_layers, position_init=args.position_init)
     data = args.work / "scenes"
     if not data.exists():
         generate_synthetic_dataset(SCENES, data, seed=TRAIN_SEED, size=IMAGE_SIZE)
@@ -116,6 +128,7 @@ def main() -> None:
         lr=1e-3,
         contrastive_weight=0.5,
         hard_negatives=True,
+        relation_negatives=args.relation_negatives,
         object_loss_weight=OBJECT_LOSS_WEIGHT,
         caption_mode="all",
         save_every=250,

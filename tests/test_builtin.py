@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from capfleet.builtin import MODEL_DIR
@@ -54,3 +56,23 @@ def test_builtin_names_shapes_drawn_by_another_program(tmp_path):
     rows = caption_builtin(tmp_path / "drawn", tmp_path / "out", *beam)
     wrong = {name: rows[name]["text"] for name, scene in truth.items() if not objects_right(rows[name]["text"], scene)}
     assert len(truth) - len(wrong) >= 12, wrong  # this model: 16 of 16 (the previous ones: 4, then 0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 24: the shipped model gets a quarter of its spatial claims right (ranked 27%, beam 29% here);"
+    " drop this mark when a rebuilt model passes",
+)
+@pytest.mark.parametrize(
+    "ranking", [("--model-scorer", "builtin", "--candidates", "5", "--decoding", "sample"), ("--decoding", "beam")]
+)
+def test_builtin_gets_the_spatial_relations_of_unseen_scenes_right(tmp_path, ranking):
+    """`capfleet eval` on held-out scenes: captions saying left/right/above/below say it of the right shapes."""
+    assert runner.invoke(app, ["synth", "60", "-o", str(tmp_path / "scenes"), "--seed", "2424"]).exit_code == 0
+    args = ["eval", str(tmp_path / "scenes"), "--model", "builtin", *ranking, "--no-meteor", "--json"]
+    result = runner.invoke(app, [*args, str(tmp_path / "eval.json")])
+    assert result.exit_code == 0, result.output
+    accuracy = json.loads((tmp_path / "eval.json").read_text())["scene_accuracy"]
+    assert accuracy["captions_with_relations"] >= 20, accuracy
+    # the shipped model: 7 of 26 ranked, 6 of 21 beam; benchmarks/bench_builtin.py measures 500 scenes
+    assert accuracy["relation_accuracy"] >= 0.8, accuracy

@@ -163,3 +163,17 @@ def test_conv_stem_starts_at_torch_scale_not_the_transformer_one():
         fan_in = conv.weight[0].numel()
         assert float(conv.weight.detach().std()) == pytest.approx((3 * fan_in) ** -0.5, rel=0.15)
     assert float(model.encoder.layers[0].attn.q_proj.weight.detach().std()) == pytest.approx(0.02, rel=0.1)
+
+
+def test_sincos_positions_tell_image_tokens_apart_at_the_stem_features_scale():
+    """position_init="sincos": every token's start position is distinct, unit scale (the default N(0, 0.02)
+    is drowned by the conv stem's features), and nearer tokens start more alike than far ones."""
+    config = preset_config("tiny", 30, 32, position_init="sincos")
+    positions = CapfleetCaptionerModel(config).encoder.pos_embed[0].detach()
+    grid = config.image_size // config.patch_size
+    assert positions.shape[0] == grid * grid and positions.pow(2).sum(dim=1).min() > 0.25 * positions.shape[1]
+    distance = torch.cdist(positions, positions)
+    assert distance[~torch.eye(grid * grid, dtype=torch.bool)].min() > 0.1
+    assert distance[0, 1] < distance[0, 2] < distance[0, grid - 1] and distance[0, grid] < distance[0, 2 * grid]
+    with pytest.raises(ValueError, match="position_init"):
+        preset_config("tiny", 30, 32, position_init="random")

@@ -1,6 +1,6 @@
 import torch
 
-from capfleet.train.negatives import swap_one_token
+from capfleet.train.negatives import relation_map, swap_one_token, swap_relations
 
 
 def test_one_content_token_is_swapped_with_the_next_rows_token():
@@ -30,3 +30,15 @@ def test_training_with_hard_negatives_lowers_the_contrastive_loss(shapes_dir, tm
     train(cfg)
     log = [json.loads(line) for line in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["contrastive_loss"] < 0.7 * log[0]["contrastive_loss"]
+
+
+def test_relation_words_turn_to_their_opposites_and_rows_without_one_are_flagged():
+    from capfleet.train.tokenization import build_tokenizer
+
+    captions = ["a red circle to the left of a star", "a star above a blue circle", "a red circle and a blue star"]
+    tokenizer = build_tokenizer([*captions, "right below"])
+    batch = tokenizer(captions, padding=True, return_tensors="pt")["input_ids"]
+    swapped, has = swap_relations(batch, relation_map(tokenizer))
+    texts = tokenizer.batch_decode(swapped, skip_special_tokens=True)
+    assert texts == ["a red circle to the right of a star", "a star below a blue circle", captions[2]]
+    assert has.tolist() == [True, True, False]

@@ -34,6 +34,8 @@ FIELD_HELP = {
     "max_grad_norm": "Gradient clipping norm (0: no clipping).",
     "contrastive_weight": "Weight of the CLIP-style image-text loss (0: captioning loss only).",
     "hard_negatives": "Also rank each caption above a copy with one word swapped (teaches the scorer).",
+    "relation_negatives": "With --hard-negatives: also rank each caption above its copy with left/right and"
+    " above/below swapped (teaches the scorer spatial relations).",
     "object_loss_weight": "Weight of an auxiliary loss: which colour+shape objects the image holds, read from a"
     " synth dataset's `scene` column (0: off). Teaches the image encoder shapes the caption loss alone did not.",
     "caption_mode": "text: one sample per image (its `text`); all: one per candidate caption too.",

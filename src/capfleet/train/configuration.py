@@ -13,6 +13,7 @@ from transformers import PretrainedConfig
 
 MODEL_TYPE = "capfleet-captioner"
 STEMS = ("patch", "conv")
+POSITION_INITS = ("normal", "sincos")
 
 # name -> sizes; everything else keeps the config defaults.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -61,6 +62,9 @@ class CapfleetCaptionerConfig(PretrainedConfig):
     stem: str = "patch"  # "patch": one linear patch embedding (ViT); "conv": stride-2 3x3 convolutions
     stem_width: int = 16  # the conv stem's narrowest (full-resolution) width: most of a small model's cost
     num_channels: int = 3
+    # "normal": image-token positions start at N(0, initializer_range), drowned by the conv stem's unit-scale
+    # features; "sincos": a unit-scale 2-D sine/cosine grid (still learnt), so tokens say where they are
+    position_init: str = "normal"
     encoder_hidden_size: int = 128
     encoder_layers: int = 2
     encoder_attention_heads: int = 4
@@ -93,6 +97,8 @@ class CapfleetCaptionerConfig(PretrainedConfig):
             raise ValueError(f"image_size={self.image_size} not divisible by patch_size={self.patch_size}")
         if self.stem not in STEMS:
             raise ValueError(f"stem={self.stem!r}; choose from {STEMS}")
+        if self.position_init not in POSITION_INITS:
+            raise ValueError(f"position_init={self.position_init!r}; choose from {POSITION_INITS}")
         if self.stem_width < 1:
             raise ValueError(f"stem_width must be >= 1, got {self.stem_width}")
         if self.stem == "conv" and self.patch_size & (self.patch_size - 1):

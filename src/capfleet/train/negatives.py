@@ -32,3 +32,27 @@ def swap_one_token(input_ids: torch.Tensor, attention_mask: torch.Tensor, genera
     negatives = torch.where(has_choice.unsqueeze(1), negatives, other_ids)
     mask = torch.where(has_choice.unsqueeze(1), attention_mask, other_mask)
     return negatives, mask
+
+
+# Relation words and their opposites: "a red circle to the left of a blue star" -> "... to the right of ...".
+OPPOSITES = (("left", "right"), ("above", "below"))
+
+
+def relation_map(tokenizer) -> torch.Tensor:
+    """Vocabulary-sized id map sending each relation word to its opposite (identity elsewhere)."""
+    table = torch.arange(len(tokenizer))
+    vocab = tokenizer.get_vocab()
+    for a, b in OPPOSITES:
+        if a in vocab and b in vocab:
+            table[vocab[a]], table[vocab[b]] = vocab[b], vocab[a]
+    return table
+
+
+def swap_relations(input_ids: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The captions with every relation word turned to its opposite, and per row whether any was.
+
+    The one-word swaps above rarely hit a relation word with its opposite (most batch neighbours hold
+    another word there), so a scorer trained on them alone ranks "left of" and "right of" alike.
+    """
+    swapped = table.to(input_ids.device)[input_ids]
+    return swapped, (swapped != input_ids).any(dim=1)

@@ -41,7 +41,7 @@ from .data import (
 from .distributed import DistInfo, ShardedBatchSampler, all_reduce_sum, gather_with_local_grad
 from .logs import plot_losses, truncate_log
 from .modeling import CapfleetCaptionerModel, contrastive_loss
-from .negatives import swap_one_token
+from .negatives import relation_map, swap_one_token, swap_relations
 from .objective import Objective
 from .objects import IGNORE, OBJECT_CLASSES, object_grid
 from .tokenization import build_image_processor, build_tokenizer, save_bundle
@@ -78,6 +78,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     contrastive_weight: float = 0.1
     hard_negatives: bool = False  # add a one-word-swapped caption per image to the contrastive loss
+    # with hard_negatives: also the caption with left/right and above/below swapped, where it has one
+    relation_negatives: bool = False
     # Weight of an auxiliary loss: which synth colour+shape object (or background) each image token shows,
     # labels from the dataset's `scene` column (see train/objects.py). With the captioning loss alone the
     # built-in model learnt colours but not shapes; 0 turns it off.
@@ -144,16 +146,25 @@ def _micro_batches(loader_for: Any, epoch: int, offset: int):
         offset = 0
 
 
-def _with_hard_negatives(model: Any, batch: dict, img: torch.Tensor, sims: torch.Tensor, scale, info) -> torch.Tensor:
-    """CLIP loss whose image->text side also ranks each image's own one-word-swapped caption."""
-    negative_ids, negative_mask = swap_one_token(batch["input_ids"], batch["attention_mask"])
+def _with_hard_negatives(
+    model: Any, batch: dict, img: torch.Tensor, sims: torch.Tensor, scale, info, relations: torch.Tensor | None
+) -> torch.Tensor:
+    """CLIP loss whose image->text side also ranks each image's own one-word-swapped caption and, with a
+    ``relations`` map (negatives.relation_map), its relation-swapped one where it makes a spatial claim."""
     module = model.module if hasattr(model, "module") else model
-    negatives = gather_with_local_grad(
-        module.get_text_features(negative_ids, negative_mask).pooler_output.float(), info
-    )
-    hard = scale * (F.normalize(negatives, dim=-1) * F.normalize(img, dim=-1)).sum(dim=-1, keepdim=True)
+    image = F.normalize(img, dim=-1)
+
+    def similarity(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        text = gather_with_local_grad(module.get_text_features(ids, mask).pooler_output.float(), info)
+        return scale * (F.normalize(text, dim=-1) * image).sum(dim=-1, keepdim=True)
+
+    columns = [sims.t(), similarity(*swap_one_token(batch["input_ids"], batch["attention_mask"]))]
+    if relations is not None:
+        swapped, has = swap_relations(batch["input_ids"], relations)
+        has = gather_with_local_grad(has.float().unsqueeze(1), info) > 0
+        columns.append(similarity(swapped, batch["attention_mask"]).masked_fill(~has, float("-inf")))
     target = torch.arange(sims.shape[0], device=sims.device)
-    image_to_text = F.cross_entropy(torch.cat([sims.t(), hard], dim=1), target)
+    image_to_text = F.cross_entropy(torch.cat(columns, dim=1), target)
     return (F.cross_entropy(sims, target) + image_to_text) / 2
 
 
@@ -164,6 +175,7 @@ def _step_losses(
     info: DistInfo,
     autocast: Any,
     objective: Objective | None = None,
+    relations: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Forward/backward all micro-batches of one optimizer step; returns global mean losses."""
     objective = objective or Objective()
@@ -199,7 +211,7 @@ def _step_losses(
                 sims = scale * F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).t()
                 cl = contrastive_loss(sims)
                 if cfg.hard_negatives:
-                    cl = _with_hard_negatives(model, batch, img, sims, scale, info)
+                    cl = _with_hard_negatives(model, batch, img, sims, scale, info, relations)
                 loss = loss + cfg.contrastive_weight * cl * w / len(micro)
                 cl_sum += cl.detach() / len(micro)
             if use_obj:
@@ -315,6 +327,7 @@ def _train(cfg: TrainConfig, info: DistInfo, objective: Objective) -> TrainResul
         image_processor = build_image_processor(cfg.image_size)
     transform, tokenize = image_transform(image_processor), text_tokenizer(tokenizer, cfg.max_length)
     objective.prepare(tokenizer, image_processor, info.device)
+    relations = relation_map(tokenizer) if cfg.hard_negatives and cfg.relation_negatives else None
     model_cfg = _model_config(cfg, tokenizer, resume_dir)
     targets = _object_targets(cfg, train_recs, model_cfg)
     data = objective.dataset(train_recs, transform, tokenize, scan.skipped, targets)
@@ -397,7 +410,7 @@ def _train(cfg: TrainConfig, info: DistInfo, objective: Objective) -> TrainResul
             for _ in range(cfg.grad_accum):
                 epoch, batch_idx, batch = next(stream)
                 micro.append(batch)
-            losses = _step_losses(model, micro, cfg, info, autocast, objective)
+            losses = _step_losses(model, micro, cfg, info, autocast, objective, relations)
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.max_grad_norm)
             optimizer.step()
