@@ -94,11 +94,15 @@ def run_config(args, inputs: Path, out: Path | str, captioner: str, scorer: str,
     )
 
 
+RESAMPLED: dict[str, int] = {}  # output folder -> images capfleet's hygiene sampled again (extra generate calls)
+
+
 def capfleet_run(config, models) -> float:
     from capfleet.runners.lifecycle import run_caption
 
     summary = run_caption(config, models=models)
     assert summary.stats.failed == 0 and summary.stats.seen == summary.stats.captioned, summary.lines()
+    RESAMPLED[Path(config.output).name] = summary.stats.hygiene.get("images_resampled", 0)
     return summary.wall_seconds
 
 
@@ -374,6 +378,7 @@ def main() -> None:
     for label, name, ratio in rows:
         print(f"| {label} | {counts[name]} | {seconds[name]:.2f} | {rates[name]:.3f} | {ratio:.2f} |")
     print(f"\ncapfleet / plain loop = {speedup:.2f}x (goal >= 2x)")
+    print(f"images capfleet sampled again (hygiene: all candidates degenerate), per run: {RESAMPLED}")
     print(f"chosen captions that differ between {setting} and float32: {changed} of {args.images}")
     print(f"model-free pipeline / raw decode = {model_free:.2f} (goal >= 0.90)")
     strongest = max(("batched", "pipeline"), key=rates.get)
