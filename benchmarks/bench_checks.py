@@ -8,8 +8,9 @@ which of them catch a truncated JPEG, a truncated PNG and a non-image:
 * full decode (`Image.open(...).load()`);
 * capfleet's model-free check today (`decode_image` at CHECK_ONLY_SIDE: JPEG `draft` at 1/8 scale);
 * Pillow `verify()` (no pixels; for PNG it checks the chunk CRCs);
-* a structure walk (JPEG: SOI, marker segments up to SOS, EOI at the end; PNG: signature, every
-  chunk's length and CRC, IHDR first and IEND last), written here as a candidate.
+* what a model-free run does now: the header, then `capfleet.stages.structure.intact` (JPEG: SOI,
+  marker segments up to the scan, EOI at the end; PNG: every chunk whole with its CRC, IHDR first,
+  IEND last), decoding only what that cannot prove whole.
 
     python benchmarks/bench_checks.py [--images 200 --repeats 3]
 """
@@ -20,12 +21,10 @@ import argparse
 import functools
 import io
 import os
-import struct
 import sys
 import tarfile
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -37,49 +36,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_pipeline import make_images  # noqa: E402
 
 from capfleet.runners.shard_processor import CHECK_ONLY_SIDE  # noqa: E402
-from capfleet.stages.decode import decode_image  # noqa: E402
+from capfleet.stages.decode import decode, decode_image  # noqa: E402
 
 MAX_PIXELS = 89_478_485
-
-
-def jpeg_structure(data: bytes) -> None:
-    """SOI, well-formed marker segments up to the scan, a frame header, EOI in the last bytes."""
-    if data[:2] != b"\xff\xd8":
-        raise ValueError("no JPEG SOI")
-    position, frame = 2, False
-    while True:
-        if data[position] != 0xFF:
-            raise ValueError("bad marker")
-        marker = data[position + 1]
-        if marker == 0xDA:  # start of scan: entropy-coded data follows
-            break
-        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
-        frame |= 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)
-        position += 2 + length
-        if position + 4 > len(data):
-            raise ValueError("truncated header")
-    if not frame or b"\xff\xd9" not in data[-64:]:
-        raise ValueError("no frame header or no EOI: truncated")
-
-
-def png_structure(data: bytes) -> None:
-    """Signature, every chunk inside the file with a matching CRC, IHDR first, IEND last."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError("no PNG signature")
-    position, kinds = 8, []
-    while position < len(data):
-        length, kind = struct.unpack(">I4s", data[position : position + 8])
-        end = position + 12 + length
-        if end > len(data) or zlib.crc32(data[position + 4 : end - 4]) != struct.unpack(">I", data[end - 4 : end])[0]:
-            raise ValueError("truncated or damaged chunk")
-        kinds.append(kind)
-        position = end
-    if not kinds or kinds[0] != b"IHDR" or kinds[-1] != b"IEND":
-        raise ValueError("no IHDR or no IEND")
-
-
-def structure(data: bytes) -> None:
-    (png_structure if data[:4] == b"\x89PNG" else jpeg_structure)(data)
 
 
 def verify(data: bytes) -> None:
@@ -94,11 +53,13 @@ def full_decode(data: bytes) -> None:
 
 CHECKS = {
     "full decode (open + load)": full_decode,
-    f"decode_image at {CHECK_ONLY_SIDE} px (today: JPEG draft 1/8)": lambda d: decode_image(
+    f"decode_image at {CHECK_ONLY_SIDE} px (model-free runs before: JPEG draft 1/8)": lambda d: decode_image(
         d, MAX_PIXELS, CHECK_ONLY_SIDE
     ),
     "Pillow verify()": verify,
-    "structure walk (markers / chunk CRCs)": structure,
+    "decode(pixels=False) (model-free runs now: header + structure.intact)": lambda d: decode(
+        d, MAX_PIXELS, CHECK_ONLY_SIDE, pixels=False
+    ),
 }
 
 
