@@ -18,9 +18,10 @@ mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
 
 if [[ ${DRY_RUN:-0} == 1 ]]; then
-    DEVICE=cpu SIZE=tiny IMAGES=8 AUTO_IMAGES=16 BATCHES=1,2 LIMIT=300
+    # Tiny models and few images: it checks the script's steps, not speed (a busy CPU may need minutes).
+    DEVICE=cpu SIZE=tiny IMAGES=4 AUTO_IMAGES=8 BATCHES=2 REPEATS=1 LIMIT=900 STEP_LIMIT=600
 else
-    DEVICE=cuda SIZE=full IMAGES=64 AUTO_IMAGES=256 BATCHES=8,32,128 LIMIT=240
+    DEVICE=cuda SIZE=full IMAGES=64 AUTO_IMAGES=256 BATCHES=8,32,128 REPEATS=2 LIMIT=240 STEP_LIMIT=100
 fi
 MODEL_DIR="$WORK"  # bench_pipeline.py --keep leaves blip-$SIZE, clip-$SIZE and images/ here
 
@@ -39,7 +40,7 @@ if [[ $DEVICE == cuda ]] && command -v nvidia-smi >/dev/null; then
     DMON_PID=$!
 fi
 timeout "$LIMIT" "$PY" -W ignore benchmarks/bench_pipeline.py --device "$DEVICE" --size "$SIZE" --images "$IMAGES" \
-    --decode-images "$AUTO_IMAGES" --repeats 2 --keep "$WORK" 2>&1 | grep -v "Loading weights\|Writing model" \
+    --decode-images "$AUTO_IMAGES" --repeats "$REPEATS" --keep "$WORK" 2>&1 | grep -v "Loading weights\|Writing model" \
     | tee "$OUT/bench_pipeline.txt"
 echo "bench_pipeline exit status: ${PIPESTATUS[0]}"
 if [[ -n $DMON_PID ]]; then
@@ -51,13 +52,13 @@ if [[ -n $DMON_PID ]]; then
 fi
 
 section "3. capfleet caption --batch-size auto on $AUTO_IMAGES images"
-timeout 120 "$PY" -m capfleet.cli caption "$WORK/images" --output "$WORK/auto-out" --captioner "$MODEL_DIR/blip-$SIZE" \
+timeout "$STEP_LIMIT" "$PY" -m capfleet.cli caption "$WORK/images" --output "$WORK/auto-out" --captioner "$MODEL_DIR/blip-$SIZE" \
     --scorer "$MODEL_DIR/clip-$SIZE" --device "$DEVICE" --batch-size auto 2>&1 | grep -iv "Loading weights" \
     | tee "$OUT/batch_auto.txt" | grep -i "batch size\|error\|out of memory\|captioned"
 echo "caption exit status: ${PIPESTATUS[0]}"
 
 section "4. capfleet bench --device $DEVICE"
-timeout 120 "$PY" -m capfleet.cli bench --device "$DEVICE" --captioner "$MODEL_DIR/blip-$SIZE" \
+timeout "$STEP_LIMIT" "$PY" -m capfleet.cli bench --device "$DEVICE" --captioner "$MODEL_DIR/blip-$SIZE" \
     --scorer "$MODEL_DIR/clip-$SIZE" --batch-sizes "$BATCHES" --candidates 3 --max-new-tokens 12 2>&1 \
     | grep -v "Loading weights" | tee "$OUT/capfleet_bench.txt"
 echo "bench exit status: ${PIPESTATUS[0]}"
