@@ -64,7 +64,7 @@ timeout "$STEP_LIMIT" "$PY" -m capfleet.cli bench --device "$DEVICE" --captioner
 echo "bench exit status: ${PIPESTATUS[0]}"
 
 section "summary"
-grep "best batched baseline" "$OUT/bench_pipeline.txt" || echo "no bench_pipeline result"
+grep "^capfleet / best batched baseline" "$OUT/bench_pipeline.txt" || echo "no bench_pipeline result"
 cat "$OUT/busy.txt" 2>/dev/null || echo "no GPU busy figure (no nvidia-smi or a dry run)"
 grep -i "batch size" "$OUT/batch_auto.txt" || echo "no batch size line from --batch-size auto"
 [[ ${KEEP_WORK:-0} == 1 ]] || rm -rf "$WORK"
