@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.merge import merge_shards
@@ -155,3 +158,36 @@ def test_output_to_an_object_store_url(tmp_path):
     assert fs.exists("/bucket/run1/_capfleet/completions/00001.json")
     summary = run_caption(config([tmp_path / "imgs"], "memory://bucket/run1"))
     assert summary.skipped == 5 and summary.stats.seen == 0
+
+
+def test_truncated_jpegs_and_pngs_become_errors_and_whole_ones_are_copied(tmp_path):
+    """A model-free run checks JPEG/PNG structure instead of decoding: cuts anywhere past the header
+    must still become error records, and whole files (also with bytes after the JPEG end) rows."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    photo = io.BytesIO()
+    Image.effect_noise((96, 64), 40).convert("RGB").save(photo, "JPEG", quality=90)
+    jpeg = photo.getvalue()
+    drawing = io.BytesIO()
+    Image.effect_noise((96, 64), 40).convert("RGB").save(drawing, "PNG")
+    png = drawing.getvalue()
+    cases = {
+        "whole.jpg": (jpeg, OK),
+        "whole.png": (png, OK),
+        "trailer.jpg": (jpeg + b"appended after the end marker" * 10, OK),
+        "cut-90.jpg": (jpeg[: len(jpeg) * 9 // 10], "error"),
+        "cut-60.png": (png[: len(png) * 6 // 10], "error"),
+        "no-iend.png": (png[:-12], OK),  # Pillow decodes it: not proven whole, so decoded, as before
+        "not-an-image.jpg": (b"plain text, no image here\n" * 40, "error"),
+    }
+    for name, (data, _) in cases.items():
+        (folder / name).write_bytes(data)
+    run_caption(config([folder], tmp_path / "out"))
+    rows, errors = read_rows(tmp_path / "out"), read_errors(tmp_path / "out")
+    named = {row["source"].rsplit("/", 1)[1]: row for row in rows}
+    assert sorted(error["source"].rsplit("/", 1)[1] for error in errors) == sorted(
+        name for name, (_, outcome) in cases.items() if outcome != OK
+    )
+    for name in ("whole.jpg", "whole.png", "trailer.jpg", "no-iend.png"):
+        shard = f"{int(named[name]['key']) // 4:05d}"
+        assert (tmp_path / "out" / shard / named[name]["file_name"]).read_bytes() == cases[name][0]

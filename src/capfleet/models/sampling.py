@@ -47,10 +47,28 @@ class PerImageNucleusSampler(LogitsProcessor):
             [torch.rand(logits.shape[-1], generator=g, device=logits.device) for g in self.generators]
         )
         gumbel = -torch.log(-torch.log(uniforms))  # a uniform of exactly 0 gives -inf: never chosen
-        if self.top_p < 1:
-            probs, order = torch.softmax(logits, dim=-1).sort(dim=-1, descending=True)
-            # The nucleus: the most likely tokens until their mass reaches top_p (always at least one).
-            outside = (probs.cumsum(-1) - probs) >= self.top_p
-            logits = logits.scatter(-1, order, logits.gather(-1, order).masked_fill(outside, float("-inf")))
         chosen = (logits + gumbel).argmax(dim=-1, keepdim=True)
+        if self.top_p < 1:
+            unsure = self._outside_or_unsure(torch.softmax(logits, dim=-1), chosen)
+            if unsure.any():
+                chosen[unsure] = self._nucleus_choice(logits[unsure], gumbel[unsure])
         return scores.fill_(float("-inf")).scatter_(-1, chosen, 0.0)
+
+    def _outside_or_unsure(self, probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """Rows whose unrestricted Gumbel winner is not surely inside the nucleus.
+
+        A token is in the nucleus when the mass ranked before it is below top_p. Counting every
+        token at least as likely (ties included) bounds that mass from above, so a winner under
+        the bound (with a margin for summation order) is the nucleus winner too, without sorting
+        the vocabulary. Only the other rows (about 1 - top_p of them) pay for the sort.
+        """
+        winner = probs.gather(-1, chosen)
+        before = (probs * (probs >= winner)).sum(-1) - winner.squeeze(-1)
+        return before >= self.top_p - 1e-4
+
+    def _nucleus_choice(self, logits: torch.Tensor, gumbel: torch.Tensor) -> torch.Tensor:
+        probs, order = torch.softmax(logits, dim=-1).sort(dim=-1, descending=True)
+        # The nucleus: the most likely tokens until their mass reaches top_p (always at least one).
+        outside = (probs.cumsum(-1) - probs) >= self.top_p
+        logits = logits.scatter(-1, order, logits.gather(-1, order).masked_fill(outside, float("-inf")))
+        return (logits + gumbel).argmax(dim=-1, keepdim=True)

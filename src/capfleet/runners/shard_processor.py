@@ -119,10 +119,12 @@ class ShardProcessor:
         self.batch_size = config.batch_size or self._auto_batch_size(pending_images)
         self.window = max(4 * config.workers, 2 * self.batch_size)
         self.filters = FilterChain(config, lambda shard_name: load_verdicts(location, shard_name))
-        # Without a model or filter the pixels are only checked (every byte is still decoded, so
-        # damage is found): JPEGs decode at 1/8 scale, which skips most of the inverse DCT.
+        # Without a model or filter the pixels are only checked: whole JPEGs and PNGs by their
+        # structure (self.pixels), anything else by decoding; JPEGs then at 1/8 scale, which skips
+        # most of the inverse DCT.
         model_side = captioner.input_size() if captioner is not None else CHECK_ONLY_SIDE
         self.min_side = max(model_side, self.filters.decode_side)
+        self.pixels = captioner is not None or bool(self.filters.filters) or self.filters.verdicts is not None
         # With --max-aspect-ratio the size filter records such images; without it decoding refuses them.
         self.max_aspect_ratio = math.inf if config.max_aspect_ratio is not None else MAX_ASPECT_RATIO
         self.captioner_name = captioner.name if captioner is not None else "none"
@@ -137,7 +139,8 @@ class ShardProcessor:
         screen = self.filters.for_shard(shard.name)
 
         def decode(sample: Sample) -> Sample:
-            return screen(decode_sample(sample, self.config.max_pixels, self.min_side, self.max_aspect_ratio))
+            decoded = decode_sample(sample, self.config.max_pixels, self.min_side, self.max_aspect_ratio, self.pixels)
+            return screen(decoded)
 
         fetched = self.source.read(shard, self.executor, self.window, only)
         return ordered_map(decode, fetched, self.executor, self.window)

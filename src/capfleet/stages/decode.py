@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from capfleet.sample import Sample
+from capfleet.stages.structure import intact
 
 MAX_ASPECT_RATIO = 20.0
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tiff"}
@@ -76,7 +77,7 @@ def _shrink(image: Image.Image, min_side: int) -> Image.Image:
 class Decoded:
     """A decoded image with what the filters need to know about the file it came from."""
 
-    image: Image.Image
+    image: Image.Image | None  # None: only checked (`pixels=False`), never decoded
     extension: str
     width: int  # of the stored image, before any shrinking
     height: int
@@ -92,9 +93,17 @@ def decode_image(data: bytes, max_pixels: int, min_side: int | None = 384) -> tu
 
 
 def decode(
-    data: bytes, max_pixels: int, min_side: int | None = 384, max_aspect_ratio: float = MAX_ASPECT_RATIO
+    data: bytes,
+    max_pixels: int,
+    min_side: int | None = 384,
+    max_aspect_ratio: float = MAX_ASPECT_RATIO,
+    pixels: bool = True,
 ) -> Decoded:
-    """`decode_image` with the original size; `max_aspect_ratio` is a guard (an error), not a filter."""
+    """`decode_image` with the original size; `max_aspect_ratio` is a guard (an error), not a filter.
+
+    `pixels=False` (nothing will look at the pixels): a JPEG or PNG whose structure is whole
+    (`structure.intact`) is not decoded and comes back with `image=None`; anything else is decoded.
+    """
     _sniff(data)
     try:
         with warnings.catch_warnings():
@@ -108,6 +117,8 @@ def decode(
             if max(width, height) > max_aspect_ratio * min(width, height):
                 raise DecodeError(f"extreme aspect ratio {width}x{height} (more than {max_aspect_ratio:g}:1)")
             extension = EXTENSIONS.get(image.format or "", ".png")
+            if not pixels and intact(data, image.format):
+                return Decoded(None, extension, width, height)
             if image.format == "JPEG" and min_side:
                 image.draft("RGB", (min_side, min_side))  # decode at reduced scale: much faster
             image.load()  # first frame of an animation; raises on truncated data
@@ -133,13 +144,18 @@ def normalise_image(image: Image.Image, min_side: int | None = 384) -> Image.Ima
 
 
 def decode_sample(
-    sample: Sample, max_pixels: int, min_side: int | None, max_aspect_ratio: float = MAX_ASPECT_RATIO
+    sample: Sample,
+    max_pixels: int,
+    min_side: int | None,
+    max_aspect_ratio: float = MAX_ASPECT_RATIO,
+    pixels: bool = True,
 ) -> Sample:
-    """The stage function run in worker threads: fills `image` and `original_size`, or sets `error`."""
+    """The stage function run in worker threads: fills `image` (None when `pixels=False` let it
+    skip decoding, see `decode`) and `original_size`, or sets `error`."""
     if sample.error is not None:
         return sample
     try:
-        decoded = decode(sample.data or b"", max_pixels, min_side, max_aspect_ratio)
+        decoded = decode(sample.data or b"", max_pixels, min_side, max_aspect_ratio, pixels)
         sample.image, sample.extension = decoded.image, decoded.extension
         sample.original_size = (decoded.width, decoded.height)
     except DecodeError as exc:
