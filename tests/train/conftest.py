@@ -18,6 +18,19 @@ def shapes_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def scenes(tmp_path_factory) -> Path:
+    """16 `capfleet synth` scenes of 32 px: what the distillation tests teach a tiny student on."""
+    from typer.testing import CliRunner
+
+    from capfleet.cli import app
+
+    out = tmp_path_factory.mktemp("distill") / "scenes"
+    result = CliRunner().invoke(app, ["synth", "16", "-o", str(out), "--size", "32"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """An untrained tiny captioner saved as an HF bundle."""
     from capfleet.train.configuration import preset_config

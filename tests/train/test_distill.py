@@ -22,14 +22,6 @@ STUDENT = ["--preset", "tiny", "--image-size", "32", "--batch-size", "8", "--num
 STUDENT += ["--log-every", "1", "--teacher-max-new-tokens", "8", "--teacher-candidates", "2"]
 
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("distill") / "scenes"
-    result = runner.invoke(app, ["synth", "16", "-o", str(out), "--size", "32"])
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def _distill(data: Path, out: Path, teacher: str, *extra: str):
     return runner.invoke(app, ["distill", str(data), "--teacher", teacher, "-o", str(out), *STUDENT, *extra])
 

@@ -12,25 +12,16 @@ from collections import Counter
 from pathlib import Path
 from statistics import mean
 
-import pytest
 from typer.testing import CliRunner
 
 import capfleet
 from capfleet.cli import app
+from tests.train.test_distill import STUDENT as TINY_STUDENT
 
 runner = CliRunner()
 STEPS = 40
-STUDENT = ["--preset", "tiny", "--image-size", "32", "--batch-size", "8", "--num-threads", "1", "--no-plot"]
-STUDENT += ["--log-every", "1", "--teacher-max-new-tokens", "8", "--teacher-candidates", "2", "--seed", "0"]
-STUDENT += ["--max-steps", str(STEPS), "--lr", "3e-3", "--warmup-steps", "2"]
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("distill-learns") / "scenes"
-    result = runner.invoke(app, ["synth", "16", "-o", str(out), "--size", "32"])
-    assert result.exit_code == 0, result.output
-    return out
+# The distill tests' tiny student, trained longer, on their 16 scenes (tests/train/conftest.py).
+STUDENT = [*TINY_STUDENT, "--seed", "0", "--max-steps", str(STEPS), "--lr", "3e-3", "--warmup-steps", "2"]
 
 
 def _kl_log(scenes: Path, out: Path, *extra: str) -> list[float]:
