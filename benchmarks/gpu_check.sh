@@ -21,8 +21,9 @@ if [[ ${DRY_RUN:-0} == 1 ]]; then
     # Tiny models and few images: it checks the script's steps, not speed (a busy CPU may need minutes).
     DEVICE=cpu SIZE=tiny IMAGES=4 AUTO_IMAGES=8 BATCHES=2 REPEATS=1 LIMIT=900 STEP_LIMIT=600
 else
-    DEVICE=cuda SIZE=full IMAGES=64 AUTO_IMAGES=256 BATCHES=8,32,128 REPEATS=2 LIMIT=240 STEP_LIMIT=100
+    DEVICE=cuda SIZE=full IMAGES=${IMAGES:-192} AUTO_IMAGES=256 BATCHES=8,32,128 REPEATS=2 LIMIT=300 STEP_LIMIT=100
 fi
+STEPS=${STEPS:-1234}  # e.g. STEPS=12: the benchmark and busy % only
 MODEL_DIR="$WORK"  # bench_pipeline.py --keep leaves blip-$SIZE, clip-$SIZE and images/ here
 
 section() { echo; echo "=== $* ($(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg))"; }
@@ -51,17 +52,21 @@ if [[ -n $DMON_PID ]]; then
         "$OUT/dmon.txt" | tee "$OUT/busy.txt"
 fi
 
+if [[ $STEPS == *3* ]]; then
 section "3. capfleet caption --batch-size auto on $AUTO_IMAGES images"
 timeout "$STEP_LIMIT" "$PY" -m capfleet.cli caption "$WORK/images" --output "$WORK/auto-out" --captioner "$MODEL_DIR/blip-$SIZE" \
     --scorer "$MODEL_DIR/clip-$SIZE" --device "$DEVICE" --batch-size auto 2>&1 | grep -iv "Loading weights" \
     | tee "$OUT/batch_auto.txt" | grep -i "batch size\|error\|out of memory\|captioned"
 echo "caption exit status: ${PIPESTATUS[0]}"
+fi
 
+if [[ $STEPS == *4* ]]; then
 section "4. capfleet bench --device $DEVICE"
 timeout "$STEP_LIMIT" "$PY" -m capfleet.cli bench --device "$DEVICE" --captioner "$MODEL_DIR/blip-$SIZE" \
     --scorer "$MODEL_DIR/clip-$SIZE" --batch-sizes "$BATCHES" --candidates 3 --max-new-tokens 12 2>&1 \
     | grep -v "Loading weights" | tee "$OUT/capfleet_bench.txt"
 echo "bench exit status: ${PIPESTATUS[0]}"
+fi
 
 section "summary"
 grep "^capfleet / best batched baseline" "$OUT/bench_pipeline.txt" || echo "no bench_pipeline result"
