@@ -108,6 +108,9 @@ def main() -> None:
     parser.add_argument(
         "--relation-negatives", action=argparse.BooleanOptionalAction, default=False, help="scorer: swapped relations"
     )
+    parser.add_argument(
+        "--object-ranks", action=argparse.BooleanOptionalAction, default=False, help="tokens: their object's ranks"
+    )
     args = parser.parse_args()
     check_output(args.output, args.replace_shipped)
     encoder_layers, decoder_layers = (int(n) for n in args.layers.split(","))
@@ -129,6 +132,7 @@ def main() -> None:
         contrastive_weight=0.5,
         hard_negatives=True,
         relation_negatives=args.relation_negatives,
+        object_ranks=args.object_ranks,
         object_loss_weight=OBJECT_LOSS_WEIGHT,
         caption_mode="all",
         save_every=250,

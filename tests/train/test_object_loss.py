@@ -91,3 +91,39 @@ def test_resuming_a_run_without_the_object_head_with_it_is_refused(scenes, tmp_p
     assert runner.invoke(app, first).exit_code == 0
     result = runner.invoke(app, [*first, "--object-loss-weight", "1"])
     assert result.exit_code == 2 and "trained without it" in result.output
+
+
+def test_rank_targets_order_the_objects_left_to_right_and_top_to_bottom(scenes):
+    several = 0
+    for row in _rows(scenes):
+        target = object_grid(row["scene"], 8, ranks=True).view(8, 8, 3)
+        shapes = Scene.from_dict(json.loads(row["scene"])).shapes
+        for s in shapes:
+            label = target[int(s.y * 8), int(s.x * 8)].tolist()
+            if len(shapes) == 1:
+                assert label[1:] == [IGNORE, IGNORE]
+                continue
+            several += 1
+            assert label[1] == sorted(o.x for o in shapes).index(s.x)
+            assert label[2] == sorted(o.y for o in shapes).index(s.y)
+        background = target[..., 0] == BACKGROUND
+        assert (target[background][:, 1:] == IGNORE).all()
+        assert torch.equal(target[..., 0].flatten(), object_grid(row["scene"], 8))  # the class column is unchanged
+    assert several > 10
+    assert (object_grid("not json", 4, ranks=True) == IGNORE).all()
+
+
+def test_rank_loss_is_learnt_and_needs_the_object_loss(scenes, tmp_path):
+    out = tmp_path / "model"
+    args = ["train", str(scenes), "-o", str(out), *FAST, "--max-steps", "40", "--object-loss-weight", "1"]
+    assert runner.invoke(app, [*args, "--object-ranks", "--stop-after", "20"]).exit_code == 0
+    # resuming with the other setting would read the head's columns wrongly
+    result = runner.invoke(app, [*args, "--no-object-ranks"])
+    assert result.exit_code == 2 and "object_ranks" in result.output
+    assert runner.invoke(app, [*args, "--object-ranks"]).exit_code == 0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert sum(row["object_loss"] for row in log[-5:]) / 5 < 0.8 * log[0]["object_loss"]
+    model, _, processor = load_bundle(out)
+    assert model.config.object_ranks
+    pixels = processor(images=[Image.new("RGB", (32, 32))], return_tensors="pt")["pixel_values"]
+    assert model(pixel_values=pixels, return_objects=True).object_logits.shape == (1, 16, len(OBJECT_CLASSES) + 6)

@@ -261,7 +261,9 @@ class DistillObjective(Objective):
                     raise ValueError("the student being resumed has no image-token head: pass --feature-weight 0")
                 terms["feature_loss"] = token_match(out.distill_features, teacher_tokens)
             if self.wants_objects:
-                terms["object_kl"] = token_object_kl(out.object_logits, self.teacher.object_head(teacher_tokens))
+                classes = self.teacher.config.object_classes  # the class logits; a teacher's rank logits are its own
+                teacher_objects = self.teacher.object_head(teacher_tokens)[..., :classes]
+                terms["object_kl"] = token_object_kl(out.object_logits[..., :classes], teacher_objects)
         if self.wants_embeds:
             rows = batch["teacher_rows"]
             image = embedding_match(out.image_embeds, self.image_targets[rows[:, 0]])

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt
 from . import distributed as D
-from .configuration import CapfleetCaptionerConfig, preset_config
+from .configuration import RANK_SLOTS, CapfleetCaptionerConfig, preset_config
 from .data import (
     CaptionDataset,
     CaptionRecord,
@@ -84,6 +84,8 @@ class TrainConfig:
     # labels from the dataset's `scene` column (see train/objects.py). With the captioning loss alone the
     # built-in model learnt colours but not shapes; 0 turns it off.
     object_loss_weight: float = 0.0
+    # with object_loss_weight: each token also predicts its object's left-to-right and top-to-bottom rank
+    object_ranks: bool = False
     caption_mode: str = "text"
     min_freq: int = 1
     held_out_fraction: float = 0.0
@@ -234,7 +236,17 @@ def _step_losses(
 
 
 def _object_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of each image token's object class; images without a scene (IGNORE) left out."""
+    """Mean cross-entropy of each image token's object class; images without a scene (IGNORE) left out.
+    Targets with (class, x rank, y rank) rows add the mean cross-entropy of each rank (train/objects.py)."""
+    if targets.dim() == 2:
+        return _token_cross_entropy(logits, targets)
+    classes = logits.shape[-1] - 2 * RANK_SLOTS
+    x_ranks, y_ranks = logits[..., classes:].split(RANK_SLOTS, dim=-1)
+    loss = _token_cross_entropy(logits[..., :classes], targets[..., 0])
+    return loss + _token_cross_entropy(x_ranks, targets[..., 1]) + _token_cross_entropy(y_ranks, targets[..., 2])
+
+
+def _token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="sum")
     return total / (targets != IGNORE).sum().clamp(min=1)
 
@@ -270,6 +282,7 @@ def _model_config(cfg: TrainConfig, tokenizer: Any, resume_dir: Path | None) -> 
         "eos_token_id": tokenizer.eos_token_id,
         "decoder_start_token_id": tokenizer.bos_token_id,
         "object_classes": len(OBJECT_CLASSES) if cfg.object_loss_weight > 0 else 0,
+        "object_ranks": cfg.object_ranks and cfg.object_loss_weight > 0,
     }
     return preset_config(cfg.preset, len(tokenizer), cfg.image_size, **{**special, **cfg.model_overrides})
 
@@ -285,11 +298,13 @@ def _object_targets(cfg: TrainConfig, records: list[CaptionRecord], model_cfg: C
     grid = model_cfg.image_size // model_cfg.patch_size
     if not any(object_grid(r.scene, 1)[0] != IGNORE for r in records):
         raise ValueError("object_loss_weight > 0 needs a synth dataset: no row has a readable `scene` column")
-    return functools.partial(_record_targets, grid=grid)
+    if cfg.object_ranks != model_cfg.object_ranks:
+        raise ValueError(f"object_ranks={cfg.object_ranks}, but the checkpoint being resumed has the other setting")
+    return functools.partial(_record_targets, grid=grid, ranks=model_cfg.object_ranks)
 
 
-def _record_targets(record: CaptionRecord, grid: int) -> torch.Tensor:
-    return object_grid(record.scene, grid)
+def _record_targets(record: CaptionRecord, grid: int, ranks: bool) -> torch.Tensor:
+    return object_grid(record.scene, grid, ranks)
 
 
 def train(config: TrainConfig, objective: Objective | None = None) -> TrainResult:
