@@ -7,8 +7,11 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
+from capfleet.errors import ConfigError
 from capfleet.sources.storage import local_path
 from capfleet.stages.hygiene import HygieneOptions
+
+__all__ = ["ConfigError", "RunConfig"]  # ConfigError lives in capfleet.errors; users import it from here too
 
 DECODINGS = ("sample", "beam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -66,10 +69,6 @@ _FINGERPRINT_FIELDS_IF_SET = (
     "embeddings",
     "quantize",
 )
-
-
-class ConfigError(ValueError):
-    """A setting the user must change; the message says what."""
 
 
 @dataclass

@@ -1,0 +1,39 @@
+"""The one registry of engines, filters and output formats.
+
+Each plugin is one module, imported only when chosen, that says what it needs and what it takes:
+`NAME`, `EXTRA` (the pip extra, or None), `REQUIRES` (modules that extra installs), `Options` (a
+dataclass of `capfleet.options.option` fields, or None), `check(config) -> list[str]` (one-line
+problems, found before any work) and its entry point: `load(config)` for engines and filters,
+`open(config, location, shard_name)` and `read_rows(path)` for formats. Adding one means adding its
+module and one line here; nothing else names it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from capfleet.errors import ConfigError, require
+
+KINDS = {"engine": "--engine", "filter": "a filter", "format": "--format"}
+_MODULES: dict[str, dict[str, str]] = {
+    "engine": {},
+    "filter": {},
+    "format": {},
+}
+
+
+def names(kind: str) -> tuple[str, ...]:
+    """The plugins of one kind, in registration order (the order filters run and --help lists them)."""
+    return tuple(_MODULES[kind])
+
+
+def find(kind: str, name: str) -> ModuleType:
+    """The plugin module, its extra checked: a one-line error for an unknown name or a missing package."""
+    modules = _MODULES[kind]
+    if name not in modules:
+        raise ConfigError(f"{KINDS[kind]} must be one of {', '.join(modules)}, not {name!r}")
+    module = importlib.import_module(modules[name])
+    if module.EXTRA:
+        require(module.REQUIRES, module.EXTRA, f"{KINDS[kind]} {name}" if kind != "filter" else f"the {name} filter")
+    return module
