@@ -352,10 +352,12 @@ def main() -> None:
         batch = args.batch_size or DEFAULT_BATCH_SIZE  # what auto picks below its tuning threshold
         for pair in ((captioner, scorer), fast):
             pair[1].score(warm[:batch], pair[0].generate(warm[:batch], args.candidates))
-        if args.batch_size is None and args.device == "cuda":  # the search runs once per GPU and model (cached)
+        if args.batch_size is None and args.device == "cuda":
+            # The search runs once per GPU and model (then cached), and the batched baselines get the batch it
+            # finds: a user who knows their GPU would not run batch 8 on it, so the ratio is not batch size alone.
             fast_config = run_config(args, model_list, "-", str(blip), str(clip), args.dtype, args.quantize)
             decoding = DecodingOptions(fast_config.decoding, fast_config.top_p, fast_config.max_new_tokens)
-            choose_batch_size(*fast, args.candidates, decoding, pending_images=MIN_IMAGES_TO_TUNE)
+            batch = choose_batch_size(*fast, args.candidates, decoding, pending_images=MIN_IMAGES_TO_TUNE)
         pipe = transformers.pipeline(
             "image-text-to-text", model=fast[0].model, processor=fast[0].processor, device=fast[0].device
         )
