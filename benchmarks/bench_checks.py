@@ -8,7 +8,7 @@ which of them catch a truncated JPEG, a truncated PNG and a non-image:
 * full decode (`Image.open(...).load()`);
 * capfleet's model-free check today (`decode_image` at CHECK_ONLY_SIDE: JPEG `draft` at 1/8 scale);
 * Pillow `verify()` (no pixels; for PNG it checks the chunk CRCs);
-* what a model-free run does now: the header, then `capfleet.stages.structure.intact` (JPEG: SOI,
+* what a model-free run does now: `capfleet.stages.structure.whole_image`, no Image.open (JPEG: SOI,
   marker segments up to the scan, EOI at the end; PNG: every chunk whole with its CRC, IHDR first,
   IEND last), decoding only what that cannot prove whole.
 
@@ -57,7 +57,7 @@ CHECKS = {
         d, MAX_PIXELS, CHECK_ONLY_SIDE
     ),
     "Pillow verify()": verify,
-    "decode(pixels=False) (model-free runs now: header + structure.intact)": lambda d: decode(
+    "decode(pixels=False) (model-free runs now: structure walk, size from it)": lambda d: decode(
         d, MAX_PIXELS, CHECK_ONLY_SIDE, pixels=False
     ),
 }

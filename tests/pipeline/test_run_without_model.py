@@ -191,3 +191,32 @@ def test_truncated_jpegs_and_pngs_become_errors_and_whole_ones_are_copied(tmp_pa
     for name in ("whole.jpg", "whole.png", "trailer.jpg", "no-iend.png"):
         shard = f"{int(named[name]['key']) // 4:05d}"
         assert (tmp_path / "out" / shard / named[name]["file_name"]).read_bytes() == cases[name][0]
+
+
+def test_model_free_checks_keep_the_size_guards_and_read_the_size_from_the_walk(tmp_path):
+    """Whole JPEGs and PNGs are no longer opened by Pillow in a model-free run: the pixel cap and the
+    aspect-ratio guard must still hold, with the size read from the frame header or IHDR."""
+    from capfleet.stages.decode import decode
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    files = {}
+    for name, size, options in (
+        ("baseline.jpg", (96, 64), {"quality": 90}),
+        ("progressive.jpg", (90, 70), {"quality": 90, "progressive": True}),
+        ("wide.png", (400, 16), {}),
+        ("tall.jpg", (8, 300), {}),
+    ):
+        buffer = io.BytesIO()
+        Image.effect_noise(size, 40).convert("RGB").save(buffer, "PNG" if name.endswith("png") else "JPEG", **options)
+        files[name] = buffer.getvalue()
+        (folder / name).write_bytes(files[name])
+        checked = decode(files[name], 10**8, 384, max_aspect_ratio=1000, pixels=False)
+        assert checked.image is None and (checked.width, checked.height) == size
+    run_caption(config([folder], tmp_path / "out", max_pixels=6500))
+    errors = {e["source"].rsplit("/", 1)[1]: e["error"] for e in read_errors(tmp_path / "out")}
+    assert errors.keys() == {"wide.png", "tall.jpg"}  # 6400 and 2400 pixels pass the cap, ratios 25 and 37.5 do not
+    assert all("extreme aspect ratio" in message for message in errors.values())
+    run_caption(config([folder], tmp_path / "capped", max_pixels=6000))
+    errors = {e["source"].rsplit("/", 1)[1]: e["error"] for e in read_errors(tmp_path / "capped")}
+    assert "image too large: 96x64" in errors["baseline.jpg"] and "image too large: 90x70" in errors["progressive.jpg"]

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from capfleet.sample import Sample
-from capfleet.stages.structure import intact
+from capfleet.stages.structure import whole_image
 
 MAX_ASPECT_RATIO = 20.0
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tiff"}
@@ -102,23 +102,21 @@ def decode(
     """`decode_image` with the original size; `max_aspect_ratio` is a guard (an error), not a filter.
 
     `pixels=False` (nothing will look at the pixels): a JPEG or PNG whose structure is whole
-    (`structure.intact`) is not decoded and comes back with `image=None`; anything else is decoded.
+    (`structure.whole_image`) is not even opened and comes back with `image=None`; anything else is decoded.
     """
     _sniff(data)
+    whole = whole_image(data) if not pixels else None
+    if whole is not None:
+        image_format, width, height = whole
+        _check_size(width, height, max_pixels, max_aspect_ratio)
+        return Decoded(None, EXTENSIONS[image_format], width, height)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data))
             width, height = image.size
-            if width * height > max_pixels:
-                raise DecodeError(
-                    f"image too large: {width}x{height} = {width * height} pixels > --max-pixels {max_pixels}"
-                )
-            if max(width, height) > max_aspect_ratio * min(width, height):
-                raise DecodeError(f"extreme aspect ratio {width}x{height} (more than {max_aspect_ratio:g}:1)")
+            _check_size(width, height, max_pixels, max_aspect_ratio)
             extension = EXTENSIONS.get(image.format or "", ".png")
-            if not pixels and intact(data, image.format):
-                return Decoded(None, extension, width, height)
             if image.format == "JPEG" and min_side:
                 image.draft("RGB", (min_side, min_side))  # decode at reduced scale: much faster
             image.load()  # first frame of an animation; raises on truncated data
@@ -135,6 +133,13 @@ def decode(
     if min_side:
         image = _shrink(image, min_side)
     return Decoded(image, extension, width, height)
+
+
+def _check_size(width: int, height: int, max_pixels: int, max_aspect_ratio: float) -> None:
+    if width * height > max_pixels:
+        raise DecodeError(f"image too large: {width}x{height} = {width * height} pixels > --max-pixels {max_pixels}")
+    if max(width, height) > max_aspect_ratio * min(width, height):
+        raise DecodeError(f"extreme aspect ratio {width}x{height} (more than {max_aspect_ratio:g}:1)")
 
 
 def normalise_image(image: Image.Image, min_side: int | None = 384) -> Image.Image:
