@@ -109,6 +109,9 @@ def main() -> None:
         "--relation-negatives", action=argparse.BooleanOptionalAction, default=False, help="scorer: swapped relations"
     )
     parser.add_argument(
+        "--memory-positions", action=argparse.BooleanOptionalAction, default=False, help="decoder reads positions"
+    )
+    parser.add_argument(
         "--object-ranks", action=argparse.BooleanOptionalAction, default=False, help="tokens: their object's ranks"
     )
     args = parser.parse_args()
@@ -116,6 +119,7 @@ def main() -> None:
     encoder_layers, decoder_layers = (int(n) for n in args.layers.split(","))
     model = {**MODEL, "encoder_hidden_size": args.width, "decoder_hidden_size": args.width}
     model.update(encoder_layers=encoder_layers, decoder_layers=decoder_layers, position_init=args.position_init)
+    model.update(memory_positions=args.memory_positions)
     data = args.work / "scenes"
     if not data.exists():
         generate_synthetic_dataset(SCENES, data, seed=TRAIN_SEED, size=IMAGE_SIZE)

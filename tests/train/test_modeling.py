@@ -177,3 +177,24 @@ def test_sincos_positions_tell_image_tokens_apart_at_the_stem_features_scale():
     assert distance[0, 1] < distance[0, 2] < distance[0, grid - 1] and distance[0, grid] < distance[0, 2 * grid]
     with pytest.raises(ValueError, match="position_init"):
         preset_config("tiny", 30, 32, position_init="random")
+
+
+def test_memory_positions_reach_the_decoder_and_survive_save_and_load(tmp_path):
+    """memory_positions: the encoder's output tokens carry the 2-D grid, so two images that differ only in
+    where the same patch content sits give the decoder different memories; saved and loaded, the grid is
+    the same (a buffer transformers builds empty on load would otherwise hold garbage)."""
+    torch.manual_seed(0)
+    config = preset_config("tiny", 30, 32, memory_positions=True)
+    model = CapfleetCaptionerModel(config).eval()
+    pixels = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        plain = CapfleetCaptionerModel(preset_config("tiny", 30, 32)).eval()
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "encoder.memory_positions"})
+        difference = model.encoder(pixels).last_hidden_state - plain.encoder(pixels).last_hidden_state
+    assert torch.allclose(difference[0], model.encoder.memory_positions[0], atol=1e-5)
+    assert torch.cdist(difference[0], difference[0]).fill_diagonal_(1).min() > 0.1  # every token's grid differs
+    model.save_pretrained(tmp_path)
+    loaded = CapfleetCaptionerModel.from_pretrained(tmp_path).eval()
+    assert torch.equal(loaded.encoder.memory_positions, model.encoder.memory_positions)
+    with torch.no_grad():
+        assert torch.equal(loaded.encoder(pixels).last_hidden_state, model.encoder(pixels).last_hidden_state)

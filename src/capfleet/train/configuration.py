@@ -66,6 +66,9 @@ class CapfleetCaptionerConfig(PretrainedConfig):
     # "normal": image-token positions start at N(0, initializer_range), drowned by the conv stem's unit-scale
     # features; "sincos": a unit-scale 2-D sine/cosine grid (still learnt), so tokens say where they are
     position_init: str = "normal"
+    # True: the encoder's output tokens also carry a fixed 2-D sine/cosine grid, so the decoder's cross-attention
+    # reads where each token is however much the encoder layers kept of the input positions (issue 24)
+    memory_positions: bool = False
     encoder_hidden_size: int = 128
     encoder_layers: int = 2
     encoder_attention_heads: int = 4

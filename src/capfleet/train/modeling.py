@@ -187,6 +187,9 @@ class VisionEncoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.encoder_layers))
         self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
+        grid = cfg.image_size // cfg.patch_size
+        memory = sincos_positions(grid, d).unsqueeze(0) if cfg.memory_positions else None
+        self.register_buffer("memory_positions", memory)  # saved with the weights: loading builds buffers empty
         self._memo: tuple[torch.Tensor, int, torch.Tensor] | None = None
 
     def _weights_version(self) -> int | None:
@@ -223,9 +226,10 @@ class VisionEncoder(nn.Module):
         for layer in self.layers:
             x = layer(x)
             hidden.append(x)
-        out = BaseModelOutput(
-            last_hidden_state=self.norm(x), hidden_states=tuple(hidden) if output_hidden_states else None
-        )
+        x = self.norm(x)
+        if self.memory_positions is not None:
+            x = x + self.memory_positions.to(x.dtype)
+        out = BaseModelOutput(last_hidden_state=x, hidden_states=tuple(hidden) if output_hidden_states else None)
         # Captioning encodes a batch to generate, then ranking (the same model as scorer) encodes it again:
         # the last inference encoding is kept and handed back for identical pixels.
         # a copy of the pixels: a caller may refill its own tensor in place before the next call
@@ -302,12 +306,16 @@ class CapfleetCaptionerPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         std = self.config.initializer_range
         if isinstance(module, VisionEncoder):
+            grid = self.config.image_size // self.config.patch_size
+            grid_positions = sincos_positions(grid, module.pos_embed.shape[-1]).unsqueeze(0)
             if self.config.position_init == "sincos":
-                grid = self.config.image_size // self.config.patch_size
                 with torch.no_grad():
-                    module.pos_embed.copy_(sincos_positions(grid, module.pos_embed.shape[-1]).unsqueeze(0))
+                    module.pos_embed.copy_(grid_positions)
             else:
                 init.normal_(module.pos_embed, mean=0.0, std=std)
+            if module.memory_positions is not None:
+                with torch.no_grad():
+                    module.memory_positions.copy_(grid_positions)
             for conv in module.patch_embed.modules() if self.config.stem == "conv" else ():
                 # torch's own Conv2d init, not N(0, 0.02): ahead of BatchNorm, so tiny weights mean huge relative
                 # steps. With N(0, 0.02) the stem learnt shapes 5x slower (11% against 55% of held-out scenes'

@@ -235,6 +235,11 @@ def _step_losses(
     return {"loss": total, "lm_loss": lm, **({"contrastive_loss": cl} if use_cl else {}), **extra}
 
 
+# The rank terms at full weight kept the encoder from learning shapes (8% of 100 held-out scenes' objects named
+# at step 1000, against 92% without them): they ride along at a quarter.
+RANK_LOSS_SCALE = 0.25
+
+
 def _object_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of each image token's object class; images without a scene (IGNORE) left out.
     Targets with (class, x rank, y rank) rows add the mean cross-entropy of each rank (train/objects.py)."""
@@ -242,8 +247,8 @@ def _object_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return _token_cross_entropy(logits, targets)
     classes = logits.shape[-1] - 2 * RANK_SLOTS
     x_ranks, y_ranks = logits[..., classes:].split(RANK_SLOTS, dim=-1)
-    loss = _token_cross_entropy(logits[..., :classes], targets[..., 0])
-    return loss + _token_cross_entropy(x_ranks, targets[..., 1]) + _token_cross_entropy(y_ranks, targets[..., 2])
+    ranks = _token_cross_entropy(x_ranks, targets[..., 1]) + _token_cross_entropy(y_ranks, targets[..., 2])
+    return _token_cross_entropy(logits[..., :classes], targets[..., 0]) + RANK_LOSS_SCALE * ranks
 
 
 def _token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
