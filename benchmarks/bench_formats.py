@@ -3,6 +3,9 @@
 (a) webdataset in -> webdataset out with `--captioner none` against a plain `tarfile` loop that
     reads the same tars, groups members by key and writes each sample with a txt and a json
     member (no image checks). Goal (issue 9): capfleet >= 0.9x the loop's samples/s.
+(c) an image folder in -> parquet out with `--captioner none` against a plain loop that reads the
+    same files and writes their bytes into parquet files of the same shard size with pyarrow.
+    Goal (issue 25): capfleet >= 0.9x the loop's images/s.
 (b) a 10,000,000-row parquet file (image column = a path, caption column) and a
     10,000,000-line file list, each captioned with `--limit 100 --captioner none` as a whole
     `capfleet caption` process: wall time and peak RSS. Goal: < 60 s and < 500 MB each
@@ -178,19 +181,63 @@ def bench_limit(temp: Path, rows: int) -> None:
     print("\ngoal: < 60 s and < 500 MB each")
 
 
+def plain_parquet_copy(paths: list[Path], out: Path, shard_size: int) -> int:
+    """The baseline for (c): the files' bytes and names into one parquet file per `shard_size` images."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out.mkdir()
+    for start in range(0, len(paths), shard_size):
+        chunk = paths[start : start + shard_size]
+        table = pa.table({"key": [p.stem for p in chunk], "image": [p.read_bytes() for p in chunk]})
+        pq.write_table(table, out / f"{start // shard_size:05d}.parquet")
+    return len(paths)
+
+
+def bench_parquet(temp: Path, images: int, repeats: int) -> None:
+    folder = temp / "images"
+    folder.mkdir(parents=True)
+    paths = []
+    for index in range(images):
+        paths.append(folder / f"{index:06d}.jpg")
+        paths[-1].write_bytes(photo_like_jpeg(index))
+    plain, ours = "plain pyarrow read+write", "capfleet, captioner none"
+    times: dict[str, list[float]] = {plain: [], ours: []}
+    for attempt in range(repeats):  # interleaved, so a slow spell on a shared machine hits both
+        started = time.perf_counter()
+        assert plain_parquet_copy(paths, temp / f"plain-{attempt}", 1000) == images
+        times[plain].append(time.perf_counter() - started)
+        config = RunConfig([str(folder)], str(temp / f"capfleet-{attempt}"), captioner="none", scorer="none")
+        config.format, config.progress, config.workers = "parquet", False, 4
+        started = time.perf_counter()
+        summary = run_caption(config)
+        times[ours].append(time.perf_counter() - started)
+        assert summary.stats.captioned == images, summary.lines()
+    print(f"\n(c) image folder in -> parquet out: {images} images (384x288 JPEG), {repeats} repeats, mean\n")
+    print("| case | seconds | images/s |")
+    print("| --- | ---: | ---: |")
+    mean = {name: sum(values) / len(values) for name, values in times.items()}
+    for name, seconds in mean.items():
+        print(f"| {name} | {seconds:.2f} | {images / seconds:.0f} |")
+    print(f"\ncapfleet / plain pyarrow = {mean[plain] / mean[ours]:.2f}x (goal >= 0.9x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tars", type=int, default=8)
     parser.add_argument("--per-tar", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--skip", choices=("a", "b"), help="leave one part out")
+    parser.add_argument("--images", type=int, default=2000, help="(c): images in the folder")
+    parser.add_argument("--skip", choices=("a", "b", "c"), action="append", default=[], help="leave a part out")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as temp:
-        if args.skip != "a":
+        if "a" not in args.skip:
             bench_webdataset(Path(temp) / "a", args.tars, args.per_tar, args.repeats)
-        if args.skip != "b":
+        if "c" not in args.skip:
+            bench_parquet(Path(temp) / "c", args.images, args.repeats)
+        if "b" not in args.skip:
             bench_limit(Path(temp) / "b", args.rows)
 
 

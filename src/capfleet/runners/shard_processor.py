@@ -143,6 +143,8 @@ class ShardProcessor:
             return screen(decoded)
 
         fetched = self.source.read(shard, self.executor, self.window, only)
+        if not self.pixels:  # a structure walk costs less than handing the sample to a thread and back
+            return map(decode, fetched)
         return ordered_map(decode, fetched, self.executor, self.window)
 
     def process(self, shard: ShardSpec, retry: set[str] | None = None) -> ShardStats:

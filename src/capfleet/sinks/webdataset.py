@@ -11,7 +11,6 @@ Headers are fixed (mtime 0, mode 0644, no owner), so a redone shard is byte-iden
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any
 from capfleet.sample import Sample
 from capfleet.sinks.base import ShardWriter
 from capfleet.sinks.location import Location
+from capfleet.tar_members import TarWriter
 
 CAPFLEET_FIELD = "capfleet"
 
@@ -45,18 +45,19 @@ class WebDatasetShardWriter(ShardWriter):
 
     def __init__(self, location: Location, name: str):
         super().__init__(location, name)
-        self._tar: tarfile.TarFile | None = None
+        self._tar: TarWriter | None = None
 
-    def _open(self) -> tarfile.TarFile:
+    def _open(self) -> TarWriter:
         if self._tar is None:
-            self._tar = tarfile.open(self.staged / self.output_name, "w", format=tarfile.PAX_FORMAT)
+            self._tar = TarWriter(self.staged / self.output_name)
         return self._tar
 
     def _include(self, published: Path) -> int:
         target, rows = self._open(), 0
         with tarfile.open(published) as archive:
             for member in archive:
-                target.addfile(member, archive.extractfile(member))
+                content = archive.extractfile(member)
+                target.add_member(member, content.read() if content is not None else b"")
                 rows += member.name.endswith(".json")
         return rows
 
@@ -72,9 +73,7 @@ class WebDatasetShardWriter(ShardWriter):
         self._put(f"{key}.json", _json_member(record, original_json))
 
     def _put(self, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = len(data), 0o644, 0
-        self._tar.addfile(info, io.BytesIO(data))
+        self._tar.add(name, data)
 
     def _finish(self, staged: Path) -> None:
         self._close()
