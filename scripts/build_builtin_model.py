@@ -112,7 +112,7 @@ def main() -> None:
         "--memory-positions", action=argparse.BooleanOptionalAction, default=False, help="decoder reads positions"
     )
     parser.add_argument(
-        "--object-ranks", action=argparse.BooleanOptionalAction, default=False, help="tokens: their object's ranks"
+        "--object-relations", action=argparse.BooleanOptionalAction, default=False, help="tokens: their relations"
     )
     args = parser.parse_args()
     check_output(args.output, args.replace_shipped)
@@ -136,7 +136,7 @@ def main() -> None:
         contrastive_weight=0.5,
         hard_negatives=True,
         relation_negatives=args.relation_negatives,
-        object_ranks=args.object_ranks,
+        object_relations=args.object_relations,
         object_loss_weight=OBJECT_LOSS_WEIGHT,
         caption_mode="all",
         save_every=250,

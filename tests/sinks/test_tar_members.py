@@ -14,7 +14,7 @@ MEMBERS = [
     ("k.json", b""),
     ("a" * 100, b"exactly the USTAR name field"),
     ("b" * 101, b"too long for USTAR: a PAX header"),
-    ("photo_päth.txt", "not ASCII".encode()),
+    ("photo_päth.txt", b"not ASCII"),
     ("x" * 600 + ".jpg", b"1" * 512),
 ]
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from capfleet.cli import app
 from capfleet.synth import Scene
-from capfleet.train.objects import BACKGROUND, IGNORE, OBJECT_CLASSES, object_grid
+from capfleet.synth.scene import relate
+from capfleet.train.objects import BACKGROUND, IGNORE, OBJECT_CLASSES, RELATION_FLAGS, object_grid
 from capfleet.train.tokenization import load_bundle
 
 runner = CliRunner()
@@ -93,37 +94,37 @@ def test_resuming_a_run_without_the_object_head_with_it_is_refused(scenes, tmp_p
     assert result.exit_code == 2 and "trained without it" in result.output
 
 
-def test_rank_targets_order_the_objects_left_to_right_and_top_to_bottom(scenes):
+def test_relation_flags_say_where_each_object_stands_to_the_others(scenes):
     several = 0
     for row in _rows(scenes):
-        target = object_grid(row["scene"], 8, ranks=True).view(8, 8, 3)
-        shapes = Scene.from_dict(json.loads(row["scene"])).shapes
-        for s in shapes:
-            label = target[int(s.y * 8), int(s.x * 8)].tolist()
-            if len(shapes) == 1:
-                assert label[1:] == [IGNORE, IGNORE]
-                continue
-            several += 1
-            assert label[1] == sorted(o.x for o in shapes).index(s.x)
-            assert label[2] == sorted(o.y for o in shapes).index(s.y)
+        target = object_grid(row["scene"], 8, relations=True).view(8, 8, 1 + len(RELATION_FLAGS))
+        scene = Scene.from_dict(json.loads(row["scene"]))
+        for s in scene.shapes:
+            flags = target[int(s.y * 8), int(s.x * 8), 1:].tolist()
+            for flag, direction in zip(flags, RELATION_FLAGS, strict=True):
+                # the direction holds from this object to some other one, by the scene's own geometry
+                others = [o for o in scene.shapes if o is not s]
+                assert flag == any(direction in relate(s, o) for o in others), (row["text"], s, direction)
+            several += any(flags)
         background = target[..., 0] == BACKGROUND
         assert (target[background][:, 1:] == IGNORE).all()
         assert torch.equal(target[..., 0].flatten(), object_grid(row["scene"], 8))  # the class column is unchanged
-    assert several > 10
-    assert (object_grid("not json", 4, ranks=True) == IGNORE).all()
+    assert several > 5
+    assert (object_grid("not json", 4, relations=True) == IGNORE).all()
 
 
-def test_rank_loss_is_learnt_and_needs_the_object_loss(scenes, tmp_path):
+def test_relation_loss_is_learnt_and_resuming_with_the_other_setting_is_refused(scenes, tmp_path):
     out = tmp_path / "model"
     args = ["train", str(scenes), "-o", str(out), *FAST, "--max-steps", "40", "--object-loss-weight", "1"]
-    assert runner.invoke(app, [*args, "--object-ranks", "--stop-after", "20"]).exit_code == 0
+    assert runner.invoke(app, [*args, "--object-relations", "--stop-after", "20"]).exit_code == 0
     # resuming with the other setting would read the head's columns wrongly
-    result = runner.invoke(app, [*args, "--no-object-ranks"])
-    assert result.exit_code == 2 and "object_ranks" in result.output
-    assert runner.invoke(app, [*args, "--object-ranks"]).exit_code == 0
+    result = runner.invoke(app, [*args, "--no-object-relations"])
+    assert result.exit_code == 2 and "object_relations" in result.output
+    assert runner.invoke(app, [*args, "--object-relations"]).exit_code == 0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert sum(row["object_loss"] for row in log[-5:]) / 5 < 0.8 * log[0]["object_loss"]
     model, _, processor = load_bundle(out)
-    assert model.config.object_ranks
+    assert model.config.object_relations
     pixels = processor(images=[Image.new("RGB", (32, 32))], return_tensors="pt")["pixel_values"]
-    assert model(pixel_values=pixels, return_objects=True).object_logits.shape == (1, 16, len(OBJECT_CLASSES) + 6)
+    shape = (1, 16, len(OBJECT_CLASSES) + len(RELATION_FLAGS))
+    assert model(pixel_values=pixels, return_objects=True).object_logits.shape == shape

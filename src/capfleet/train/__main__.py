@@ -36,8 +36,8 @@ FIELD_HELP = {
     "hard_negatives": "Also rank each caption above a copy with one word swapped (teaches the scorer).",
     "relation_negatives": "With --hard-negatives: also rank each caption above its copy with left/right and"
     " above/below swapped (teaches the scorer spatial relations).",
-    "object_ranks": "With --object-loss-weight: each image token also predicts its object's left-to-right and"
-    " top-to-bottom rank among the scene's objects (teaches spatial relations).",
+    "object_relations": "With --object-loss-weight: each image token also says in which directions (left of,"
+    " right of, above, below) its object stands to another object (teaches spatial relations).",
     "object_loss_weight": "Weight of an auxiliary loss: which colour+shape objects the image holds, read from a"
     " synth dataset's `scene` column (0: off). Teaches the image encoder shapes the caption loss alone did not.",
     "caption_mode": "text: one sample per image (its `text`); all: one per candidate caption too.",

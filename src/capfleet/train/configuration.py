@@ -14,7 +14,7 @@ from transformers import PretrainedConfig
 MODEL_TYPE = "capfleet-captioner"
 STEMS = ("patch", "conv")
 POSITION_INITS = ("normal", "sincos")
-RANK_SLOTS = 3  # object ranks along one axis: scenes hold at most three objects
+RELATION_SLOTS = 4  # a token's object is left of / right of / above / below another object (train/objects.py)
 
 # name -> sizes; everything else keeps the config defaults.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -79,9 +79,9 @@ class CapfleetCaptionerConfig(PretrainedConfig):
     max_position_embeddings: int = 64
     projection_dim: int = 64
     object_classes: int = 0  # >0: a linear head on each image token, for TrainConfig.object_loss_weight
-    # with object_classes: the head also gives each token's object's left-to-right and top-to-bottom rank among
-    # the scene's objects (RANK_SLOTS logits each), a dense target that makes the encoder compare positions
-    object_ranks: bool = False
+    # with object_classes: the head also says, per token, in which directions its object stands to another object
+    # (RELATION_SLOTS logits), a dense target that makes the encoder compare positions
+    object_relations: bool = False
     feature_distill_dim: int = 0  # >0: a linear map of each image token to a teacher's width (capfleet distill)
     logit_scale_init_value: float = 2.6592  # log(1 / 0.07), as in CLIP
     dropout: float = 0.0

@@ -23,7 +23,7 @@ from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 
-from .configuration import MODEL_TYPE, RANK_SLOTS, CapfleetCaptionerConfig
+from .configuration import MODEL_TYPE, RELATION_SLOTS, CapfleetCaptionerConfig
 
 
 @dataclass
@@ -35,7 +35,7 @@ class CapfleetCaptionerOutput(ModelOutput):
     cache: Cache | None = None
     lm_loss: torch.Tensor | None = None
     contrastive_loss: torch.Tensor | None = None
-    object_logits: torch.Tensor | None = None  # (images x tokens x classes [+ 2 x RANK_SLOTS]), ``return_objects``
+    object_logits: torch.Tensor | None = None  # (images x tokens x classes [+ RELATION_SLOTS]), ``return_objects``
     logits_per_image: torch.Tensor | None = None
     logits_per_text: torch.Tensor | None = None
     image_embeds: torch.Tensor | None = None
@@ -338,7 +338,7 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         self.text_projection = nn.Linear(config.decoder_hidden_size, config.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
         # which object each image token shows: an auxiliary training signal (see train.objects)
-        classes = config.object_classes + (2 * RANK_SLOTS if config.object_classes and config.object_ranks else 0)
+        classes = config.object_classes + (RELATION_SLOTS if config.object_classes and config.object_relations else 0)
         self.object_head = nn.Linear(config.encoder_hidden_size, classes) if classes else None
         # the student side of distillation's feature matching (see train.distill)
         width = config.feature_distill_dim

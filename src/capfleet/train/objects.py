@@ -14,40 +14,50 @@ import json
 
 import torch
 
-from capfleet.synth.scene import COLOURS, SHAPES
+from capfleet.synth.scene import COLOURS, INVERSE, SHAPES, Scene
 
 OBJECT_CLASSES = (*(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES), "background")
 BACKGROUND = len(OBJECT_CLASSES) - 1
 IGNORE = -100  # every token of an image without a readable scene: no ground truth, left out of the loss
 CORE = 0.8  # a token is an object's when its patch centre lies within CORE x the object's bounding radius
 _INDEX = {name: i for i, name in enumerate(OBJECT_CLASSES)}
+RELATION_FLAGS = ("left of", "right of", "above", "below")
 
 
-def object_grid(scene: str, grid: int, ranks: bool = False) -> torch.Tensor:
+def object_grid(scene: str, grid: int, relations: bool = False) -> torch.Tensor:
     """Class index per token of a ``grid`` x ``grid`` patch grid (row-major, as the encoder's tokens) for
     one ``scene`` JSON string: the object covering the patch centre (and always the patch holding an
     object's centre, however small), else BACKGROUND; all IGNORE when the string is empty, not a synth
     scene graph, or names an object outside the synth vocabulary.
 
-    With ``ranks``, one row per token: (class, x rank, y rank), the ranks of the token's object among the
-    scene's objects from left to right and top to bottom (IGNORE on background and in one-object scenes).
-    Relations in captions are comparisons between objects; a token that must say whether its object is the
-    leftmost makes the encoder make that comparison, where a caption loss alone had not taught it."""
-    columns = 3 if ranks else 1
+    With ``relations``, one row per token: the class, then one 0/1 flag per RELATION_FLAGS direction: the
+    token's object stands in that relation to another object of the scene (the relations its captions may
+    claim; IGNORE on background). A caption's relation is a comparison between two objects; a token that
+    must say where its object stands makes the encoder make that comparison, where the caption loss alone
+    had not taught it (issue 24)."""
+    columns = 1 + len(RELATION_FLAGS) if relations else 1
     target = torch.full((grid, grid, columns), IGNORE, dtype=torch.long)
     target[..., 0] = BACKGROUND
     centres = (torch.arange(grid) + 0.5) / grid
     try:
-        shapes = json.loads(scene)["shapes"]
-        xs, ys = [float(s["x"]) for s in shapes], [float(s["y"]) for s in shapes]
-        for shape, x, y in zip(shapes, xs, ys, strict=True):
-            label = [_INDEX[f"{shape['colour']} {shape['shape']}"]]
-            if ranks:
-                several = len(shapes) > 1
-                label += [sum(other < x for other in xs), sum(other < y for other in ys)] if several else [IGNORE] * 2
+        graph = json.loads(scene)
+        flags = _relation_flags(Scene.from_dict(graph)) if relations else None
+        for index, shape in enumerate(graph["shapes"]):
+            label = [_INDEX[f"{shape['colour']} {shape['shape']}"], *(flags[index] if flags else ())]
+            x, y = float(shape["x"]), float(shape["y"])
             distance = ((centres[None, :] - x) ** 2 + (centres[:, None] - y) ** 2).sqrt()
             target[distance <= CORE * float(shape["r"])] = torch.tensor(label)
             target[min(int(y * grid), grid - 1), min(int(x * grid), grid - 1)] = torch.tensor(label)
-    except (ValueError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         target.fill_(IGNORE)
-    return target.flatten(0, 1) if ranks else target.flatten()
+    return target.flatten(0, 1) if relations else target.flatten()
+
+
+def _relation_flags(scene: Scene) -> list[list[int]]:
+    """Per object, 0/1 for each of RELATION_FLAGS: it is that way of at least one other object."""
+    flags = [[0] * len(RELATION_FLAGS) for _ in scene.shapes]
+    for relation in scene.relations:
+        if relation.relation in INVERSE:
+            flags[relation.subject][RELATION_FLAGS.index(relation.relation)] = 1
+            flags[relation.object][RELATION_FLAGS.index(INVERSE[relation.relation])] = 1
+    return flags

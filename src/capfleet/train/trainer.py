@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt
 from . import distributed as D
-from .configuration import RANK_SLOTS, CapfleetCaptionerConfig, preset_config
+from .configuration import RELATION_SLOTS, CapfleetCaptionerConfig, preset_config
 from .data import (
     CaptionDataset,
     CaptionRecord,
@@ -84,8 +84,8 @@ class TrainConfig:
     # labels from the dataset's `scene` column (see train/objects.py). With the captioning loss alone the
     # built-in model learnt colours but not shapes; 0 turns it off.
     object_loss_weight: float = 0.0
-    # with object_loss_weight: each token also predicts its object's left-to-right and top-to-bottom rank
-    object_ranks: bool = False
+    # with object_loss_weight: each token also says in which directions its object stands to another object
+    object_relations: bool = False
     caption_mode: str = "text"
     min_freq: int = 1
     held_out_fraction: float = 0.0
@@ -235,20 +235,24 @@ def _step_losses(
     return {"loss": total, "lm_loss": lm, **({"contrastive_loss": cl} if use_cl else {}), **extra}
 
 
-# The rank terms at full weight kept the encoder from learning shapes (8% of 100 held-out scenes' objects named
-# at step 1000, against 92% without them): they ride along at a quarter.
-RANK_LOSS_SCALE = 0.25
+# Token targets that compare objects (x and y ranks among the scene's objects, tried first) at the object loss's
+# full weight kept the encoder from learning shapes (8% of 100 held-out scenes' objects named at step 1000,
+# against 92% without them): the relation flags ride at half weight.
+RELATION_LOSS_SCALE = 0.5
 
 
 def _object_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of each image token's object class; images without a scene (IGNORE) left out.
-    Targets with (class, x rank, y rank) rows add the mean cross-entropy of each rank (train/objects.py)."""
+    Targets with relation flags (train/objects.py) add their mean binary cross-entropy."""
     if targets.dim() == 2:
         return _token_cross_entropy(logits, targets)
-    classes = logits.shape[-1] - 2 * RANK_SLOTS
-    x_ranks, y_ranks = logits[..., classes:].split(RANK_SLOTS, dim=-1)
-    ranks = _token_cross_entropy(x_ranks, targets[..., 1]) + _token_cross_entropy(y_ranks, targets[..., 2])
-    return _token_cross_entropy(logits[..., :classes], targets[..., 0]) + RANK_LOSS_SCALE * ranks
+    classes = logits.shape[-1] - RELATION_SLOTS
+    loss = _token_cross_entropy(logits[..., :classes], targets[..., 0])
+    flags, known = targets[..., 1:], targets[..., 1:] != IGNORE
+    if known.any():
+        relation = F.binary_cross_entropy_with_logits(logits[..., classes:][known].float(), flags[known].float())
+        loss = loss + RELATION_LOSS_SCALE * relation
+    return loss
 
 
 def _token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -287,7 +291,7 @@ def _model_config(cfg: TrainConfig, tokenizer: Any, resume_dir: Path | None) -> 
         "eos_token_id": tokenizer.eos_token_id,
         "decoder_start_token_id": tokenizer.bos_token_id,
         "object_classes": len(OBJECT_CLASSES) if cfg.object_loss_weight > 0 else 0,
-        "object_ranks": cfg.object_ranks and cfg.object_loss_weight > 0,
+        "object_relations": cfg.object_relations and cfg.object_loss_weight > 0,
     }
     return preset_config(cfg.preset, len(tokenizer), cfg.image_size, **{**special, **cfg.model_overrides})
 
@@ -303,13 +307,15 @@ def _object_targets(cfg: TrainConfig, records: list[CaptionRecord], model_cfg: C
     grid = model_cfg.image_size // model_cfg.patch_size
     if not any(object_grid(r.scene, 1)[0] != IGNORE for r in records):
         raise ValueError("object_loss_weight > 0 needs a synth dataset: no row has a readable `scene` column")
-    if cfg.object_ranks != model_cfg.object_ranks:
-        raise ValueError(f"object_ranks={cfg.object_ranks}, but the checkpoint being resumed has the other setting")
-    return functools.partial(_record_targets, grid=grid, ranks=model_cfg.object_ranks)
+    if cfg.object_relations != model_cfg.object_relations:
+        raise ValueError(
+            f"object_relations={cfg.object_relations}, but the checkpoint being resumed has the other setting"
+        )
+    return functools.partial(_record_targets, grid=grid, relations=model_cfg.object_relations)
 
 
-def _record_targets(record: CaptionRecord, grid: int, ranks: bool) -> torch.Tensor:
-    return object_grid(record.scene, grid, ranks)
+def _record_targets(record: CaptionRecord, grid: int, relations: bool) -> torch.Tensor:
+    return object_grid(record.scene, grid, relations)
 
 
 def train(config: TrainConfig, objective: Objective | None = None) -> TrainResult:
