@@ -39,7 +39,8 @@ def test_a_difference_past_token_77_changes_the_score(scorer, image):
     # Truncated, the two are the same text: the scorer used to give them the same score.
     truncated = scorer.embed_texts([first, twin])
     assert truncated[0].tolist() == pytest.approx(truncated[1].tolist(), abs=1e-6)
-    (scores,), (chunked,) = scorer.score_with_chunks([image], [[first, twin]])
+    scored = scorer.score([image], [[first, twin]])
+    (scores,), (chunked,) = scored.scores, scored.chunked
     assert scores[0] != pytest.approx(scores[1], abs=1e-6)
     assert chunked == [True, True]
 
@@ -48,13 +49,14 @@ def test_a_long_caption_scores_as_the_mean_of_its_chunks(scorer, image):
     chunks = text_chunks(LONG, scorer.tokenizer, scorer.max_text_tokens)
     assert len(chunks) > 1 and all(_tokens(scorer, chunk) <= 77 for chunk in chunks)
     assert " ".join(chunks).split() == LONG.split()  # nothing dropped, nothing reordered
-    (scores,), _ = scorer.score_with_chunks([image], [[LONG]])
+    (scores,) = scorer.score([image], [[LONG]]).scores
     per_chunk = scorer.embed_texts(chunks) @ scorer.embed_images([image])[0]
     assert scores[0] == pytest.approx(float(per_chunk.mean()), abs=1e-5)
 
 
 def test_short_captions_are_scored_whole(scorer, image):
-    (scores,), (chunked,) = scorer.score_with_chunks([image], [["a dog", SENTENCE]])
+    scored = scorer.score([image], [["a dog", SENTENCE]])
+    (scores,), (chunked,) = scored.scores, scored.chunked
     whole = scorer.embed_texts(["a dog", SENTENCE]) @ scorer.embed_images([image])[0]
     assert scores == pytest.approx(whole.tolist(), abs=1e-5) and chunked == [False, False]
 
@@ -71,6 +73,7 @@ def test_a_sentence_without_stops_and_a_giant_word_are_cut_to_fit(scorer):
 class LongCaptioner:
     name = "tests/long"
     accepts_prompt = True
+    per_image_prompts = False
 
     def input_size(self) -> int:
         return 32
