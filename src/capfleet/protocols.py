@@ -19,11 +19,12 @@ class Captioner(Protocol):
     """Images in, candidate captions out: HF models (models/captioner.py), vLLM, OpenAI-style endpoints.
 
     `accepts_prompt`: a prompt means something to the model (ViT-GPT2-style models read none).
-    `per_image_prompts`: `generate` takes a list with one prompt per image; otherwise one prompt per call,
-    and a batch whose images have different prompts is split by prompt.
+    `per_image_prompts`: `generate` takes a list of prompts; otherwise a batch whose images have different
+    prompts is split into one call per prompt.
     `input_size()`: the side the model resizes images to, so decoding shrinks them no further.
-    `generate`: up to `n` distinct captions per image; `seeds` (one per image) make an image sample the same
-    captions in any batch, `options` (DecodingOptions) overrides the decoding chosen at load time.
+    `generate`: up to `num_candidates` distinct captions per image (`prompt`: one, or with `per_image_prompts`
+    a list with one per image); `seeds` (one per image) make an image sample the same captions in any batch,
+    `options` (DecodingOptions) overrides the decoding chosen at load time.
     """
 
     @property
@@ -40,8 +41,8 @@ class Captioner(Protocol):
     def generate(
         self,
         images: list,
-        n: int,
-        prompts: str | list[str | None] | None,
+        num_candidates: int,
+        prompt: str | list[str | None] | None = None,
         seeds: list[int] | None = None,
         options: Any = None,
     ) -> list[list[str]]: ...
