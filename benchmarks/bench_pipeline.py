@@ -164,7 +164,7 @@ def plain_loop(paths: list[Path], out: Path, args, captioner, scorer) -> float:
                 min_new_tokens=args.max_new_tokens,
             )
             texts = [t.strip() for t in tokenizer.batch_decode(output, skip_special_tokens=True)]
-            scores = scorer.score([image], [texts])[0]
+            scores = scorer.score([image], [texts]).scores[0]
             best = texts[scores.index(max(scores))]
             (out / f"{index:09d}.jpg").write_bytes(data)
             row = {"file_name": f"{index:09d}.jpg", "text": best, "candidates": texts, "scores": scores}
@@ -228,7 +228,7 @@ def batched_loop(paths: list[Path], out: Path, args, captioner, scorer, batch: i
             )
             texts = [t.strip() for t in tokenizer.batch_decode(output, skip_special_tokens=True)]
             candidates = [texts[i : i + args.candidates] for i in range(0, len(texts), args.candidates)]
-            write_rows(out, start, decoded, candidates, scorer.score(images, candidates), rows)
+            write_rows(out, start, decoded, candidates, scorer.score(images, candidates).scores, rows)
     return time.perf_counter() - started
 
 
@@ -249,7 +249,7 @@ def hf_pipeline(paths: list[Path], out: Path, args, pipe, scorer, batch: int) ->
             images = [image for _, image in decoded]
             results = pipe(images, text=[""] * len(images), batch_size=batch, generate_kwargs=kwargs)
             candidates = pipeline_candidates(results, len(images), args.candidates)
-            write_rows(out, start, decoded, candidates, scorer.score(images, candidates), rows)
+            write_rows(out, start, decoded, candidates, scorer.score(images, candidates).scores, rows)
     return time.perf_counter() - started
 
 

@@ -247,7 +247,7 @@ def load(
     if captioner not in (None, "none"):
         loaded = load_captioner(captioner, device=device, dtype=dtype)
     if scorer == "auto":
-        own_heads = loaded is not None and getattr(loaded.model.config, "model_type", "") == _CAPFLEET_MODEL_TYPE
+        own_heads = loaded is not None and loaded.model.config.model_type == _CAPFLEET_MODEL_TYPE
         scorer = captioner if own_heads else None
     ranker = load_scorer(scorer, captioner=loaded, device=device, dtype=dtype) if scorer not in (None, "none") else None
     names = (captioner if loaded is not None else "none", scorer if ranker is not None else "none")

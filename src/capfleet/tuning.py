@@ -123,9 +123,9 @@ def choose_batch_size(captioner, scorer, candidates: int, options, pending_image
     Captioners that are not a local torch model (an HTTP endpoint, vLLM's own scheduler) keep
     the default: their batch is only how many images are handed over at once.
     """
-    import torch
+    from capfleet.models.captioner import HFCaptioner
 
-    if not isinstance(getattr(captioner, "device", None), torch.device):
+    if not isinstance(captioner, HFCaptioner):
         return DEFAULT_BATCH_SIZE
     key = _cache_key(captioner, scorer, candidates, options)
     cached = _read_cache().get(key)

@@ -21,6 +21,7 @@ class EchoCaptioner:
 
     name = "tests/echo"
     accepts_prompt = True
+    per_image_prompts = False
 
     def __init__(self):
         self.calls: list[tuple[int, str | None]] = []

@@ -52,7 +52,7 @@ def test_blip_with_clip_keeps_the_best_scored_candidate(images, tmp_path, tiny_b
         assert row["captioner"] == str(tiny_blip) and row["scorer"] == str(tiny_clip)
         # The stored scores are what the scorer itself says about this image and these texts.
         image, _ = decode_image(Path(row["source"]).read_bytes(), 89_478_485, min_side=32)
-        (direct,) = scorer.score([image], [row["candidates"]])
+        (direct,) = scorer.score([image], [row["candidates"]]).scores
         assert direct == pytest.approx(row["scores"], abs=1e-4)
     dataset = load_with_datasets(tmp_path / "out")
     assert len(dataset) == 6 and isinstance(dataset[0]["text"], str)

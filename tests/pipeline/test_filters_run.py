@@ -165,6 +165,7 @@ class PromptRecorder:
 
     name = "recorder"
     accepts_prompt = True
+    per_image_prompts = False
 
     def __init__(self):
         self.prompts: list[str | None] = []

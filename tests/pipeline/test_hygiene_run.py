@@ -20,6 +20,7 @@ class ScriptedCaptioner:
 
     name = "scripted"
     accepts_prompt = True
+    per_image_prompts = False
 
     def __init__(self):
         self.calls = defaultdict(list)  # colour -> seeds it was sampled with

@@ -28,6 +28,7 @@ from capfleet.evaluate.clip_score import (
 from capfleet.evaluate.references import Prediction, ReferenceSet, match, read_predictions, read_references
 from capfleet.evaluate.retrieval import retrieval_recall
 from capfleet.evaluate.scene_accuracy import scene_accuracy, scenes_of
+from capfleet.protocols import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def _warn(results: dict[str, Any], message: str, logged: bool = False) -> None:
 def evaluate_predictions(
     references: ReferenceSet,
     predictions: Mapping[str, str | Prediction] | None,
-    scorer: Any = None,
+    scorer: Scorer | None = None,
     tokenizer: str = "auto",
     meteor: bool = True,
     retrieval: bool = True,
@@ -94,7 +95,7 @@ def evaluate_predictions(
             "captions": sum(len(r.captions) for r in refs.values()),
             "skipped": dict(references.skipped),
         },
-        "scorer": getattr(scorer, "name", None if scorer is None else type(scorer).__name__),
+        "scorer": None if scorer is None else scorer.name,
         "warnings": [],
     }
     texts: dict[str, str] = {}

@@ -48,6 +48,8 @@ def _family(config) -> str:
 class HFCaptioner:
     """Wraps BLIP, GIT, ViT-GPT2-style encoder-decoders, capfleet's own model and chat VLMs."""
 
+    per_image_prompts = False  # one `generate` call per distinct prompt: HF batches share one text input
+
     def __init__(self, model, processor, tokenizer, family: str, name: str, options: DecodingOptions):
         self.model = model
         self.processor = processor

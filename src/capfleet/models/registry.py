@@ -153,7 +153,7 @@ def load_scorer(name: str, captioner: Any = None, **options: Any):
     if name == "none":
         return None
     path = resolve_name(name, SCORER_ALIASES, "scorer")
-    if captioner is not None and getattr(captioner, "name", None) == path:
+    if captioner is not None and captioner.name == path:
         shared = HFScorer.from_captioner(captioner)
         if shared is not None:
             return shared

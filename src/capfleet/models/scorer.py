@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
+from capfleet.models.captioner import HFCaptioner
 from capfleet.models.processors import load_image_processor
 from capfleet.models.registry import ModelLoadError, load_config, wrap_load_errors
 from capfleet.models.runtime import pick_device, pick_dtype
 from capfleet.models.text_chunks import text_chunks
+from capfleet.protocols import ScoreResult
 
 
 def _features(output) -> torch.Tensor:
@@ -55,10 +55,9 @@ class HFScorer:
         the image encoding generation just made instead of encoding the batch twice."""
         from capfleet.train.configuration import MODEL_TYPE
 
-        model = getattr(captioner, "model", None)
-        if getattr(getattr(model, "config", None), "model_type", "") != MODEL_TYPE:
+        if not isinstance(captioner, HFCaptioner) or captioner.model.config.model_type != MODEL_TYPE:
             return None
-        return cls(model, captioner.processor, captioner.tokenizer, captioner.name, "longest")
+        return cls(captioner.model, captioner.processor, captioner.tokenizer, captioner.name, "longest")
 
     @torch.inference_mode()
     def embed_images(self, images: list) -> torch.Tensor:
@@ -87,51 +86,43 @@ class HFScorer:
         tokens = {key: value.to(self.device) for key, value in tokens.items() if key in ("input_ids", "attention_mask")}
         return torch.nn.functional.normalize(_features(self.model.get_text_features(**tokens)).float(), dim=-1)
 
-    def score(self, images: list, candidates: list[list[str]]) -> list[list[float]]:
-        """Cosine similarity of each image with each of its own candidates (see `score_with_chunks`)."""
-        return self.score_with_chunks(images, candidates)[0]
-
-    def score_with_chunks(
-        self, images: list, candidates: list[list[str]]
-    ) -> tuple[list[list[float]], list[list[bool]]]:
-        """`score_chunks_and_embed` without the embeddings."""
-        scores, chunked, _ = self.score_chunks_and_embed(images, candidates)
-        return scores, chunked
-
-    def score_chunks_and_embed(self, images: list, candidates: list[list[str]]) -> tuple[list, list, Callable]:
-        """Scores, and whether each candidate was too long to read whole.
+    def score(self, images: list, texts: list[list[str]], *, embeddings: bool = False) -> ScoreResult:
+        """Cosine similarity of each image with each of its own candidate texts, whether each candidate
+        was too long to read whole, and (`embeddings`) the vectors `--embeddings` keeps, at no extra model cost.
 
         A candidate longer than `max_text_tokens` is never truncated: it is cut into sentence
         chunks that fit (`text_chunks`) and scored as the mean of the chunks' similarities.
         """
-        if not any(candidates):
-            return [[] for _ in images], [[] for _ in images], None
+        if not any(texts):
+            return ScoreResult([[] for _ in images], [[] for _ in images])
         limit = self.max_text_tokens
-        lengths = iter(len(ids) for ids in self.tokenizer([t for texts in candidates for t in texts])["input_ids"])
+        lengths = iter(len(ids) for ids in self.tokenizer([t for row in texts for t in row])["input_ids"])
         pieces = [
-            [[text] if next(lengths) <= limit else text_chunks(text, self.tokenizer, limit) for text in texts]
-            for texts in candidates
+            [[text] if next(lengths) <= limit else text_chunks(text, self.tokenizer, limit) for text in row]
+            for row in texts
         ]
         flat = [chunk for row in pieces for chunks in row for chunk in chunks]
         image_embeddings = self.embed_images(images)
         text_embeddings = self.embed_texts(flat)
-        scores, chunked, start = [], [], 0
+        scores, chunked, text_embeds, start = [], [], [], 0
         for row, row_pieces in enumerate(pieces):
-            row_scores = []
+            row_scores, row_embeds = [], []
             for chunks in row_pieces:
-                similarities = text_embeddings[start : start + len(chunks)] @ image_embeddings[row]
-                row_scores.append(round(float(similarities.mean()), 6))
+                rows = text_embeddings[start : start + len(chunks)]
+                row_scores.append(round(float((rows @ image_embeddings[row]).mean()), 6))
+                if embeddings:
+                    row_embeds.append(_mean_direction(rows))
                 start += len(chunks)
             scores.append(row_scores)
             chunked.append([len(chunks) > 1 for chunks in row_pieces])
+            text_embeds.append(row_embeds)
+        if not embeddings:
+            return ScoreResult(scores, chunked)
+        image_embeds = [image_embeddings[row].float().cpu().numpy() for row in range(len(images))]
+        return ScoreResult(scores, chunked, image_embeds, text_embeds)
 
-        def embeddings_of(row: int, candidate: int) -> tuple:
-            """The image's embedding and one candidate's (the mean of its chunks, re-normalised), as
-            numpy arrays: what `--embeddings` keeps, at no extra model cost."""
-            start = sum(len(chunks) for texts in pieces[:row] for chunks in texts)
-            start += sum(len(chunks) for chunks in pieces[row][:candidate])
-            text = text_embeddings[start : start + len(pieces[row][candidate])].float().mean(0)
-            text = text / text.norm().clamp_min(1e-12)
-            return image_embeddings[row].float().cpu().numpy(), text.cpu().numpy()
 
-        return scores, chunked, embeddings_of
+def _mean_direction(rows: torch.Tensor):
+    """A chunked text's embedding: the mean of its chunks' rows, re-normalised, as a numpy array."""
+    mean = rows.float().mean(0)
+    return (mean / mean.norm().clamp_min(1e-12)).cpu().numpy()

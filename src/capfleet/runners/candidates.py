@@ -14,6 +14,7 @@ from capfleet.config import RunConfig
 from capfleet.models.captioner import DecodingOptions
 from capfleet.models.engines.base import PartialBatchError, derive_seed
 from capfleet.models.prompts import PromptFieldMissing, render_prompt
+from capfleet.protocols import Captioner, Scorer
 from capfleet.ranking import best_candidate
 from capfleet.sample import Sample
 from capfleet.stages.hygiene import EMPTY, Cleaned, HygieneOptions, clean_candidates
@@ -58,7 +59,9 @@ class CandidateSettings:
 class CandidateMaker:
     """Holds the models and the settings; `make` turns one batch into `Captioned` results."""
 
-    def __init__(self, captioner, scorer, settings: CandidateSettings, decoding: DecodingOptions):
+    def __init__(
+        self, captioner: Captioner, scorer: Scorer | None, settings: CandidateSettings, decoding: DecodingOptions
+    ):
         self.captioner = captioner
         self.scorer = scorer
         self.settings = settings
@@ -102,7 +105,7 @@ class CandidateMaker:
         options = options or self.decoding
         candidates: list[list[str] | None] = [None] * len(images)
         errors: dict[int, str] = {}
-        if getattr(self.captioner, "per_image_prompts", False) or len(set(prompts)) <= 1:
+        if self.captioner.per_image_prompts or len(set(prompts)) <= 1:
             groups = {None: list(range(len(images)))}
         else:
             groups: dict = {}
@@ -110,7 +113,7 @@ class CandidateMaker:
                 groups.setdefault(prompt, []).append(index)
         for indexes in groups.values():
             group_prompts = [prompts[i] for i in indexes]
-            prompt = group_prompts if getattr(self.captioner, "per_image_prompts", False) else group_prompts[0]
+            prompt = group_prompts if self.captioner.per_image_prompts else group_prompts[0]
             group_seeds = [seeds[i] for i in indexes]
             try:
                 texts = self.captioner.generate(
@@ -153,10 +156,13 @@ class CandidateMaker:
         ranked = [i for i, result in enumerate(results) if result.error is None]
         if self.scorer is None or not ranked:
             return
-        scores, chunked, embeddings_of = self.scorer.score_chunks_and_embed(
-            [samples[i].image for i in ranked], [results[i].candidates for i in ranked]
+        scored = self.scorer.score(
+            [samples[i].image for i in ranked],
+            [results[i].candidates for i in ranked],
+            embeddings=self.settings.embeddings,
         )
-        for row, (index, row_scores, row_chunked) in enumerate(zip(ranked, scores, chunked, strict=True)):
+        for row, (index, row_scores, row_chunked) in enumerate(zip(ranked, scored.scores, scored.chunked, strict=True)):
             results[index].scores, results[index].chunked = row_scores, row_chunked
             if self.settings.embeddings and row_scores:
-                results[index].embeddings = embeddings_of(row, best_candidate(row_scores))
+                best = best_candidate(row_scores)
+                results[index].embeddings = (scored.image_embeds[row], scored.text_embeds[row][best])

@@ -6,6 +6,7 @@ import logging
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.cpus import busy_note
+from capfleet.models.captioner import HFCaptioner
 from capfleet.models.engines import load_engine_captioner
 from capfleet.models.registry import CAPTIONER_ALIASES, SCORER_ALIASES, load_scorer, resolve_name
 from capfleet.models.runtime import use_threads
@@ -42,8 +43,8 @@ def load_models(config: RunConfig):
     if config.quantize == "int8":
         from capfleet.models.quantize import quantize_int8
 
-        models = {id(model): model for model in (getattr(captioner, "model", None), getattr(scorer, "model", None))}
+        local = [captioner.model] if isinstance(captioner, HFCaptioner) else []  # other engines run elsewhere
+        models = {id(model): model for model in [*local, *([scorer.model] if scorer is not None else [])]}
         for model in models.values():  # a scorer sharing the captioner's model is quantised once
-            if model is not None:
-                quantize_int8(model)
+            quantize_int8(model)
     return captioner, scorer

@@ -1,0 +1,89 @@
+"""The interfaces the pipeline relies on, written down: a new engine, scorer or filter implements one of
+these and nothing else, and callers read these attributes instead of probing objects for them.
+
+Protocols only (typing, no runtime cost): nothing here imports torch, numpy or another capfleet module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from capfleet.sample import Sample
+
+
+class Captioner(Protocol):
+    """Images in, candidate captions out: HF models (models/captioner.py), vLLM, OpenAI-style endpoints.
+
+    `accepts_prompt`: a prompt means something to the model (ViT-GPT2-style models read none).
+    `per_image_prompts`: `generate` takes a list of prompts; otherwise a batch whose images have different
+    prompts is split into one call per prompt.
+    `input_size()`: the side the model resizes images to, so decoding shrinks them no further.
+    `generate`: up to `num_candidates` distinct captions per image (`prompt`: one, or with `per_image_prompts`
+    a list with one per image); `seeds` (one per image) make an image sample the same captions in any batch,
+    `options` (DecodingOptions) overrides the decoding chosen at load time.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property  # read-only members: a class attribute, an instance attribute or a property all satisfy them
+    def accepts_prompt(self) -> bool: ...
+
+    @property
+    def per_image_prompts(self) -> bool: ...
+
+    def input_size(self) -> int: ...
+
+    def generate(
+        self,
+        images: list,
+        num_candidates: int,
+        prompt: str | list[str | None] | None = None,
+        seeds: list[int] | None = None,
+        options: Any = None,
+    ) -> list[list[str]]: ...
+
+
+@dataclass
+class ScoreResult:
+    """What a scorer says about each image's own candidates (lists in image order, then candidate order).
+
+    `chunked[i][j]`: candidate j was too long for the text encoder and was scored by sentence chunks.
+    `image_embeds[i]` / `text_embeds[i][j]`: L2-normalised float32 vectors (a candidate's is the mean of its
+    chunks' re-normalised), present only when `score(..., embeddings=True)` asked for them.
+    """
+
+    scores: list[list[float]]
+    chunked: list[list[bool]]
+    image_embeds: list[np.ndarray] | None = None
+    text_embeds: list[list[np.ndarray]] | None = None
+
+
+class Scorer(Protocol):
+    """Ranks candidates (CLIP, SigLIP, the built-in model's own heads) and embeds images and texts.
+
+    `score` is the one scoring call every ranker goes through; `embed_images` / `embed_texts` give the
+    L2-normalised embedding rows `capfleet.load(...)`, `capfleet search` and `capfleet eval` compare.
+    """
+
+    name: str
+
+    def score(self, images: list, texts: list[list[str]], *, embeddings: bool = False) -> ScoreResult: ...
+
+    def embed_images(self, images: list) -> Any: ...
+
+    def embed_texts(self, texts: list[str]) -> Any: ...
+
+
+class Filter(Protocol):
+    """One per-image check (size, OCR, watermark, NSFW, dedup): adds its scores to the sample's fields or
+    marks it filtered. `decode_side`: the smallest image side it needs decoded (0: any)."""
+
+    name: str
+    decode_side: int
+
+    def __call__(self, sample: Sample) -> Sample: ...
