@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from capfleet.errors import ConfigError
-from capfleet.sources.storage import local_path
+from capfleet.io.paths import local_path
 from capfleet.stages.hygiene import HygieneOptions
 
 __all__ = ["ConfigError", "RunConfig"]  # ConfigError lives in capfleet.errors; users import it from here too
