@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 
 from capfleet.cli import app
 from capfleet.config import ConfigError, RunConfig
+from capfleet.io.location import Location
 from capfleet.runners.lifecycle import run_caption
 from capfleet.runners.lock import RunLock
-from capfleet.sinks.location import Location
 from capfleet.stages.decode import decode_image
 from tests.image_zoo import write_noise_images
 from tests.pipeline.helpers import read_errors, read_rows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from capfleet.sinks.location import Location
+from capfleet.io.location import Location
 from tests.image_zoo import write_noise_images
 from tests.test_data_safety import caption
 

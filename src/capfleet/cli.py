@@ -11,12 +11,12 @@ import typer
 
 from capfleet.config import RUNNERS, ConfigError, RunConfig
 from capfleet.cpus import default_workers
+from capfleet.io.paths import is_url
 from capfleet.models.registry import CAPTIONER_ALIASES, SCORER_ALIASES, ModelLoadError, model_names
 from capfleet.runners.base import RunnerError
 from capfleet.runners.state import ERRORS_DIR, FILTERED_DIR, RunState
 from capfleet.runners.task_array import task_from_environment
 from capfleet.sources.files import InputError
-from capfleet.sources.storage import is_url
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Caption and re-caption image datasets at scale.")
 log = logging.getLogger("capfleet")
@@ -356,8 +356,8 @@ def status(
     output: str = typer.Argument(..., metavar="OUT_DIR", help="A caption run's output folder or bucket URL."),
 ) -> None:
     """Say which shards of a run are still missing (exit 1 while any is), e.g. after a task array."""
+    from capfleet.io.location import Location
     from capfleet.runners.task_array import task_of
-    from capfleet.sinks.location import Location
 
     state = RunState(Location(_absolute(output)))
     if not state.has_run():

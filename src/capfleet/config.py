@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from capfleet.errors import ConfigError
-from capfleet.sources.storage import local_path
+from capfleet.io.paths import local_path
 from capfleet.stages.hygiene import HygieneOptions
 
 __all__ = ["ConfigError", "RunConfig"]  # ConfigError lives in capfleet.errors; users import it from here too
@@ -95,7 +95,7 @@ class RunConfig:
     shard_retries: int = 2  # a shard that raises (disk, network, OOM) is redone this many times
     http_timeout: float = 30.0  # seconds one http(s) image download may take, connection and body
     progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
-    format: str = "imagefolder"  # output format, see capfleet.sinks
+    format: str = "imagefolder"  # output format, see capfleet.formats
     txt: str = "none"  # also write KEY.txt beside each image: the best caption, or all candidates
     images: bool = True  # parquet output: False writes only key, source and captions (a sidecar)
     image_column: str | None = None  # table inputs; None: autodetect

@@ -1,6 +1,6 @@
 """Reading an HTTP response body under a byte cap and a deadline.
 
-Dataset downloads (sources/storage.py) and the service's URL fetcher (serve/url_fetch.py) both
+Dataset downloads (io/reading.py) and the service's URL fetcher (serve/url_fetch.py) both
 face servers that lie about or omit Content-Length, send forever, trickle a byte a minute or
 hang up half-way; both read through this one loop and only phrase the errors their own way.
 """

@@ -2,7 +2,7 @@
 
 capfleet's output shards, `capfleet synth` scenes, HF imagefolder datasets and the folders that
 `capfleet train`, `eval` and the listing of caption files read all share it. A leaf module (json
-and paths only), so sources, sinks, train/ and evaluate/ import it without import cycles.
+and paths only), so sources, formats, train/ and evaluate/ import it without import cycles.
 """
 
 from __future__ import annotations

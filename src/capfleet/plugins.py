@@ -19,7 +19,12 @@ KINDS = {"engine": "--engine", "filter": "a filter", "format": "--format"}
 _MODULES: dict[str, dict[str, str]] = {
     "engine": {},
     "filter": {},
-    "format": {},
+    "format": {
+        "imagefolder": "capfleet.formats.imagefolder",
+        "webdataset": "capfleet.formats.webdataset",
+        "parquet": "capfleet.formats.parquet",
+        "artifacts": "capfleet.formats.artifacts",
+    },
 }
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capfleet.sinks.imagefolder import EMBEDDINGS_NAME, read_rows
+from capfleet.formats.imagefolder import EMBEDDINGS_NAME, read_rows
 
 
 @dataclass(frozen=True)

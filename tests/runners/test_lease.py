@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from capfleet.cli import app
 from capfleet.config import ConfigError
+from capfleet.io.location import Location
 from capfleet.runners.lock import RunLock
-from capfleet.sinks.location import Location
 from tests.http_server import serve_folder
 from tests.image_zoo import write_noise_images
 

@@ -9,10 +9,10 @@ import fsspec
 import pytest
 
 from capfleet.config import RunConfig
+from capfleet.io.location import Location
 from capfleet.runners.lifecycle import run_caption
 from capfleet.runners.shard_processor import ShardProcessor
 from capfleet.runners.state import RunState
-from capfleet.sinks.location import Location
 from capfleet.sources import open_source
 from tests.image_zoo import write_noise_images
 from tests.pipeline.helpers import read_rows

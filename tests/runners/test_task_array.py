@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from capfleet.cli import app
+from capfleet.io.location import Location
 from capfleet.runners.lock import RunLock
 from capfleet.runners.task_array import task_from_environment
-from capfleet.sinks.location import Location
 from tests.http_server import serve_folder
 from tests.image_zoo import write_noise_images
 from tests.pipeline.helpers import read_rows

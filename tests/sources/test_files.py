@@ -33,7 +33,7 @@ def test_fsspec_prefix_listing_and_reading(tmp_path):
     """Any fsspec backend (gs://, s3://, ...) goes this way; memory:// needs no network."""
     import fsspec
 
-    from capfleet.sources.storage import read_bytes
+    from capfleet.io.reading import read_bytes
 
     fs = fsspec.filesystem("memory")
     for path in write_noise_images(tmp_path, 3):

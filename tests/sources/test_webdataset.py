@@ -64,7 +64,7 @@ def test_hostile_archive_zoo_gives_rows_and_reasons_and_writes_nothing_outside_o
 
 
 def read_rows_of_tars(out):
-    from capfleet.sinks.webdataset import read_rows as tar_rows
+    from capfleet.formats.webdataset import read_rows as tar_rows
 
     return [row for tar in sorted(out.glob("0*.tar")) for row in tar_rows(tar)]
 

@@ -13,12 +13,12 @@ import time
 from dataclasses import asdict
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.io.location import Location
 from capfleet.runners import dedup
 from capfleet.runners.base import CAPTION, HASH, ShardTask, ShardWorker
 from capfleet.runners.beam_checks import check_item_paths, check_paths_for_runner
 from capfleet.runners.lifecycle import RunSummary, start_run
 from capfleet.runners.models import load_models
-from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
 
 log = logging.getLogger("capfleet")

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.io.paths import is_url, local_path
 from capfleet.sources.files import is_image_path, parse_file_list
-from capfleet.sources.storage import is_url, local_path
 
 # Runners that run every worker inside the launcher process or its subprocesses. capfleet
 # runs DirectRunner as the FnApiRunner, which ignores --environment_type.

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 
 from capfleet.config import RunConfig
+from capfleet.io.location import Location
 from capfleet.parallel import ordered_map
 from capfleet.runners.state import STATE_DIR
 from capfleet.sample import Sample
-from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
 from capfleet.stages.decode import decode_sample
 from capfleet.stages.filters import near_distance

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.formats import check_format
+from capfleet.io.location import Location
+from capfleet.io.paths import local_path
 from capfleet.models.prompts import check_prompt_fields
 from capfleet.runners import dedup
 from capfleet.runners.base import CAPTION, HASH, Runner, ShardTask
@@ -28,10 +31,8 @@ from capfleet.runners.shard_processor import ShardStats
 from capfleet.runners.state import RunState
 from capfleet.runners.task_array import Task, task_leases
 from capfleet.sample import Item
-from capfleet.sinks.location import Location
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
-from capfleet.sources.storage import local_path
 from capfleet.stages.filters import check_filters
 from capfleet.stages.hygiene import DEGENERATE_KINDS, OPENER
 
@@ -128,6 +129,7 @@ def start_run(
         check_model_names(config)
     check_output_is_not_an_input(config)
     check_filters(config)
+    check_format(config)
     state = RunState(Location(config.output))
     source = open_source(config.inputs, config)
     resuming = state.check(config)

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 
 from capfleet.config import ConfigError
-from capfleet.sinks.location import Location
+from capfleet.io.location import Location
 
 LOCK_FILE = "_capfleet/lock"
 LEASE_FILE = "_capfleet/lease.json"

@@ -16,6 +16,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.formats import shard_writer_factory
+from capfleet.io.location import Location
 from capfleet.models.captioner import DecodingOptions
 from capfleet.models.sampling import image_seed
 from capfleet.parallel import ordered_map
@@ -24,8 +26,6 @@ from capfleet.runners.candidates import CandidateMaker, CandidateSettings, Capti
 from capfleet.runners.dedup import load_verdicts
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
-from capfleet.sinks import shard_writer_factory
-from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
 from capfleet.stages.decode import MAX_ASPECT_RATIO, decode_sample
 from capfleet.stages.filters import FilterChain

@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 from capfleet import __version__
 from capfleet.config import ConfigError, RunConfig
-from capfleet.sinks.base import OUTPUTS_DIR, recorded_files, unrecorded_paths
-from capfleet.sinks.location import STAGING_NAME, Location, jsonl_text
+from capfleet.formats.base import OUTPUTS_DIR, recorded_files, unrecorded_paths
+from capfleet.io.location import STAGING_NAME, Location, jsonl_text
 from capfleet.sources.plan import ShardSpec
 
 STATE_DIR = "_capfleet"
@@ -141,9 +141,13 @@ class RunState:
         """Every shard of the recorded run, from its own settings and listing (no --limit)."""
         from capfleet.sources.kinds import open_source
 
-        settings = json.loads(self.location.read_text(RUN_FILE)).get("settings", {})
+        settings = self.recorded_settings()
         source = open_source(settings.get("inputs", []), SimpleNamespace(**settings))
         return source.plan(self.manifest_rows(), int(settings.get("shard_size", 1)), None)
+
+    def recorded_settings(self) -> dict:
+        """The recorded run's fingerprint settings (those left at their default are absent)."""
+        return json.loads(self.location.read_text(RUN_FILE)).get("settings", {})
 
     def shard_names(self) -> set[str]:
         """Every shard name the recorded run can have written: its own plan, without --limit."""

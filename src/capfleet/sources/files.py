@@ -9,11 +9,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 
+from capfleet.io.paths import filesystem, is_http, local_path
+from capfleet.io.reading import ReadLimits, read_bytes
 from capfleet.metadata_jsonl import METADATA_NAME, parse_metadata_line
 from capfleet.parallel import ordered_map
 from capfleet.sample import Item, Sample, position_key
 from capfleet.sources.plan import ShardSpec, plan_shards
-from capfleet.sources.storage import ReadLimits, filesystem, is_http, local_path, read_bytes
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 CAPTION_EXTENSIONS = (".txt", ".caption")
@@ -90,7 +91,7 @@ def _with_sidecar_captions(images: list[str], others: set[str], read_text) -> It
 
 
 def _read_local_text(path: str) -> str:
-    """Regular files only (see storage.read_bytes): a FIFO named `x.txt` must not hang the listing."""
+    """Regular files only (see io.reading.read_bytes): a FIFO named `x.txt` must not hang the listing."""
     return read_bytes(path).decode("utf-8", errors="replace")
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from capfleet.io.reading import HTTP_TIMEOUT_S, ReadLimits
 from capfleet.sources.files import FileSource, InputError
 from capfleet.sources.lists import ListSource, is_list_spec
-from capfleet.sources.storage import HTTP_TIMEOUT_S, ReadLimits
 from capfleet.sources.table import TableSource, is_table_spec
 from capfleet.sources.webdataset import ArchiveSource, is_archive_spec
 

@@ -14,11 +14,12 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from functools import partial
 
+from capfleet.io.paths import is_url
+from capfleet.io.reading import ReadLimits
 from capfleet.parallel import ordered_map
 from capfleet.sample import Item, Sample, position_key
 from capfleet.sources.files import fetch_item, is_image_path, parse_file_list
 from capfleet.sources.plan import ShardSpec, plan_row_ranges
-from capfleet.sources.storage import ReadLimits, is_url
 
 CHECKPOINT_ROWS = 1024
 

@@ -1,4 +1,5 @@
-"""Parquet files and `datasets.save_to_disk` folders as INPUT, cut into row-range shards.
+"""Parquet files and `datasets.save_to_disk` folders as INPUT, cut into row-range shards
+(formats/parquet.py reads their footers and row ranges).
 
 The image column may hold bytes, the `{"bytes", "path"}` struct that `datasets` writes, or a
 path/URL string (img2dataset's url/caption/key parquet is a URL list). Planning reads only file
@@ -11,27 +12,18 @@ import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from functools import partial
-from typing import Any
 
+from capfleet.formats.parquet import row_batches, table_shape
+from capfleet.io.paths import filesystem, is_url
+from capfleet.io.reading import ReadLimits
 from capfleet.parallel import ordered_map
 from capfleet.sample import Item, Sample
 from capfleet.sources.files import InputError, fetch_item
 from capfleet.sources.plan import ShardSpec, plan_row_ranges
-from capfleet.sources.storage import ReadLimits, filesystem, is_url
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
 IMAGE_COLUMNS = ("image", "img", "jpg", "jpeg", "png", "webp", "image_bytes", "url", "image_url", "path", "file_name")
 CAPTION_COLUMNS = ("caption", "text", "txt", "original_text", "alt", "prompt")
-_BATCH_ROWS = 1024
-
-
-def _pyarrow():
-    try:
-        import pyarrow
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:
-        raise InputError("parquet and arrow inputs need pyarrow: pip install 'capfleet[parquet]'") from None
-    return pyarrow
 
 
 def is_table_spec(spec: str) -> bool:
@@ -61,50 +53,9 @@ def table_files(spec: str) -> list[str]:
     return [f"{protocol}{p}" if protocol else p for p in files]
 
 
-def _open(path: str):
-    fs, bare = filesystem(path)
-    return fs.open(bare, "rb")
-
-
-def _schema_and_rows(path: str) -> tuple[Any, int]:
-    pa = _pyarrow()
-    with _open(path) as handle:
-        if path.endswith(".parquet"):
-            metadata = pa.parquet.ParquetFile(handle).metadata
-            return metadata.schema.to_arrow_schema(), metadata.num_rows
-        reader = pa.ipc.open_stream(handle)
-        return reader.schema, sum(batch.num_rows for batch in reader)
-
-
-def _batches(path: str, columns: list[str], start: int, stop: int) -> Iterator[Any]:
-    """Record batches covering rows [start, stop), sliced exactly; parquet reads only the row groups it needs."""
-    pa = _pyarrow()
-    with _open(path) as handle:
-        if path.endswith(".parquet"):
-            parquet = pa.parquet.ParquetFile(handle)
-            groups, offset, first = [], 0, None
-            for index in range(parquet.metadata.num_row_groups):
-                rows = parquet.metadata.row_group(index).num_rows
-                if offset < stop and offset + rows > start:
-                    groups.append(index)
-                    first = offset if first is None else first
-                offset += rows
-            batches = parquet.iter_batches(batch_size=_BATCH_ROWS, row_groups=groups, columns=columns)
-            offset = first or 0
-        else:
-            batches = (batch.select(columns) for batch in pa.ipc.open_stream(handle))
-            offset = 0
-        for batch in batches:
-            low, high = max(start - offset, 0), min(stop - offset, batch.num_rows)
-            if high > low:
-                yield batch.slice(low, high - low)
-            offset += batch.num_rows
-            if offset >= stop:
-                return
-
-
 def _is_image_type(field) -> bool:
-    pa = _pyarrow()
+    import pyarrow as pa  # present: the schema was read with it
+
     if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
         return True
     return pa.types.is_struct(field.type) and field.type.get_field_index("bytes") >= 0
@@ -148,7 +99,7 @@ class TableSource:
             if not files:
                 raise InputError(f"no .parquet or .arrow files in {spec}")
             for path in files:
-                schema, rows = _schema_and_rows(path)
+                schema, rows = table_shape(path)
                 choose_columns(schema, path, self.image_column, self.caption_column)  # fail before any work
                 yield {"origin": path, "rows": rows}
 
@@ -163,7 +114,7 @@ class TableSource:
 
     def _columns_of(self, path: str) -> tuple[str, str | None]:
         if path not in self._columns:
-            schema, _ = _schema_and_rows(path)
+            schema, _ = table_shape(path)
             self._columns[path] = choose_columns(schema, path, self.image_column, self.caption_column)
         return self._columns[path]
 
@@ -171,7 +122,7 @@ class TableSource:
         stem = os.path.splitext(os.path.basename(shard.origin))[0]
         folder = os.path.dirname(shard.origin)
         position = shard.start
-        for batch in _batches(shard.origin, columns, shard.start, shard.stop):
+        for batch in row_batches(shard.origin, columns, shard.start, shard.stop):
             values = batch.column(image).to_pylist()
             texts = batch.column(caption).to_pylist() if caption is not None else [None] * len(values)
             for value, text in zip(values, texts, strict=True):

@@ -9,14 +9,18 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import subprocess
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
+from typing import IO
 
+from capfleet.formats.webdataset import MAX_MEMBER_BYTES, ArchiveSample, TruncatedArchive, iter_archive
+from capfleet.io.paths import is_http, local_path
+from capfleet.io.reading import ReadLimits
 from capfleet.sample import Item, Sample
-from capfleet.sources.archive import MAX_MEMBER_BYTES, ArchiveSample, TruncatedArchive, iter_archive, open_archive
 from capfleet.sources.files import InputError
 from capfleet.sources.plan import ShardSpec
-from capfleet.sources.storage import ReadLimits
 
 _BRACES = re.compile(r"\{([^{}]*)\}")
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -52,6 +56,40 @@ def archive_stem(url: str) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+@contextmanager
+def open_archive(url: str) -> Iterator[tuple[IO[bytes], bool]]:
+    """The tar's byte stream and whether it can seek: local file, http(s), fsspec URL or `pipe:CMD`."""
+    if url.startswith("pipe:"):
+        process = subprocess.Popen(url[len("pipe:") :], shell=True, stdout=subprocess.PIPE)
+        try:
+            yield process.stdout, False
+        finally:
+            stopped_early = process.poll() is None  # a --limit read stops before the end
+            process.stdout.close()
+            if stopped_early:
+                process.kill()
+            process.wait()
+        if process.returncode != 0 and not stopped_early:
+            raise OSError(f"{url} exited with status {process.returncode}")
+        return
+    local = local_path(url)
+    if local is not None:
+        with open(local, "rb") as handle:
+            yield handle, True
+        return
+    if is_http(url):
+        import urllib.request
+
+        request = urllib.request.Request(url, headers={"User-Agent": "capfleet"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            yield response, False
+        return
+    import fsspec
+
+    with fsspec.open(url, "rb") as handle:
+        yield handle, False
 
 
 class ArchiveSource:

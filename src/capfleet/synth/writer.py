@@ -2,7 +2,7 @@
 
 Image ``i`` depends only on ``(seed, i)``, so runs are reproducible byte for byte, a short run is a
 prefix of a long one, and an interrupted run can resume: shards are built in a hidden ``.tmp-NNNNN``
-folder and renamed into place (``sinks.location``), so a visible shard is always complete and can be skipped.
+folder and renamed into place (``io.location``), so a visible shard is always complete and can be skipped.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from capfleet.sinks.location import Location
+from capfleet.io.location import Location
 
 from .randomise import randomise_layout, render_randomised
 from .render import render_scene

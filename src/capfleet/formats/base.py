@@ -1,7 +1,8 @@
 """What every output format shares: stage a shard privately, publish it whole, or leave nothing.
 
 A format says how one row is stored (`_add`) and what the finished shard is (`_finish`); staging,
-the empty-shard case, publication through `Location` and cleanup live here, once.
+the empty-shard case, publication through `Location` and cleanup live here, once. So do the
+settings only some formats honour: each format's `check` refuses the others (`unsupported`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from capfleet.config import ConfigError
+from capfleet.errors import ConfigError
+from capfleet.io.location import Location
 from capfleet.sample import Sample
-from capfleet.sinks.location import Location
 
 # What each shard published, so `--overwrite` deletes exactly that: `<shard>.json` holds the shard's
 # entry in OUT and, for a folder, every file in it.
@@ -45,6 +46,23 @@ def unrecorded_paths(location: Location, entry: str, recorded: set[str]) -> list
     return [path for path in paths if path not in recorded]
 
 
+# Flags one format honours: whether a run sets it, and which format that is (named in the refusal).
+_ONE_FORMAT_FLAGS = {
+    "--txt": (lambda config: config.txt != "none", "imagefolder"),
+    "--no-images": (lambda config: not config.images, "parquet"),
+    "--embeddings": (lambda config: config.embeddings, "imagefolder"),
+}
+
+
+def unsupported(config: Any, honours: tuple[str, ...] = ()) -> list[str]:
+    """A format's check: one line for each one-format flag the run sets that this format does not honour."""
+    return [
+        f"{flag} needs --format {owner}"
+        for flag, (is_set, owner) in _ONE_FORMAT_FLAGS.items()
+        if flag not in honours and is_set(config)
+    ]
+
+
 class ForeignFilesError(ConfigError):
     """A shard's place in OUT holds files no capfleet run recorded: publishing would delete them."""
 
@@ -59,6 +77,7 @@ class ShardWriter(ABC):
         self.location = location
         self.name = name
         self.count = 0
+        self.embeddings: list[tuple[str, Any, Any]] = []  # written by formats that honour --embeddings
         self._staged: Path | None = None
 
     @property
@@ -88,6 +107,10 @@ class ShardWriter(ABC):
     def write(self, record: dict[str, Any], sample: Sample) -> None:
         self._add(record, sample)
         self.count += 1
+
+    def add_embeddings(self, key: str, image: Any, text: Any) -> None:
+        """The scorer's embeddings of a written row's image and of its chosen caption."""
+        self.embeddings.append((key, image, text))
 
     def commit(self) -> int:
         """Publish the shard (none when every image failed); returns rows written."""

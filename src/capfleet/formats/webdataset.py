@@ -1,27 +1,43 @@
-"""Read webdataset tars as samples, defensively: a tar from the internet is untrusted input.
+"""webdataset: the tar layout both ways. Input tars are read defensively (`iter_archive`); output is
+OUT/SSSSS.tar, one tar per shard, readable by the `webdataset` library (`WebDatasetShardWriter`).
 
-Plain `tarfile` streaming rather than the `webdataset` library: we need a verdict on every
-member (links, devices, absolute or `..` names, oversized members, a truncated archive) as an
-error record with a reason, never an exception that ends the shard, and we never extract by
-member name, so nothing can be written outside OUT_DIR whatever the archive says.
+Reading: plain `tarfile` streaming rather than the `webdataset` library: a tar from the internet is
+untrusted input, so every member gets a verdict (links, devices, absolute or `..` names, oversized
+members, a truncated archive) as an error record with a reason, never an exception that ends the
+shard, and nothing is extracted by member name, so nothing can be written outside OUT_DIR.
 Samples are grouped by `__key__` (the member name up to its first dot in the last path part),
 as webdataset does; a group's image is its first member with an image extension.
+
+Writing, each sample (`__key__` is the input tar's own key, else the capfleet key):
+  KEY.<ext>   every original member, byte for byte (the image, .cls, .npy, ...) but txt and json
+  KEY.txt     the chosen caption, UTF-8
+  KEY.json    the original json member's fields, plus "capfleet": {key, source, text,
+              candidates, scores, original_text, captioner, scorer}; the original txt caption
+              survives as capfleet.original_text
+Headers are fixed (mtime 0, mode 0644, no owner), so a redone shard is byte-identical.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
 import tarfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO
+from pathlib import Path
+from typing import IO, Any
 
-from capfleet.sources.storage import is_http, local_path
+from capfleet.formats.base import ShardWriter, unsupported
+from capfleet.formats.tar_members import TarWriter
+from capfleet.io.location import Location
+from capfleet.sample import Sample
 
+NAME = "webdataset"
+EXTRA = None
+REQUIRES: tuple[str, ...] = ()
+Options = None
+CAPFLEET_FIELD = "capfleet"
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"})
 # A member larger than this is refused unread (a 2 GB "image" would otherwise sit in memory).
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
@@ -122,35 +138,77 @@ def iter_archive(stream: IO[bytes], seekable: bool, max_bytes: int = MAX_MEMBER_
         yield current
 
 
-@contextmanager
-def open_archive(url: str) -> Iterator[tuple[IO[bytes], bool]]:
-    """The tar's byte stream and whether it can seek: local file, http(s), fsspec URL or `pipe:CMD`."""
-    if url.startswith("pipe:"):
-        process = subprocess.Popen(url[len("pipe:") :], shell=True, stdout=subprocess.PIPE)
+def _json_member(record: dict[str, Any], original: bytes | None) -> bytes:
+    payload: dict[str, Any] = {}
+    if original is not None:
         try:
-            yield process.stdout, False
-        finally:
-            stopped_early = process.poll() is None  # a --limit read stops before the end
-            process.stdout.close()
-            if stopped_early:
-                process.kill()
-            process.wait()
-        if process.returncode != 0 and not stopped_early:
-            raise OSError(f"{url} exited with status {process.returncode}")
-        return
-    local = local_path(url)
-    if local is not None:
-        with open(local, "rb") as handle:
-            yield handle, True
-        return
-    if is_http(url):
-        import urllib.request
+            parsed = json.loads(original)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            payload.update(parsed)
+        else:
+            payload["original_json"] = original.decode("utf-8", errors="replace")
+    payload[CAPFLEET_FIELD] = record
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
-        request = urllib.request.Request(url, headers={"User-Agent": "capfleet"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            yield response, False
-        return
-    import fsspec
 
-    with fsspec.open(url, "rb") as handle:
-        yield handle, False
+class WebDatasetShardWriter(ShardWriter):
+    suffix = ".tar"
+
+    def __init__(self, location: Location, name: str):
+        super().__init__(location, name)
+        self._tar: TarWriter | None = None
+
+    def _open(self) -> TarWriter:
+        if self._tar is None:
+            self._tar = TarWriter(self.staged / self.output_name)
+        return self._tar
+
+    def _include(self, published: Path) -> int:
+        target, rows = self._open(), 0
+        with tarfile.open(published) as archive:
+            for member in archive:
+                content = archive.extractfile(member)
+                target.add_member(member, content.read() if content is not None else b"")
+                rows += member.name.endswith(".json")
+        return rows
+
+    def _add(self, record: dict[str, Any], sample: Sample) -> None:
+        self._open()
+        key = sample.archive_key or record["key"]
+        members = list(sample.members) or [(sample.extension.lstrip("."), sample.data or b"")]
+        original_json = dict(members).get("json")
+        for extension, data in members:
+            if extension not in ("txt", "json"):
+                self._put(f"{key}.{extension}", data)
+        self._put(f"{key}.txt", record["text"].encode("utf-8"))
+        self._put(f"{key}.json", _json_member(record, original_json))
+
+    def _put(self, name: str, data: bytes) -> None:
+        self._tar.add(name, data)
+
+    def _finish(self, staged: Path) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            self._tar = None
+
+
+def check(config: Any) -> list[str]:
+    return unsupported(config)
+
+
+def open(config: Any, location: Location, shard_name: str) -> WebDatasetShardWriter:  # noqa: A001 - the contract
+    return WebDatasetShardWriter(location, shard_name)
+
+
+def read_rows(shard: Path) -> Iterator[dict[str, Any]]:
+    """The capfleet rows of a published tar, in order."""
+    with tarfile.open(shard) as archive:
+        for member in archive:
+            if member.name.endswith(".json"):
+                row = json.loads(archive.extractfile(member).read())[CAPFLEET_FIELD]
+                yield {"file_name": f"{shard.name}:{member.name[: -len('.json')]}", **row}

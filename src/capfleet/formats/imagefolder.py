@@ -9,20 +9,24 @@ loader ignores those files.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from capfleet.metadata_jsonl import METADATA_NAME
+from capfleet.formats.base import ShardWriter, unsupported
+from capfleet.io.location import Location, jsonl_text
+from capfleet.metadata_jsonl import METADATA_NAME, metadata_rows
 from capfleet.sample import Sample
-from capfleet.sinks.base import ShardWriter
-from capfleet.sinks.location import Location
 
+NAME = "imagefolder"
+EXTRA = None
+REQUIRES: tuple[str, ...] = ()
+Options = None  # its settings (--txt, --keep-names) are RunConfig fields
 EMBEDDINGS_NAME = "embeddings.npz"  # keys, image, text: numpy arrays; dataset loaders skip the file
 _MAX_STEM = 200  # with "_" + key + extension, well inside the usual 255-byte file-name limit
 
@@ -55,7 +59,6 @@ class ImageFolderShardWriter(ShardWriter):
         self.txt = txt
         self.keep_names = keep_names
         self.rows: list[dict[str, Any]] = []
-        self.embeddings: list[tuple[str, Any, Any]] = []
 
     def _add(self, record: dict[str, Any], sample: Sample) -> None:
         """Store the original image bytes verbatim (lossless, no re-encode) and its row."""
@@ -66,14 +69,8 @@ class ImageFolderShardWriter(ShardWriter):
             (self.staged / f"{stem}.txt").write_text(caption_lines(record, self.txt), encoding="utf-8")
         self.rows.append({"file_name": file_name, **record})
 
-    def add_embeddings(self, key: str, image: Any, text: Any) -> None:
-        """The scorer's embeddings of a written row's image and of its chosen caption."""
-        self.embeddings.append((key, image, text))
-
     def _include(self, published: Path) -> int:
-        rows = [
-            json.loads(line) for line in (published / METADATA_NAME).read_text(encoding="utf-8").splitlines() if line
-        ]
+        rows = [row for _, row in metadata_rows(published, Counter())]
         for path in published.iterdir():
             if path.name == EMBEDDINGS_NAME:  # --retry-errors: keep the first pass's embeddings
                 with np.load(path) as kept:
@@ -84,18 +81,21 @@ class ImageFolderShardWriter(ShardWriter):
         return len(rows)
 
     def _finish(self, staged: Path) -> None:
-        with open(staged / METADATA_NAME, "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in self.rows)
+        (staged / METADATA_NAME).write_text(jsonl_text(self.rows), encoding="utf-8")
         if self.embeddings:
             keys, images, texts = zip(*self.embeddings, strict=True)
             np.savez(staged / EMBEDDINGS_NAME, keys=np.array(keys), image=np.stack(images), text=np.stack(texts))
 
 
+def check(config: Any) -> list[str]:
+    return unsupported(config, honours=("--txt", "--embeddings"))
+
+
+def open(config: Any, location: Location, shard_name: str) -> ImageFolderShardWriter:  # noqa: A001 - the contract
+    return ImageFolderShardWriter(location, shard_name, config.txt, config.keep_names)
+
+
 def read_rows(shard: Path) -> Iterator[dict[str, Any]]:
     """A published shard's rows, `file_name` relative to the output root."""
-    with open(shard / METADATA_NAME, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                row = json.loads(line)
-                row["file_name"] = f"{shard.name}/{row['file_name']}"
-                yield row
+    for _, row in metadata_rows(shard, Counter()):
+        yield {**row, "file_name": f"{shard.name}/{row['file_name']}"}

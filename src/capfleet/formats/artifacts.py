@@ -16,10 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from capfleet.formats.base import ShardWriter, unsupported
+from capfleet.io.location import Location
 from capfleet.sample import Sample
-from capfleet.sinks.base import ShardWriter
-from capfleet.sinks.location import Location
 
+NAME = "artifacts"
+EXTRA = None
+REQUIRES: tuple[str, ...] = ()
+Options = None
 WRITER_THREADS = 2
 IN_FLIGHT = 64
 
@@ -59,6 +63,14 @@ class ArtifactsShardWriter(ShardWriter):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._pending.clear()
+
+
+def check(config: Any) -> list[str]:
+    return unsupported(config)
+
+
+def open(config: Any, location: Location, shard_name: str) -> ArtifactsShardWriter:  # noqa: A001 - the contract
+    return ArtifactsShardWriter(location, shard_name)
 
 
 def read_rows(shard: Path) -> Iterator[dict[str, Any]]:

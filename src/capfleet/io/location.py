@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fsspec.implementations.local import LocalFileSystem
 
-from capfleet.sources.storage import filesystem
+from capfleet.io.paths import filesystem
 
 # A shard's staging and trash folders: `.tmp-00003-1a2b3c4d`, `.old-00003-1a2b3c4d`.
 STAGING_NAME = re.compile(r"\.(tmp|old)-(\d{5,})-[0-9a-f]{8}")

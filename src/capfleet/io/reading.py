@@ -1,4 +1,4 @@
-"""Open and list local paths, fsspec URLs (gs://, s3://, file://) and plain http(s) URLs."""
+"""Read one object (local file, fsspec URL, http(s)) whole, within a size cap and a download deadline."""
 
 from __future__ import annotations
 
@@ -11,17 +11,9 @@ import urllib.request
 from dataclasses import dataclass
 
 from capfleet.http_body import BodyTooLarge, read_capped
+from capfleet.io.paths import is_http, is_url, missing_backend
 
 HTTP_TIMEOUT_S = 30.0
-_HTTP_PREFIXES = ("http://", "https://")
-
-
-def is_url(path: str) -> bool:
-    return "://" in path
-
-
-def is_http(path: str) -> bool:
-    return path.startswith(_HTTP_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -50,7 +42,7 @@ def read_bytes(path: str, limits: ReadLimits = ReadLimits()) -> bytes:  # noqa: 
         with fsspec.open(path, "rb") as handle:
             return _read_capped(handle, limits.max_bytes)
     except ImportError as exc:  # a cloud backend that is not installed
-        raise OSError(_missing_backend(path, exc)) from exc
+        raise OSError(missing_backend(path, exc)) from exc
 
 
 def _read_capped(handle, max_bytes: int | None) -> bytes:
@@ -96,33 +88,3 @@ def _read_http(url: str, max_bytes: int | None, timeout: float) -> bytes:
         raise OSError(f"cannot fetch URL: {exc.reason}") from exc
     except (ConnectionError, http.client.HTTPException) as exc:
         raise OSError(f"connection lost during the download ({type(exc).__name__}: {exc})") from exc
-
-
-def filesystem(url: str):
-    """The fsspec filesystem and bare path for a URL; a clear hint when the backend is missing."""
-    import fsspec
-
-    try:
-        return fsspec.core.url_to_fs(url)
-    except ImportError as exc:
-        raise OSError(_missing_backend(url, exc)) from exc
-
-    except ValueError as exc:  # e.g. "Protocol not known: foo"
-        raise OSError(f"cannot open {url}: {exc}") from exc
-
-
-_EXTRAS = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3", "http": "http", "https": "http"}
-
-
-def _missing_backend(url: str, exc: ImportError) -> str:
-    """The extra that brings the backend for this URL's scheme (s3:// -> capfleet[s3])."""
-    extra = _EXTRAS.get(url.split("://", 1)[0].lower())
-    hint = f"pip install 'capfleet[{extra}]'" if extra else "install the fsspec backend for this URL scheme"
-    return f"{exc} ({hint})"
-
-
-def local_path(path: str) -> str | None:
-    """The local filesystem path behind `path`, or None for remote URLs."""
-    if path.startswith("file://"):
-        return path[len("file://") :]
-    return None if is_url(path) else os.path.abspath(path)

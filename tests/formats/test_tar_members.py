@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from capfleet.tar_members import TarWriter, member_bytes
+from capfleet.formats.tar_members import TarWriter, member_bytes
 
 MEMBERS = [
     ("000000001.jpg", b"\xff\xd8" + bytes(range(256)) * 7),  # not a multiple of 512: padded

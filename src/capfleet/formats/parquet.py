@@ -1,4 +1,5 @@
-"""parquet output: OUT/SSSSS.parquet, one file per shard, written in row groups as rows arrive.
+"""parquet: INPUT tables read by row range from their footers (arrow streams too); output
+OUT/SSSSS.parquet, one file per shard, written in row groups as rows arrive.
 
 Columns: the row fields (key, source, text, candidates, scores, original_text, captioner,
 scorer) and `image` as the `{"bytes", "path"}` struct `datasets` uses, declared an Image in
@@ -13,11 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from capfleet.errors import require
+from capfleet.formats.base import ShardWriter, unsupported
+from capfleet.io.location import Location
+from capfleet.io.paths import filesystem
 from capfleet.sample import Sample
-from capfleet.sinks.base import ShardWriter
-from capfleet.sinks.location import Location
 
+NAME = "parquet"
+EXTRA = "parquet"
+REQUIRES: tuple[str, ...] = ("pyarrow",)
+Options = None
 ROW_GROUP_ROWS = 256
+_BATCH_ROWS = 1024  # rows per batch read from an INPUT table
 _STRING_FIELDS = ("key", "source", "text", "original_text", "captioner", "scorer")
 
 
@@ -84,6 +92,66 @@ class ParquetShardWriter(ShardWriter):
             self._writer.close()
             self._writer = None
         self._rows = []
+
+
+def _pyarrow():
+    """pyarrow, for reading parquet and arrow INPUTs (as output, the registry checks the extra)."""
+    require(REQUIRES, EXTRA, "parquet and arrow inputs")
+    import pyarrow
+    import pyarrow.parquet  # noqa: F401
+
+    return pyarrow
+
+
+def _open(path: str):
+    fs, bare = filesystem(path)
+    return fs.open(bare, "rb")
+
+
+def table_shape(path: str) -> tuple[Any, int]:
+    """The schema and row count of a parquet file (from its footer) or an arrow stream."""
+    pa = _pyarrow()
+    with _open(path) as handle:
+        if path.endswith(".parquet"):
+            metadata = pa.parquet.ParquetFile(handle).metadata
+            return metadata.schema.to_arrow_schema(), metadata.num_rows
+        reader = pa.ipc.open_stream(handle)
+        return reader.schema, sum(batch.num_rows for batch in reader)
+
+
+def row_batches(path: str, columns: list[str], start: int, stop: int) -> Iterator[Any]:
+    """Record batches covering rows [start, stop), sliced exactly; parquet reads only the row groups it needs."""
+    pa = _pyarrow()
+    with _open(path) as handle:
+        if path.endswith(".parquet"):
+            parquet = pa.parquet.ParquetFile(handle)
+            groups, offset, first = [], 0, None
+            for index in range(parquet.metadata.num_row_groups):
+                rows = parquet.metadata.row_group(index).num_rows
+                if offset < stop and offset + rows > start:
+                    groups.append(index)
+                    first = offset if first is None else first
+                offset += rows
+            batches = parquet.iter_batches(batch_size=_BATCH_ROWS, row_groups=groups, columns=columns)
+            offset = first or 0
+        else:
+            batches = (batch.select(columns) for batch in pa.ipc.open_stream(handle))
+            offset = 0
+        for batch in batches:
+            low, high = max(start - offset, 0), min(stop - offset, batch.num_rows)
+            if high > low:
+                yield batch.slice(low, high - low)
+            offset += batch.num_rows
+            if offset >= stop:
+                return
+
+
+def check(config: Any) -> list[str]:
+    return unsupported(config, honours=("--no-images",))
+
+
+def open(config: Any, location: Location, shard_name: str) -> ParquetShardWriter:  # noqa: A001 - the contract
+    return ParquetShardWriter(location, shard_name, config.images)
 
 
 def read_rows(shard: Path) -> Iterator[dict[str, Any]]:

@@ -203,7 +203,7 @@ def test_file_shards_upload_to_an_object_store_then_get_marked(tmp_path, output_
     assert names == [f"00000{suffix}", f"00001{suffix}", "_capfleet"]
     local = tmp_path / f"00001{suffix}"
     local.write_bytes(fs.cat_file(f"/bucket-{output_format}/run/00001{suffix}"))
-    from capfleet.sinks import read_shard_rows
+    from capfleet.formats import read_shard_rows
 
-    assert [row["key"] for row in read_shard_rows(local)] == ["000000004"]
+    assert [row["key"] for row in read_shard_rows(local, output_format)] == ["000000004"]
     assert run_caption(config([tmp_path / "imgs"], out, format=output_format)).skipped == 5
