@@ -41,8 +41,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from capfleet.modeling.configuration import MODEL_TYPE
+
 from . import distributed as D
-from .configuration import MODEL_TYPE
 from .data import CaptionDataset, CaptionRecord, collate, image_transform
 from .objective import Objective, Tokenize, Transform
 from .teacher import TEACHER_DIR, TeacherSettings, TeacherTargets, load_targets, run_teacher

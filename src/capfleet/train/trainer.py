@@ -26,9 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from capfleet.modeling.configuration import RELATION_SLOTS, CapfleetCaptionerConfig, preset_config
+from capfleet.modeling.losses import contrastive_loss
+from capfleet.modeling.model import CapfleetCaptionerModel
+
 from . import checkpoint as ckpt
 from . import distributed as D
-from .configuration import RELATION_SLOTS, CapfleetCaptionerConfig, preset_config
 from .data import (
     CaptionDataset,
     CaptionRecord,
@@ -40,7 +43,6 @@ from .data import (
 )
 from .distributed import DistInfo, ShardedBatchSampler, all_reduce_sum, gather_with_local_grad
 from .logs import plot_losses, truncate_log
-from .modeling import CapfleetCaptionerModel, contrastive_loss
 from .negatives import relation_map, swap_one_token, swap_relations
 from .objective import Objective
 from .objects import IGNORE, OBJECT_CLASSES, object_grid
