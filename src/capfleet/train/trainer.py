@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from capfleet.modeling.configuration import RELATION_SLOTS, CapfleetCaptionerConfig, preset_config
-from capfleet.modeling.losses import contrastive_loss
+from capfleet.modeling.losses import IGNORE_LABEL, contrastive_loss, lm_loss
 from capfleet.modeling.model import CapfleetCaptionerModel
 
 from . import checkpoint as ckpt
@@ -167,9 +167,7 @@ def _with_hard_negatives(
         swapped, has = swap_relations(batch["input_ids"], relations)
         has = gather_with_local_grad(has.float().unsqueeze(1), info) > 0
         columns.append(similarity(swapped, batch["attention_mask"]).masked_fill(~has, float("-inf")))
-    target = torch.arange(sims.shape[0], device=sims.device)
-    image_to_text = F.cross_entropy(torch.cat(columns, dim=1), target)
-    return (F.cross_entropy(sims, target) + image_to_text) / 2
+    return contrastive_loss(sims, image_to_text=torch.cat(columns, dim=1))
 
 
 def _step_losses(
@@ -184,7 +182,7 @@ def _step_losses(
     """Forward/backward all micro-batches of one optimizer step; returns global mean losses."""
     objective = objective or Objective()
     extra_sums: dict[str, torch.Tensor] = {}
-    n_tokens = all_reduce_sum(sum((b["labels"][:, 1:] != -100).sum() for b in micro).to(info.device), info)
+    n_tokens = all_reduce_sum(sum((b["labels"][:, 1:] != IGNORE_LABEL).sum() for b in micro).to(info.device), info)
     w, use_cl, use_obj = info.world_size, cfg.contrastive_weight > 0, cfg.object_loss_weight > 0
     lm_sum, cl_sum = torch.zeros((), device=info.device), torch.zeros((), device=info.device)
     obj_sum = torch.zeros((), device=info.device)
@@ -199,12 +197,7 @@ def _step_losses(
                 return_embeds=use_cl or objective.wants_embeds,
                 return_objects=use_obj or objective.wants_objects,
             )
-            tok = F.cross_entropy(
-                out.logits[:, :-1].flatten(0, 1).float(),
-                batch["labels"][:, 1:].flatten(),
-                ignore_index=-100,
-                reduction="sum",
-            )
+            tok = lm_loss(out.logits, batch["labels"], reduction="sum")
             loss = tok * w / n_tokens.clamp(min=1)
             if use_cl:
                 img = gather_with_local_grad(out.image_embeds.float(), info)
@@ -270,13 +263,9 @@ def _held_out_loss(raw: CapfleetCaptionerModel, data: CaptionDataset, cfg: Train
     loader = DataLoader(data, batch_size=cfg.batch_size, collate_fn=functools.partial(collate, pad_id=0))
     for b in loader:
         out = raw(pixel_values=b["pixel_values"].to(dev), input_ids=b["input_ids"].to(dev))
-        labels = b["labels"][:, 1:].to(dev)
-        total += float(
-            F.cross_entropy(
-                out.logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum"
-            )
-        )
-        tokens += int((labels != -100).sum())
+        labels = b["labels"].to(dev)
+        total += float(lm_loss(out.logits, labels, reduction="sum"))
+        tokens += int((labels[:, 1:] != IGNORE_LABEL).sum())
     raw.train()
     return total / max(tokens, 1)
 
