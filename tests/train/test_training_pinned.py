@@ -1,5 +1,5 @@
 """Training's numbers are pinned: the per-step losses and learning rates of two tiny deterministic runs, as
-main (31e9312) logged them before the trainer was split into setup / step / checkpoint functions (issue 23), kept in
+main (c0877ab) logged them before the trainer was split into setup / step / checkpoint functions (issue 23), kept in
 tests/fixtures/pinned_training_logs.json. A change to what training computes (loss scaling, clipping,
 scheduler order, data position or RNG on resume, the object or hard-negative terms) moves them far more
 than the tolerance, which only absorbs float rounding on another CPU."""
@@ -36,8 +36,8 @@ def test_a_stopped_and_resumed_run_with_accumulation_and_held_out_loss_logs_the_
     _assert_logged_as_pinned(out, PINNED["shapes"])
 
 
-def test_a_run_with_object_ranks_relation_negatives_and_memory_positions_logs_the_pinned_losses(scenes, tmp_path):
-    kw = dict(object_loss_weight=1.0, object_ranks=True, relation_negatives=True, max_steps=4)
+def test_a_run_with_object_relations_relation_negatives_and_memory_positions_logs_the_pinned_losses(scenes, tmp_path):
+    kw = dict(object_loss_weight=1.0, object_relations=True, relation_negatives=True, max_steps=4)
     kw.update(model_overrides={"stem": "conv", "position_init": "sincos", "memory_positions": True})
     train(TrainConfig(data_dir=str(scenes), output_dir=str(tmp_path / "m"), **COMMON, **kw))
     _assert_logged_as_pinned(tmp_path / "m", PINNED["scenes"])
