@@ -53,8 +53,8 @@ import json
 import shutil
 from pathlib import Path
 
+from capfleet.modeling.configuration import POSITION_INITS
 from capfleet.synth import generate_synthetic_dataset
-from capfleet.train.configuration import POSITION_INITS
 from capfleet.train.trainer import train_main
 
 ROOT = Path(__file__).resolve().parents[1]

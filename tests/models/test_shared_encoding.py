@@ -7,10 +7,10 @@ import torch
 import capfleet
 from capfleet.api import CaptionModel
 from capfleet.builtin import MODEL_DIR
+from capfleet.modeling.configuration import preset_config
+from capfleet.modeling.model import CapfleetCaptionerModel
 from capfleet.models.scorer import HFScorer
 from capfleet.synth import generate_synthetic_dataset
-from capfleet.train.configuration import preset_config
-from capfleet.train.modeling import CapfleetCaptionerModel
 
 
 def test_the_builtin_scorer_is_the_captioners_own_model():

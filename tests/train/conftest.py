@@ -33,8 +33,8 @@ def scenes(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """An untrained tiny captioner saved as an HF bundle."""
-    from capfleet.train.configuration import preset_config
-    from capfleet.train.modeling import CapfleetCaptionerModel
+    from capfleet.modeling.configuration import preset_config
+    from capfleet.modeling.model import CapfleetCaptionerModel
     from capfleet.train.tokenization import build_image_processor, build_tokenizer, save_bundle
     from tests.train.helpers import COLOURS, SHAPES
 

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageTextToText, AutoTokenizer, DynamicCache
 from transformers.cache_utils import EncoderDecoderCache
 
-from capfleet.train.configuration import preset_config
-from capfleet.train.modeling import CapfleetCaptionerModel
+from capfleet.modeling.configuration import preset_config
+from capfleet.modeling.model import CapfleetCaptionerModel
 from tests.train.helpers import draw
 
 

@@ -89,7 +89,7 @@ def default_scorer(captioner: str) -> str:
                 model_type = json.load(handle).get("model_type")
         except (OSError, ValueError, AttributeError):
             model_type = None
-        from capfleet.train.configuration import MODEL_TYPE
+        from capfleet.modeling.configuration import MODEL_TYPE
 
         if model_type == MODEL_TYPE:
             return captioner
@@ -133,7 +133,7 @@ def _load_hint(name_or_path: str, role: str, exc: Exception) -> str:
 def _register_builtin_architectures() -> None:
     """Make capfleet's own model type known to the Auto classes (issue: built-in model)."""
     try:
-        import capfleet.train.modeling  # noqa: F401  (registers on import)
+        import capfleet.modeling.model  # noqa: F401  (registers on import)
     except ImportError:
         pass
 

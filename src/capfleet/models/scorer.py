@@ -53,7 +53,7 @@ class HFScorer:
         """The captioner's own model as the scorer when it has embedding heads (capfleet's models), sharing
         its weights: one copy in memory, and the encoder's memo (`VisionEncoder`) then lets ranking reuse
         the image encoding generation just made instead of encoding the batch twice."""
-        from capfleet.train.configuration import MODEL_TYPE
+        from capfleet.modeling.configuration import MODEL_TYPE
 
         if not isinstance(captioner, HFCaptioner) or captioner.model.config.model_type != MODEL_TYPE:
             return None

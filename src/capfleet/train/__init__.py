@@ -1,7 +1,7 @@
 """Training of capfleet's small captioner/scorer model.
 
-Submodules are imported lazily so that ``import capfleet.train`` stays cheap for the CLI; import
-``capfleet.train.modeling`` to register the model type with transformers' Auto classes.
+Submodules are imported lazily so that ``import capfleet.train`` stays cheap for the CLI. The model
+itself lives in ``capfleet.modeling``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,6 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "CapfleetCaptionerConfig": "configuration",
-    "preset_config": "configuration",
-    "CapfleetCaptionerModel": "modeling",
     "build_tokenizer": "tokenization",
     "build_image_processor": "tokenization",
     "save_bundle": "tokenization",

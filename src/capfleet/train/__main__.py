@@ -14,9 +14,11 @@ from collections.abc import Callable
 
 import typer
 
+from capfleet.modeling.configuration import PRESETS
+
 from .checkpoint import checkpoint_dirs
-from .configuration import PRESETS
-from .trainer import CKPT_DIR, TrainConfig, TrainingInterrupted, TrainResult, train_main
+from .run import CKPT_DIR
+from .trainer import TrainConfig, TrainingInterrupted, TrainResult, train_main
 
 _SKIP = {"data_dir", "output_dir", "model_overrides"}
 

@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from capfleet.metadata_jsonl import METADATA_NAME, metadata_files, metadata_rows
+from capfleet.modeling.losses import IGNORE_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def text_tokenizer(tokenizer: Any, max_length: int) -> Callable[[str], list[int]
 
 
 def collate(batch: Sequence[tuple[torch.Tensor, ...]], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Stack images, right-pad ids; ``labels`` are the ids with padding as -100; a dataset's third item
+    """Stack images, right-pad ids; ``labels`` are the ids with padding as IGNORE_LABEL; a dataset's third item
     (per-image targets) is stacked as ``object_targets``."""
     pixels = torch.stack([b[0] for b in batch])
     length = max(len(b[1]) for b in batch)
@@ -189,7 +190,8 @@ def collate(batch: Sequence[tuple[torch.Tensor, ...]], pad_id: int = 0) -> dict[
     mask = torch.zeros((len(batch), length), dtype=torch.long)
     for i, tok in enumerate(b[1] for b in batch):
         ids[i, : len(tok)], mask[i, : len(tok)] = tok, 1
-    out = {"pixel_values": pixels, "input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+    labels = ids.masked_fill(mask == 0, IGNORE_LABEL)
+    out = {"pixel_values": pixels, "input_ids": ids, "attention_mask": mask, "labels": labels}
     if len(batch[0]) > 2:
         out["object_targets"] = torch.stack([b[2] for b in batch])
     return out

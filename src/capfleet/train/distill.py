@@ -41,8 +41,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from capfleet.modeling.configuration import MODEL_TYPE
+from capfleet.modeling.losses import IGNORE_LABEL
+
 from . import distributed as D
-from .configuration import MODEL_TYPE
 from .data import CaptionDataset, CaptionRecord, collate, image_transform
 from .objective import Objective, Tokenize, Transform
 from .teacher import TEACHER_DIR, TeacherSettings, TeacherTargets, load_targets, run_teacher
@@ -106,7 +108,7 @@ def vocabulary_map(student_tokenizer: Any, teacher_tokenizer: Any) -> torch.Tens
 def token_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float):
     """KL(teacher || student) of the next-token distributions: the mean over a caption's real tokens,
     then over captions (a per-sample mean, so DDP's average over equal per-process batches is exact)."""
-    real = (labels[:, 1:] != -100).float()
+    real = (labels[:, 1:] != IGNORE_LABEL).float()
     student = F.log_softmax(student_logits[:, :-1].float() / temperature, dim=-1)
     teacher = F.log_softmax(teacher_logits[:, :-1].float() / temperature, dim=-1)
     per_token = (teacher.exp() * (teacher - student)).sum(dim=-1)

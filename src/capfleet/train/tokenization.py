@@ -3,7 +3,7 @@
 Captions of synthetic / narrow-domain datasets have small vocabularies, so a word-level vocabulary built
 from the corpus is enough and keeps the embedding table tiny. Everything is saved in standard transformers
 formats so ``AutoTokenizer`` / ``AutoImageProcessor`` / ``AutoModel`` load the directory without capfleet
-code other than ``import capfleet.train.modeling`` (for the model class registration).
+code other than ``import capfleet.modeling.model`` (for the model class registration).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def load_bundle(model_dir: str | Path, **model_kwargs: Any) -> tuple[Any, Any, A
     """(model, tokenizer, image_processor) from a directory written by :func:`save_bundle`."""
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-    from . import modeling  # noqa: F401 - registers the model type with the Auto classes
+    import capfleet.modeling.model  # noqa: F401 - registers the model type with the Auto classes
 
     model = AutoModel.from_pretrained(model_dir, **model_kwargs)
     return model, AutoTokenizer.from_pretrained(model_dir), AutoImageProcessor.from_pretrained(model_dir)

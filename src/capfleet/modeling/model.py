@@ -24,6 +24,9 @@ from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPo
 from transformers.utils import ModelOutput
 
 from .configuration import MODEL_TYPE, RELATION_SLOTS, CapfleetCaptionerConfig
+from .decoder import TextDecoder
+from .encoder import VisionEncoder, sincos_positions
+from .losses import IGNORE_LABEL, contrastive_loss, lm_loss
 
 
 @dataclass
@@ -48,250 +51,6 @@ class CapfleetCaptionerOutput(ModelOutput):
     decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
     decoder_attentions: tuple[torch.Tensor, ...] | None = None
     cross_attentions: tuple[torch.Tensor, ...] | None = None
-
-
-class Attention(nn.Module):
-    """Multi-head attention on ``F.scaled_dot_product_attention``; ``kv_dim`` set means cross-attention."""
-
-    def __init__(
-        self, dim: int, heads: int, kv_dim: int | None = None, dropout: float = 0.0, layer_idx: int = 0
-    ) -> None:
-        super().__init__()
-        self.heads, self.head_dim, self.dropout, self.layer_idx = heads, dim // heads, dropout, layer_idx
-        self.is_cross = kv_dim is not None
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(kv_dim or dim, dim, bias=False)  # a key bias cannot change softmax
-        self.v_proj = nn.Linear(kv_dim or dim, dim)
-        self.o_proj = nn.Linear(dim, dim)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        kv: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
-        is_causal: bool = False,
-        cache: Cache | None = None,
-    ) -> torch.Tensor:
-        q = self._split(self.q_proj(x))
-        cross_cache = cache.cross_attention_cache if isinstance(cache, EncoderDecoderCache) else None
-        if self.is_cross and cross_cache is not None and cache.is_updated.get(self.layer_idx):
-            layer = cross_cache.layers[self.layer_idx]
-            k, v = layer.keys, layer.values
-        else:
-            src = kv if self.is_cross else x
-            k, v = self._split(self.k_proj(src)), self._split(self.v_proj(src))
-            if self.is_cross and cross_cache is not None:
-                k, v = cross_cache.update(k, v, self.layer_idx)
-                cache.is_updated[self.layer_idx] = True
-            elif not self.is_cross and cache is not None:
-                self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
-                k, v = self_cache.update(k, v, self.layer_idx)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=is_causal and mask is None,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
-        return self.o_proj(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
-
-
-class MLP(nn.Sequential):
-    def __init__(self, dim: int, ratio: float, dropout: float) -> None:
-        hidden = int(dim * ratio)
-        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), nn.Dropout(dropout))
-
-
-class EncoderBlock(nn.Module):
-    def __init__(self, cfg: CapfleetCaptionerConfig) -> None:
-        super().__init__()
-        d = cfg.encoder_hidden_size
-        self.ln1 = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
-        self.attn = Attention(d, cfg.encoder_attention_heads, dropout=cfg.dropout)
-        self.ln2 = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
-        self.mlp = MLP(d, cfg.mlp_ratio, cfg.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
-
-
-class DecoderBlock(nn.Module):
-    def __init__(self, cfg: CapfleetCaptionerConfig, layer_idx: int) -> None:
-        super().__init__()
-        d, h, eps = cfg.decoder_hidden_size, cfg.decoder_attention_heads, cfg.layer_norm_eps
-        self.ln1 = nn.LayerNorm(d, eps=eps)
-        self.self_attn = Attention(d, h, dropout=cfg.dropout, layer_idx=layer_idx)
-        self.ln2 = nn.LayerNorm(d, eps=eps)
-        self.cross_attn = Attention(d, h, kv_dim=cfg.encoder_hidden_size, dropout=cfg.dropout, layer_idx=layer_idx)
-        self.ln3 = nn.LayerNorm(d, eps=eps)
-        self.mlp = MLP(d, cfg.mlp_ratio, cfg.dropout)
-
-    def forward(
-        self, x: torch.Tensor, enc: torch.Tensor | None, mask: torch.Tensor | None, is_causal: bool, cache: Cache | None
-    ) -> torch.Tensor:
-        x = x + self.self_attn(self.ln1(x), mask=mask, is_causal=is_causal, cache=cache)
-        if enc is not None:  # text-only pass (for text features) skips cross-attention
-            x = x + self.cross_attn(self.ln2(x), kv=enc, cache=cache)
-        return x + self.mlp(self.ln3(x))
-
-
-def sincos_positions(grid: int, dim: int) -> torch.Tensor:
-    """(grid*grid, dim) row-major 2-D sine/cosine positions: a quarter of the channels each for sin/cos
-    of x and of y at geometric frequencies, unit scale like the conv stem's features."""
-    quarter = dim // 4
-    freqs = 1.0 / 100.0 ** (torch.arange(quarter, dtype=torch.float32) / max(quarter, 1))
-    coords = torch.arange(grid, dtype=torch.float32)
-    y, x = torch.meshgrid(coords, coords, indexing="ij")
-    angles = [axis.flatten()[:, None] * freqs[None, :] for axis in (x, y)]
-    table = torch.cat([f(a) for a in angles for f in (torch.sin, torch.cos)], dim=1)
-    return F.pad(table, (0, dim - table.shape[1]))
-
-
-def conv_stem(channels: int, dim: int, patch_size: int, min_width: int = 16) -> nn.Sequential:
-    """A small VGG-style CNN down to one token per ``patch_size`` square: per halving, two 3x3
-    convolutions (BatchNorm, GELU) and a 2x2 max-pool, then a 1x1 projection to ``dim``. A linear patch
-    embedding, or stride-2 convolutions alone, could not tell a star from a square after 300 steps
-    of direct shape classification on synth scenes; this stem reaches 98%."""
-    steps = patch_size.bit_length() - 1
-    widths = [channels] + [max(dim // 2 ** (steps - k), min_width) for k in range(steps)]
-    layers: list[nn.Module] = []
-    for k in range(steps):
-        convs = 2 if k < steps - 1 else 1
-        for c in range(convs):
-            layers += [nn.Conv2d(widths[k + (c > 0)], widths[k + 1], 3, padding=1), nn.BatchNorm2d(widths[k + 1])]
-            layers.append(nn.GELU())
-        layers.append(nn.MaxPool2d(2))
-    layers.append(nn.Conv2d(widths[-1], dim, kernel_size=1))
-    return nn.Sequential(*layers)
-
-
-class VisionEncoder(nn.Module):
-    """ViT: patch embedding (linear or conv stem), learned positions, pre-norm blocks, final LayerNorm."""
-
-    main_input_name = "pixel_values"
-
-    def __init__(self, cfg: CapfleetCaptionerConfig) -> None:
-        super().__init__()
-        d = cfg.encoder_hidden_size
-        self.conv_stem = cfg.stem == "conv"
-        if self.conv_stem:
-            self.patch_embed = conv_stem(cfg.num_channels, d, cfg.patch_size, cfg.stem_width)
-        else:
-            self.patch_embed = nn.Conv2d(cfg.num_channels, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
-        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches, d))
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.layers = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.encoder_layers))
-        self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
-        grid = cfg.image_size // cfg.patch_size
-        memory = sincos_positions(grid, d).unsqueeze(0) if cfg.memory_positions else None
-        self.register_buffer("memory_positions", memory)  # saved with the weights: loading builds buffers empty
-        self._memo: tuple[torch.Tensor, int, torch.Tensor] | None = None
-
-    def _weights_version(self) -> int | None:
-        """A number every in-place weight update changes; None for weights made under torch.inference_mode,
-        which keep no version counter (the encoding is then never kept)."""
-        try:
-            return sum(p._version for p in self.parameters())
-        except RuntimeError:
-            return None
-
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutput:
-        inference = not torch.is_grad_enabled() and not self.training and not output_hidden_states
-        version = self._weights_version() if inference else None  # not in training: nothing is kept there
-        remember = version is not None
-        if remember and self._memo is not None:
-            seen, seen_version, encoded = self._memo
-            same = seen.shape == pixel_values.shape and seen.dtype == pixel_values.dtype
-            if same and seen_version == version and torch.equal(seen, pixel_values):
-                return BaseModelOutput(last_hidden_state=encoded)  # a new output: generate edits its own
-        pixels = pixel_values.to(self.pos_embed.dtype)
-        if self.conv_stem:
-            # channels-last runs oneDNN's fast CPU conv and max-pool kernels (NCHW bf16 max-pool is the slow one);
-            # same values up to float rounding
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-        x = self.patch_embed(pixels).flatten(2).transpose(1, 2) + self.pos_embed
-        x = self.dropout(x)
-        hidden = [x]
-        for layer in self.layers:
-            x = layer(x)
-            hidden.append(x)
-        x = self.norm(x)
-        if self.memory_positions is not None:
-            x = x + self.memory_positions.to(x.dtype)
-        out = BaseModelOutput(last_hidden_state=x, hidden_states=tuple(hidden) if output_hidden_states else None)
-        # Captioning encodes a batch to generate, then ranking (the same model as scorer) encodes it again:
-        # the last inference encoding is kept and handed back for identical pixels.
-        # a copy of the pixels: a caller may refill its own tensor in place before the next call
-        self._memo = (pixel_values.clone(), version, out.last_hidden_state) if remember else None
-        return out
-
-
-class TextDecoder(nn.Module):
-    """Causal decoder; with ``enc=None`` it is a plain causal text transformer (used for text features)."""
-
-    def __init__(self, cfg: CapfleetCaptionerConfig) -> None:
-        super().__init__()
-        d = cfg.decoder_hidden_size
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, d, padding_idx=cfg.pad_token_id)
-        self.embed_positions = nn.Embedding(cfg.max_position_embeddings, d)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.layers = nn.ModuleList(DecoderBlock(cfg, i) for i in range(cfg.decoder_layers))
-        self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        enc: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        cache: Cache | None = None,
-        states: list[torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """Final-normed hidden states; ``states`` (if a list) collects every layer's input and the output."""
-        bsz, q_len = input_ids.shape
-        past = cache.get_seq_length() if cache is not None else 0
-        if past + q_len > self.embed_positions.num_embeddings:
-            raise ValueError(
-                f"sequence length {past + q_len} > max_position_embeddings {self.embed_positions.num_embeddings}"
-            )
-        pos = torch.arange(past, past + q_len, device=input_ids.device)
-        x = self.dropout(self.embed_tokens(input_ids) + self.embed_positions(pos))
-        mask, is_causal = None, q_len > 1 and past == 0
-        padded = attention_mask is not None and not bool(attention_mask.all())
-        if padded or (past > 0 and q_len > 1):
-            # explicit mask: causal (offset by the cache) AND key padding; a query always sees itself
-            kv_len = past + q_len
-            k_idx = torch.arange(kv_len, device=input_ids.device)
-            mask = (k_idx[None, :] <= pos[:, None])[None, None]
-            if padded:
-                if attention_mask.shape[1] < kv_len:  # mask given for the new tokens only
-                    attention_mask = F.pad(attention_mask, (kv_len - attention_mask.shape[1], 0), value=1)
-                mask = mask & attention_mask[:, None, None, -kv_len:].bool()
-            mask = mask | (k_idx[None, :] == pos[:, None])[None, None]
-        for layer in self.layers:
-            if states is not None:
-                states.append(x)
-            x = layer(x, enc, mask, is_causal, cache)
-        x = self.norm(x)
-        if states is not None:
-            states.append(x)
-        return x
-
-
-def contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE of CLIP: row i of the (texts x images) similarity matrix should pick image i."""
-    target = torch.arange(logits_per_text.shape[0], device=logits_per_text.device)
-    return (F.cross_entropy(logits_per_text, target) + F.cross_entropy(logits_per_text.t(), target)) / 2
 
 
 class CapfleetCaptionerPreTrainedModel(PreTrainedModel):
@@ -423,14 +182,11 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         out.logits = self._lm_logits(keep)
         out.cache = cache if use_cache is not False else None
         if labels is None and return_loss:
-            labels = input_ids.masked_fill(input_ids == self.config.pad_token_id, -100)
+            labels = input_ids.masked_fill(input_ids == self.config.pad_token_id, IGNORE_LABEL)
             if attention_mask is not None:
-                labels = labels.masked_fill(attention_mask == 0, -100)
+                labels = labels.masked_fill(attention_mask == 0, IGNORE_LABEL)
         if labels is not None:
-            logits = out.logits if not logits_to_keep else self._lm_logits(hidden)
-            out.lm_loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
-            )
+            out.lm_loss = lm_loss(out.logits if not logits_to_keep else self._lm_logits(hidden), labels)
             out.loss = out.lm_loss
         if return_loss or return_embeds:
             out.image_embeds = self._image_embeds(enc)
