@@ -20,6 +20,7 @@ from capfleet.runners.lifecycle import RunSummary, start_run
 from capfleet.runners.models import load_models
 from capfleet.sinks.location import Location
 from capfleet.sources.plan import ShardSpec
+from capfleet.stages.filters import needs_prepass
 
 log = logging.getLogger("capfleet")
 NAMESPACE = "capfleet"
@@ -226,7 +227,7 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
         if elements:
             # Beam options are the launcher's business; workers see only capfleet's own settings.
             worker_config = RunConfig(**{**asdict(config), "overwrite": False, "progress": False})
-            if config.dedup is not None and run.pending:  # hash on workers, resolve here (docs/filters.md)
+            if run.pending and needs_prepass(config):  # hash on workers, resolve here (docs/filters.md)
                 unhashed = dedup.unhashed(Location(config.output), run.shards)
                 if unhashed:
                     hashing = [shard_to_element(shard) for shard in unhashed]
