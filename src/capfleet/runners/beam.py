@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.errors import require
 from capfleet.runners import dedup
 from capfleet.runners.base import CAPTION, HASH, ShardTask, ShardWorker
 from capfleet.runners.beam_checks import check_item_paths, check_paths_for_runner
@@ -32,10 +33,9 @@ _OFFLINE_DIRECT = "FnApiRunner"
 
 
 def _beam():
-    try:
-        import apache_beam
-    except ImportError:
-        raise ConfigError("--runner beam needs Apache Beam: pip install 'capfleet[beam]'") from None
+    require(("apache_beam",), "beam", "--runner beam")
+    import apache_beam
+
     return apache_beam
 
 
