@@ -68,7 +68,7 @@ class CoreOptions:
     )
     engine: str = option(
         "transformers",
-        "transformers | vllm | openai (an OpenAI-compatible endpoint).",
+        f"{' | '.join(plugins.names('engine'))}: where captions come from (openai: an OpenAI-compatible endpoint).",
         fingerprint="if_set",
         choices=plugins.names("engine"),
         panel=MODELS,
