@@ -17,8 +17,19 @@ from capfleet.errors import ConfigError, require
 
 KINDS = {"engine": "--engine", "filter": "a filter", "format": "--format"}
 _MODULES: dict[str, dict[str, str]] = {
-    "engine": {},
-    "filter": {},
+    "engine": {
+        "transformers": "capfleet.models.engines.transformers_local",
+        "vllm": "capfleet.models.engines.vllm_offline",
+        "openai": "capfleet.models.engines.openai_api",
+    },
+    # In the order they screen a sample: the cheap ones first, the duplicate verdicts before all.
+    "filter": {
+        "dedup": "capfleet.stages.filters.dedup",
+        "size": "capfleet.stages.filters.size",
+        "watermark": "capfleet.stages.filters.watermark",
+        "ocr": "capfleet.stages.filters.ocr",
+        "nsfw": "capfleet.stages.filters.nsfw",
+    },
     "format": {
         "imagefolder": "capfleet.formats.imagefolder",
         "webdataset": "capfleet.formats.webdataset",
@@ -31,6 +42,11 @@ _MODULES: dict[str, dict[str, str]] = {
 def names(kind: str) -> tuple[str, ...]:
     """The plugins of one kind, in registration order (the order filters run and --help lists them)."""
     return tuple(_MODULES[kind])
+
+
+def modules(kind: str) -> tuple[ModuleType, ...]:
+    """Every plugin module of one kind, extras unchecked: for their options and checks (light to import)."""
+    return tuple(importlib.import_module(path) for path in _MODULES[kind].values())
 
 
 def find(kind: str, name: str) -> ModuleType:

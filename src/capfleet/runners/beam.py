@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.errors import require
 from capfleet.io.location import Location
 from capfleet.runners import dedup
 from capfleet.runners.base import CAPTION, HASH, ShardTask, ShardWorker
@@ -20,6 +21,7 @@ from capfleet.runners.beam_checks import check_item_paths, check_paths_for_runne
 from capfleet.runners.lifecycle import RunSummary, start_run
 from capfleet.runners.models import load_models
 from capfleet.sources.plan import ShardSpec
+from capfleet.stages.filters import needs_prepass
 
 log = logging.getLogger("capfleet")
 NAMESPACE = "capfleet"
@@ -31,10 +33,9 @@ _OFFLINE_DIRECT = "FnApiRunner"
 
 
 def _beam():
-    try:
-        import apache_beam
-    except ImportError:
-        raise ConfigError("--runner beam needs Apache Beam: pip install 'capfleet[beam]'") from None
+    require(("apache_beam",), "beam", "--runner beam")
+    import apache_beam
+
     return apache_beam
 
 
@@ -226,7 +227,7 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
         if elements:
             # Beam options are the launcher's business; workers see only capfleet's own settings.
             worker_config = RunConfig(**{**asdict(config), "overwrite": False, "progress": False})
-            if config.dedup is not None and run.pending:  # hash on workers, resolve here (docs/filters.md)
+            if run.pending and needs_prepass(config):  # hash on workers, resolve here (docs/filters.md)
                 unhashed = dedup.unhashed(Location(config.output), run.shards)
                 if unhashed:
                     hashing = [shard_to_element(shard) for shard in unhashed]

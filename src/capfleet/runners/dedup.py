@@ -20,8 +20,7 @@ from capfleet.runners.state import STATE_DIR
 from capfleet.sample import Sample
 from capfleet.sources.plan import ShardSpec
 from capfleet.stages.decode import decode_sample
-from capfleet.stages.filters import near_distance
-from capfleet.stages.filters.dedup import HASH_SIDE, image_hashes, resolve_duplicates
+from capfleet.stages.filters.dedup import HASH_SIDE, image_hashes, near_distance, resolve_duplicates
 
 DEDUP_DIR = f"{STATE_DIR}/dedup"
 

@@ -33,7 +33,7 @@ from capfleet.runners.task_array import Task, task_leases
 from capfleet.sample import Item
 from capfleet.sources import open_source
 from capfleet.sources.plan import ShardSpec
-from capfleet.stages.filters import check_filters
+from capfleet.stages.filters import check_filters, needs_prepass
 from capfleet.stages.hygiene import DEGENERATE_KINDS, OPENER
 
 log = logging.getLogger("capfleet")
@@ -213,7 +213,7 @@ def run_caption(config: RunConfig, models: tuple | None = None) -> RunSummary:
         with start_run(config, load, models_given=models is not None) as run:
             summary = RunSummary.planned(run.shards, run.pending, run.task)
             runner.prepare(config, run)
-            if config.dedup is not None and run.pending:
+            if run.pending and needs_prepass(config):
                 hash_all(config, runner, run.shards)
             tasks = [ShardTask(CAPTION, shard) for shard in run.pending]
             tasks += [ShardTask(CAPTION, shard, frozenset(run.state.failed_keys(shard))) for shard in run.retries]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from capfleet import plugins
 from capfleet.config import ConfigError, RunConfig
 from capfleet.cpus import busy_note
 from capfleet.models.captioner import HFCaptioner
@@ -16,14 +17,11 @@ log = logging.getLogger("capfleet")
 
 def check_model_names(config: RunConfig) -> None:
     """Fail on a misspelt model name, a missing engine or an unusable hub before listing a million files."""
-    if config.engine == "vllm":
-        from capfleet.models.engines.vllm_offline import require_vllm
-
-        require_vllm()
-    if config.captioner != "none" and config.engine == "transformers":  # other engines load models their own way
+    engine = plugins.find("engine", config.engine)  # its extra checked
+    if config.captioner != "none" and engine.RESOLVES_NAMES:  # others pass the name on (a server's model)
         resolve_name(config.captioner, CAPTIONER_ALIASES, "captioner")
-    if config.captioner != "none" and config.scorer != "none":
-        resolve_name(config.scorer, SCORER_ALIASES, "scorer")
+    if config.captioner != "none" and config.scorer_name != "none":
+        resolve_name(config.scorer_name, SCORER_ALIASES, "scorer")
 
 
 def load_models(config: RunConfig):
@@ -39,7 +37,7 @@ def load_models(config: RunConfig):
             raise ConfigError(f"captioner {config.captioner} takes no prompt: drop --prompt or use BLIP, GIT or a VLM")
     scorer = None
     if captioner is not None:
-        scorer = load_scorer(config.scorer, captioner=captioner, device=config.device, dtype=config.dtype)
+        scorer = load_scorer(config.scorer_name, captioner=captioner, device=config.device, dtype=config.dtype)
     if config.quantize == "int8":
         from capfleet.models.quantize import quantize_int8
 

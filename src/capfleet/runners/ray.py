@@ -18,6 +18,7 @@ from collections import Counter, deque
 from dataclasses import asdict
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.errors import require
 from capfleet.runners.base import RunnerError, ShardTask
 from capfleet.runners.shard_processor import ShardStats
 
@@ -27,10 +28,9 @@ RESTART_WAIT_S = 120.0  # how long a dead actor may take to come back before it 
 
 
 def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--runner ray needs Ray: pip install 'capfleet[ray]'") from None
+    require(("ray",), "ray", "--runner ray")
+    import ray
+
     return ray
 
 

@@ -124,7 +124,7 @@ class ShardProcessor:
         # most of the inverse DCT.
         model_side = captioner.input_size() if captioner is not None else CHECK_ONLY_SIDE
         self.min_side = max(model_side, self.filters.decode_side)
-        self.pixels = captioner is not None or bool(self.filters.filters) or self.filters.verdicts is not None
+        self.pixels = captioner is not None or not self.filters.empty
         # With --max-aspect-ratio the size filter records such images; without it decoding refuses them.
         self.max_aspect_ratio = math.inf if config.max_aspect_ratio is not None else MAX_ASPECT_RATIO
         self.captioner_name = captioner.name if captioner is not None else "none"

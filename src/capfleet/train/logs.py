@@ -6,6 +6,8 @@ import json
 import warnings
 from pathlib import Path
 
+from capfleet.errors import MissingExtra, require
+
 
 def truncate_log(path: Path, upto_step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (they will be written again),
@@ -25,15 +27,15 @@ def _step(line: str) -> int | None:
 def plot_losses(log_path: Path, out_path: Path) -> Path | None:
     """PNG of every ``*loss`` series in the JSONL log; skipped with a warning without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        warnings.warn(
-            "matplotlib is not installed (pip install 'capfleet[train]'); skipping the loss plot", stacklevel=2
-        )
+        require(("matplotlib",), "train", "the loss plot")
+    except MissingExtra as missing:
+        warnings.warn(f"{missing}; skipping it", stacklevel=2)
         return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     rows = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln.strip()]
     fig, ax = plt.subplots(figsize=(7, 4))
     for key in sorted({k for r in rows for k in r if k.endswith("loss")}):

@@ -23,12 +23,53 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 
 from capfleet.models.engines.base import PartialBatchError, distinct_texts, per_image_seeds
+from capfleet.options import option
+
+NAME = "openai"
+EXTRA = None  # the standard library is enough
+REQUIRES: tuple[str, ...] = ()
+RESOLVES_NAMES = False  # --captioner is the server's model name, not one loaded here
+_PANEL = "Engine: openai"
 
 log = logging.getLogger("capfleet")
+
+
+@dataclass
+class Options:
+    api_base: str | None = option(None, "openai: endpoint base URL, e.g. http://127.0.0.1:8000/v1.", panel=_PANEL)
+    api_key_env: str = option("OPENAI_API_KEY", "openai: environment variable holding the API key.", panel=_PANEL)
+    concurrency: int = option(8, "openai: requests in flight (also raise --batch-size to match).", panel=_PANEL)
+    request_timeout: float = option(60.0, "openai: seconds per request.", panel=_PANEL)
+    retries: int = option(4, "openai: retries after 429, 5xx, timeouts (exponential backoff).", panel=_PANEL)
+    image_size: int = option(0, "openai: shorter side images are sent at (0: the model's own if known).", panel=_PANEL)
+
+
+def check(config) -> list[str]:
+    api_base = config.api_base or ""
+    host = api_base.split("://", 1)[-1].split("/", 1)[0]
+    checks = [
+        (config.engine != NAME or bool(api_base), "--engine openai needs --api-base URL"),
+        (not api_base or api_base.startswith(("http://", "https://")), "--api-base must be http(s)://"),
+        ("@" not in host, "--api-base must not hold credentials: put the key in the variable --api-key-env names"),
+        (config.concurrency >= 1, "--concurrency must be >= 1"),
+        (config.request_timeout > 0, "--request-timeout must be > 0"),
+        (config.retries >= 0, "--retries must be >= 0"),
+        (config.image_size >= 0, "--image-size must be >= 0"),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def load(config) -> OpenAICaptioner:
+    from capfleet.models.captioner import DecodingOptions
+
+    return OpenAICaptioner.from_config(config, DecodingOptions(config.decoding, config.top_p, config.max_new_tokens))
+
+
 DEFAULT_IMAGE_SIZE = 448  # when the model's own input size is unknown (Qwen2-VL, InternVL tiles)
 MAX_BACKOFF_S = 30.0
 

@@ -9,26 +9,45 @@ request building and output parsing are tested without it, the GPU path only whe
 
 from __future__ import annotations
 
-from capfleet.models.captioner import DEFAULT_CHAT_PROMPT, processor_input_size
+from dataclasses import dataclass
+
+from capfleet.errors import require
 from capfleet.models.engines.base import distinct_texts, per_image_seeds
 from capfleet.models.registry import CAPTIONER_ALIASES, ModelLoadError, resolve_name, wrap_load_errors
+from capfleet.options import option
 
-MISSING = (
-    "--engine vllm needs vLLM, which is not installed: pip install 'capfleet[vllm]' on a machine with a "
-    "CUDA GPU (vLLM brings its own torch), or use --engine transformers"
-)
+NAME = "vllm"
+EXTRA = "vllm"
+REQUIRES = ("vllm",)
+RESOLVES_NAMES = True  # --captioner is an alias, hub id or folder, as for transformers
+# Said before the install line: the extra is of no use without a CUDA GPU.
+WHY = "--engine vllm needs vLLM, on a machine with a CUDA GPU (vLLM brings its own torch; else --engine transformers):"
 
 
-def require_vllm():
-    try:
-        import vllm
-    except ImportError:
-        raise ModelLoadError(MISSING) from None
-    return vllm
+@dataclass
+class Options:
+    tensor_parallel_size: int = option(1, "vllm: GPUs one engine spans.", panel="Engine: vllm")
+
+
+def check(config) -> list[str]:
+    """Refuses a missing vLLM before anything is listed."""
+    if config.tensor_parallel_size < 1:
+        return ["--tensor-parallel-size must be >= 1"]
+    if config.engine == NAME:
+        require(REQUIRES, EXTRA, f"{WHY} it")
+    return []
+
+
+def load(config) -> VLLMCaptioner:
+    from capfleet.models.captioner import DecodingOptions
+
+    return VLLMCaptioner.from_config(config, DecodingOptions(config.decoding, config.top_p, config.max_new_tokens))
 
 
 def chat_prompt(processor, prompt: str | None) -> str:
     """The model's own chat template around one image and the instruction."""
+    from capfleet.models.captioner import DEFAULT_CHAT_PROMPT
+
     content = [{"type": "image"}, {"type": "text", "text": prompt or DEFAULT_CHAT_PROMPT}]
     return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
 
@@ -73,6 +92,8 @@ class VLLMCaptioner:
         self.sampling_params_class = sampling_params_class
 
     def input_size(self) -> int:
+        from capfleet.models.captioner import processor_input_size
+
         return processor_input_size(self.processor)
 
     def generate(self, images: list, num_candidates: int, prompt=None, seeds=None, options=None) -> list[list[str]]:
@@ -86,7 +107,8 @@ class VLLMCaptioner:
 
     @classmethod
     def from_config(cls, config, options) -> VLLMCaptioner:
-        vllm = require_vllm()
+        require(REQUIRES, EXTRA, f"{WHY} it")
+        import vllm
         from transformers import AutoProcessor
 
         path = resolve_name(config.captioner, CAPTIONER_ALIASES, "captioner")

@@ -1,79 +1,54 @@
 """Filters: per-sample stages run in the reader threads after decoding, before captioning.
 
-Each filter either adds its score to the sample's row fields or marks the sample filtered
-(`Sample.filtered`, a record in _capfleet/filtered/). The first filter that rejects wins; the
-cheap ones run first. Which filters run follows from the run's settings alone.
+Each filter is a plugin module (capfleet.plugins) whose `load(config)` gives the filter its
+options ask for, or None. A filter either adds its score to the sample's row fields or marks
+the sample filtered (`Sample.filtered`, a record in _capfleet/filtered/). The first filter that
+rejects wins; they run in registry order, the cheap ones first. A plugin with `PREPASS = True`
+(dedup) needs every shard read before any is captioned; its filter is given each shard's verdicts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from capfleet.config import RunConfig
+from capfleet import plugins
 from capfleet.sample import Sample
-from capfleet.stages.filters.dedup import DEFAULT_DISTANCE, DuplicateFilter
 
-DEFAULT_WATERMARK_THRESHOLD = 0.5
-
-
-def uses_ocr(config: RunConfig) -> bool:
-    return config.max_text_area is not None or "{ocr_text}" in (config.prompt or "")
+if TYPE_CHECKING:
+    from capfleet.config import RunConfig
 
 
-def near_distance(config: RunConfig) -> int | None:
-    """The Hamming distance of near-duplicate search, None when only exact copies count."""
-    if config.dedup != "near":
-        return None
-    return config.dedup_distance if config.dedup_distance is not None else DEFAULT_DISTANCE
-
-
-def build_filters(config: RunConfig) -> list:
-    """The content filters of a run, models loaded (once per process); raises ConfigError early."""
-    from capfleet.stages.filters.size import SizeFilter
-
-    filters: list = []
-    if config.min_side is not None or config.max_aspect_ratio is not None:
-        filters.append(SizeFilter(config.min_side, config.max_aspect_ratio))
-    if config.watermark_model is not None:
-        from capfleet.stages.filters.watermark import WatermarkFilter
-
-        threshold = config.watermark_threshold
-        filters.append(
-            WatermarkFilter(config.watermark_model, DEFAULT_WATERMARK_THRESHOLD if threshold is None else threshold)
-        )
-    if uses_ocr(config):
-        from capfleet.stages.filters.ocr import TextOverlayFilter
-
-        filters.append(TextOverlayFilter(config.max_text_area))
-    if config.nsfw_threshold is not None:
-        from capfleet.stages.filters.nsfw import NsfwFilter
-
-        filters.append(NsfwFilter(config.nsfw_threshold))
-    return filters
+def _loaded(config: RunConfig) -> list[tuple[bool, object]]:
+    """(prepass, filter) for every filter the settings turn on, models loaded (once per process)."""
+    loaded = [(module.PREPASS, module.load(config)) for module in plugins.modules("filter")]
+    return [(prepass, stage) for prepass, stage in loaded if stage is not None]
 
 
 def check_filters(config: RunConfig) -> None:
     """Fail on the launcher, before any work, when a filter's package or model is missing or wrong."""
-    from capfleet.stages.filters.base import require
+    _loaded(config)
 
-    build_filters(config)
-    if config.dedup is not None:
-        require("imagehash", "dedup", "--dedup")
+
+def needs_prepass(config: RunConfig) -> bool:
+    """True when a filter must see every shard before any is captioned (the runners' hash phase)."""
+    return any(module.PREPASS and module.load(config) is not None for module in plugins.modules("filter"))
 
 
 class FilterChain:
-    """The filters of a run; `for_shard` adds that shard's duplicate verdicts."""
+    """The filters of a run; `for_shard` hands the prepass filters that shard's verdicts."""
 
     def __init__(self, config: RunConfig, verdicts: Callable[[str], dict[str, dict]] | None = None):
-        self.filters = build_filters(config)
-        self.verdicts = verdicts if config.dedup is not None else None
-        self.distance = near_distance(config)
-        self.decode_side = max((getattr(f, "decode_side", 0) for f in self.filters), default=0)
+        loaded = _loaded(config)
+        self.filters = [stage for prepass, stage in loaded if not prepass]
+        self.prepass = [stage for prepass, stage in loaded if prepass] if verdicts is not None else []
+        self.verdicts = verdicts
+        self.decode_side = max((stage.decode_side for stage in self.filters), default=0)
+        self.empty = not self.filters and not self.prepass
 
     def for_shard(self, shard_name: str) -> Callable[[Sample], Sample]:
-        filters = list(self.filters)
-        if self.verdicts is not None:
-            filters.insert(0, DuplicateFilter(self.verdicts(shard_name), self.distance))
+        shard_verdicts = self.verdicts(shard_name) if self.prepass else {}
+        filters = [stage.for_shard(shard_verdicts) for stage in self.prepass] + self.filters
 
         def screen(sample: Sample) -> Sample:
             if sample.error is not None:

@@ -6,9 +6,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from capfleet.config import ConfigError
 from capfleet.sample import Sample
 
+PANEL = "Filters"  # where --help lists every filter's options
 T = TypeVar("T")
 _loaded: dict[tuple, Any] = {}
 _lock = threading.RLock()  # a factory may load another shared model
@@ -51,11 +51,3 @@ def onnx_session(path: str):
         return onnxruntime.InferenceSession(path, options, providers=providers)
 
     return load_once(("onnx", path), create)
-
-
-def require(module: str, extra: str, option: str) -> None:
-    """Fail fast, with the install line, when an optional filter's package is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"{option} needs the '{extra}' extra: pip install 'capfleet[{extra}]'")

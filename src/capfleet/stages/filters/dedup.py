@@ -3,20 +3,75 @@
 The decision needs every earlier image, so it is made in three steps (see docs/filters.md):
 `image_hashes` per image in a hash phase, `resolve_duplicates` once over all shards in listing
 order, then `DuplicateFilter` in the caption phase looks each key up in its shard's verdicts.
+This plugin says so with `PREPASS = True`: the runners hash every shard (runners/dedup.py)
+before any is captioned, and the filter it loads is given each shard's verdicts.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import combinations
 from math import comb
 
+from capfleet.errors import require
+from capfleet.options import option
 from capfleet.sample import Sample
-from capfleet.stages.filters.base import reject
+from capfleet.stages.filters.base import PANEL, reject
 
+NAME = "dedup"
+EXTRA = "dedup"
+REQUIRES = ("imagehash",)
+PREPASS = True
+MODES = ("exact", "near")
 HASH_SIDE = 64  # phash resizes to 32x32 anyway: decoding this small is enough and cheap
 DEFAULT_DISTANCE = 8  # of 64 bits: catches resized, re-encoded and slightly cropped copies
+
+
+@dataclass
+class Options:
+    dedup: str | None = option(
+        None,
+        "exact (sha256) | near (also perceptual hash): keep first copies.",
+        fingerprint="if_set",
+        choices=MODES,
+        panel=PANEL,
+    )
+    dedup_distance: int | None = option(
+        None,
+        f"With --dedup near: max Hamming distance of 64 ({DEFAULT_DISTANCE}).",
+        fingerprint="if_set",
+        panel=PANEL,
+    )
+
+
+def check(config) -> list[str]:
+    distance = config.dedup_distance
+    checks = [
+        (distance is None or 0 <= distance <= 16, "--dedup-distance must be in [0, 16]"),
+        (distance is None or config.dedup == "near", "--dedup-distance needs --dedup near"),
+        (
+            config.dedup is None or (config.task_index is None and config.task_count is None),
+            "--dedup needs every shard hashed before any is captioned: run it without task flags",
+        ),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def near_distance(config) -> int | None:
+    """The Hamming distance of near-duplicate search, None when only exact copies count."""
+    if config.dedup != "near":
+        return None
+    return config.dedup_distance if config.dedup_distance is not None else DEFAULT_DISTANCE
+
+
+def load(config) -> DuplicateFilter | None:
+    """The filter without verdicts yet: `for_shard` gives it those of one shard."""
+    if config.dedup is None:
+        return None
+    require(REQUIRES, EXTRA, "--dedup")
+    return DuplicateFilter({}, near_distance(config))
 
 
 def image_hashes(sample: Sample) -> dict:
@@ -109,10 +164,15 @@ class DuplicateFilter:
     """Applies the resolved verdicts of one shard: a duplicate becomes a filtered record."""
 
     name = "duplicate"
+    decode_side = 0  # decides by key: the hash phase decoded its own thumbnails
 
     def __init__(self, verdicts: dict[str, dict], near_distance: int | None):
         self.verdicts = verdicts
+        self.near_distance = near_distance
         self.threshold = near_distance if near_distance is not None else 0
+
+    def for_shard(self, verdicts: dict[str, dict]) -> DuplicateFilter:
+        return DuplicateFilter(verdicts, self.near_distance)
 
     def apply(self, sample: Sample) -> None:
         verdict = self.verdicts.get(sample.key)

@@ -6,11 +6,19 @@ The score is the highest confidence of any exposed-nudity detection, 0 when ther
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
+from capfleet.errors import require
+from capfleet.options import option
 from capfleet.sample import Sample
-from capfleet.stages.filters.base import load_once, onnx_session, reject, require
+from capfleet.stages.filters.base import PANEL, load_once, onnx_session, reject
+
+NAME = "nsfw"
+EXTRA = "nsfw"
+REQUIRES = ("nudenet",)
+PREPASS = False
 
 EXPOSED = {
     "FEMALE_BREAST_EXPOSED",
@@ -19,6 +27,23 @@ EXPOSED = {
     "BUTTOCKS_EXPOSED",
     "ANUS_EXPOSED",
 }
+
+
+@dataclass
+class Options:
+    nsfw_threshold: float | None = option(
+        None, "Filter above this NudeNet score (extra 'nsfw').", fingerprint="if_set", panel=PANEL
+    )
+
+
+def check(config) -> list[str]:
+    if config.nsfw_threshold is not None and not 0 <= config.nsfw_threshold <= 1:
+        return ["--nsfw-threshold must be in [0, 1]"]
+    return []
+
+
+def load(config) -> NsfwFilter | None:
+    return NsfwFilter(config.nsfw_threshold) if config.nsfw_threshold is not None else None
 
 
 def _detector():
@@ -38,7 +63,7 @@ class NsfwFilter:
     decode_side = 320
 
     def __init__(self, threshold: float):
-        require("nudenet", "nsfw", "--nsfw-threshold")
+        require(REQUIRES, EXTRA, "--nsfw-threshold")
         self.threshold = threshold
         self.detector = load_once(("nudenet",), _detector)
 

@@ -6,14 +6,46 @@ runs only on the boxes found, and only boxes it reads as words count towards the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from capfleet.errors import require
+from capfleet.options import option
 from capfleet.sample import Sample
-from capfleet.stages.filters.base import load_once, reject, require
+from capfleet.stages.filters.base import PANEL, load_once, reject
+
+NAME = "ocr"
+EXTRA = "ocr"
+REQUIRES = ("rapidocr_onnxruntime",)
+PREPASS = False
 
 DETECT_SIDE = 256  # longest side for detection: captions and watermarks stay legible to the detector
 DECODE_SIDE = 384  # shortest side the recogniser reads text from (decoding shrinks no further)
 MIN_TEXT_SCORE = 0.5  # recognised lines below this confidence are noise, not text
+
+
+@dataclass
+class Options:
+    max_text_area: float | None = option(
+        None,
+        "Filter images whose OCR text boxes cover more than this fraction (extra 'ocr').",
+        fingerprint="if_set",
+        panel=PANEL,
+    )
+
+
+def check(config) -> list[str]:
+    if config.max_text_area is not None and not 0 <= config.max_text_area <= 1:
+        return ["--max-text-area must be in [0, 1]"]
+    return []
+
+
+def load(config) -> TextOverlayFilter | None:
+    """On with --max-text-area, or to fill a prompt's {ocr_text}."""
+    if config.max_text_area is None and "{ocr_text}" not in (config.prompt or ""):
+        return None
+    return TextOverlayFilter(config.max_text_area)
 
 
 def _engine():
@@ -29,7 +61,7 @@ class TextOverlayFilter:
     decode_side = DECODE_SIDE
 
     def __init__(self, max_text_area: float | None):
-        require("rapidocr_onnxruntime", "ocr", "--max-text-area / {ocr_text}")
+        require(REQUIRES, EXTRA, "--max-text-area / {ocr_text}")
         from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
 
         self.max_text_area = max_text_area

@@ -7,21 +7,55 @@ shape (N,) or (N, 1). The contract is checked when the model loads, on a probe i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from capfleet.config import ConfigError
+from capfleet.errors import ConfigError, require
+from capfleet.options import option
 from capfleet.sample import Sample
-from capfleet.stages.filters.base import onnx_session, reject, require
+from capfleet.stages.filters.base import PANEL, onnx_session, reject
+
+NAME = "watermark"
+EXTRA = "onnx"
+REQUIRES = ("onnxruntime",)
+PREPASS = False
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass
+class Options:
+    watermark_model: str | None = option(
+        None, "ONNX watermark classifier (docs/filters.md).", fingerprint="if_set", panel=PANEL, metavar="FILE"
+    )
+    watermark_threshold: float | None = option(
+        None, f"Filter above this watermark probability ({DEFAULT_THRESHOLD}).", fingerprint="if_set", panel=PANEL
+    )
+
+
+def check(config) -> list[str]:
+    threshold = config.watermark_threshold
+    checks = [
+        (threshold is None or 0 <= threshold <= 1, "--watermark-threshold must be in [0, 1]"),
+        (threshold is None or config.watermark_model is not None, "--watermark-threshold needs --watermark-model"),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def load(config) -> WatermarkFilter | None:
+    if config.watermark_model is None:
+        return None
+    threshold = config.watermark_threshold
+    return WatermarkFilter(config.watermark_model, DEFAULT_THRESHOLD if threshold is None else threshold)
 
 
 class WatermarkFilter:
     name = "watermark"
 
     def __init__(self, model_path: str, threshold: float):
-        require("onnxruntime", "onnx", "--watermark-model")
+        require(REQUIRES, EXTRA, "--watermark-model")
         if not Path(model_path).is_file():
             raise ConfigError(f"--watermark-model {model_path}: no such file")
         try:
