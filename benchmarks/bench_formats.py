@@ -102,6 +102,25 @@ def plain_tarfile_copy(paths: list[Path], out: Path, check: bool = False) -> int
     return count
 
 
+def timed_model_free_run(spec: str, out: Path, output_format: str, expected: int) -> float:
+    """Seconds of one in-process `--captioner none` run (4 workers) into `output_format`."""
+    config = RunConfig([spec], str(out), captioner="none", scorer="none")
+    config.format, config.progress, config.workers = output_format, False, 4
+    started = time.perf_counter()
+    summary = run_caption(config)
+    assert summary.stats.captioned == expected, summary.lines()
+    return time.perf_counter() - started
+
+
+def print_means(title: str, times: dict[str, list[float]], count: int, unit: str) -> dict[str, float]:
+    """The mean seconds per case as a markdown table; returns them."""
+    print(f"\n{title}\n\n| case | seconds | {unit}/s |\n| --- | ---: | ---: |")
+    mean = {name: sum(values) / len(values) for name, values in times.items()}
+    for name, seconds in mean.items():
+        print(f"| {name} | {seconds:.2f} | {count / seconds:.0f} |")
+    return mean
+
+
 def bench_webdataset(temp: Path, tars: int, per_tar: int, repeats: int) -> None:
     paths = write_tars(temp / "tars", tars, per_tar)
     spec = str(temp / "tars" / f"part-{{00000..{tars - 1:05d}}}.tar")
@@ -113,18 +132,9 @@ def bench_webdataset(temp: Path, tars: int, per_tar: int, repeats: int) -> None:
             started = time.perf_counter()
             assert plain_tarfile_copy(paths, temp / f"{name}-{attempt}".replace(" ", "-"), check) == total
             times[name].append(time.perf_counter() - started)
-        config = RunConfig([spec], str(temp / f"capfleet-{attempt}"), captioner="none", scorer="none")
-        config.format, config.progress, config.workers = "webdataset", False, 4
-        started = time.perf_counter()
-        summary = run_caption(config)
-        times[ours].append(time.perf_counter() - started)
-        assert summary.stats.captioned == total, summary.lines()
-    print(f"\n(a) webdataset in -> out: {tars} tars x {per_tar} samples (384x288 JPEG), {repeats} repeats, mean\n")
-    print("| case | seconds | samples/s |")
-    print("| --- | ---: | ---: |")
-    mean = {name: sum(values) / len(values) for name, values in times.items()}
-    for name, seconds in mean.items():
-        print(f"| {name} | {seconds:.2f} | {total / seconds:.0f} |")
+        times[ours].append(timed_model_free_run(spec, temp / f"capfleet-{attempt}", "webdataset", total))
+    title = f"(a) webdataset in -> out: {tars} tars x {per_tar} samples (384x288 JPEG), {repeats} repeats, mean"
+    mean = print_means(title, times, total, "samples")
     print(f"\ncapfleet / plain tarfile = {mean[plain] / mean[ours]:.2f}x (goal >= 0.9x)")
     print(f"capfleet / plain tarfile with a decode check = {mean[checked] / mean[ours]:.2f}x")
 
@@ -207,18 +217,9 @@ def bench_parquet(temp: Path, images: int, repeats: int) -> None:
         started = time.perf_counter()
         assert plain_parquet_copy(paths, temp / f"plain-{attempt}", 1000) == images
         times[plain].append(time.perf_counter() - started)
-        config = RunConfig([str(folder)], str(temp / f"capfleet-{attempt}"), captioner="none", scorer="none")
-        config.format, config.progress, config.workers = "parquet", False, 4
-        started = time.perf_counter()
-        summary = run_caption(config)
-        times[ours].append(time.perf_counter() - started)
-        assert summary.stats.captioned == images, summary.lines()
-    print(f"\n(c) image folder in -> parquet out: {images} images (384x288 JPEG), {repeats} repeats, mean\n")
-    print("| case | seconds | images/s |")
-    print("| --- | ---: | ---: |")
-    mean = {name: sum(values) / len(values) for name, values in times.items()}
-    for name, seconds in mean.items():
-        print(f"| {name} | {seconds:.2f} | {images / seconds:.0f} |")
+        times[ours].append(timed_model_free_run(str(folder), temp / f"capfleet-{attempt}", "parquet", images))
+    title = f"(c) image folder in -> parquet out: {images} images (384x288 JPEG), {repeats} repeats, mean"
+    mean = print_means(title, times, images, "images")
     print(f"\ncapfleet / plain pyarrow = {mean[plain] / mean[ours]:.2f}x (goal >= 0.9x)")
 
 
