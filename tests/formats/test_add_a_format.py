@@ -30,7 +30,6 @@ def test_the_documented_jsonl_format_writes_resumes_merges_and_refuses(tmp_path,
     (tmp_path / "plugin" / f"{MODULE}.py").write_text(documented_format(), encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path / "plugin"))
     monkeypatch.setitem(plugins._MODULES["format"], "jsonl", MODULE)  # the page's step 2
-    # Until RunConfig reads --format's choices from the registry (the options part of issue 23).
     write_noise_images(tmp_path / "imgs", 5)
     (tmp_path / "imgs" / "img-001.txt").write_text("a kept caption")
     out = tmp_path / "out"
