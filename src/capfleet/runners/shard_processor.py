@@ -74,6 +74,10 @@ class ShardStats:
                    hygiene=Counter(row.get("hygiene", {})))  # fmt: skip
 
 
+def _is_jpeg(sample: Sample) -> bool:
+    return sample.error is not None or (sample.data or b"")[:2] == b"\xff\xd8"
+
+
 def _batches(samples: Iterator[Sample], size: int, on_skip: Callable[[Sample], None]) -> Iterator[list[Sample]]:
     batch: list[Sample] = []
     for sample in samples:
@@ -143,9 +147,10 @@ class ShardProcessor:
             return screen(decoded)
 
         fetched = self.source.read(shard, self.executor, self.window, only)
-        if not self.pixels:  # a structure walk costs less than handing the sample to a thread and back
-            return map(decode, fetched)
-        return ordered_map(decode, fetched, self.executor, self.window)
+        # Without pixels a JPEG is only walked (microseconds): in this thread. Anything else (a PNG's CRC
+        # pass, decoding other formats) goes to the decode threads.
+        inline = None if self.pixels else _is_jpeg
+        return ordered_map(decode, fetched, self.executor, self.window, inline=inline)
 
     def process(self, shard: ShardSpec, retry: set[str] | None = None) -> ShardStats:
         """Write the shard atomically, then its errors, then its done-marker (written last).
