@@ -20,13 +20,18 @@ _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
 
 def member_bytes(name: str, data: bytes) -> bytes:
     """Header, data and padding of one regular-file member."""
-    encoded = name.encode("ascii", "replace")
-    if len(encoded) > 100 or not name.isascii():
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = len(data), 0o644, 0
-        header = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
-    else:
-        header = _ustar_header(encoded, len(data))
+    if name.isascii() and len(name) <= 100:
+        return _padded(_ustar_header(name.encode("ascii"), len(data)), data)
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0
+    return _padded(_pax_header(info), data)
+
+
+def _pax_header(info: tarfile.TarInfo) -> bytes:
+    return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+
+def _padded(header: bytes, data: bytes) -> bytes:
     return header + data + bytes(-len(data) % BLOCK)
 
 
@@ -51,9 +56,7 @@ class TarWriter:
 
     def add_member(self, info: tarfile.TarInfo, data: bytes) -> None:
         """A member copied from another tar, its metadata kept."""
-        self._write(
-            info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape") + data + bytes(-len(data) % BLOCK)
-        )
+        self._write(_padded(_pax_header(info), data))
 
     def _write(self, chunk: bytes) -> None:
         self._file.write(chunk)
