@@ -1,7 +1,8 @@
 """Output formats (`--format`): one plugin module each (`capfleet.plugins`), reading and writing its shards.
 
-A format module has NAME, EXTRA, REQUIRES, Options, `check(config)`, `open(config, location,
-shard_name) -> ShardWriter` (formats/base.py: staging and atomic publication) and `read_rows(path)`.
+A format module has NAME, EXTRA, REQUIRES, Options, `check(config)` (called by `RunConfig.validate`),
+`open(config, location, shard_name) -> ShardWriter` (formats/base.py: staging and atomic publication)
+and `read_rows(path)`.
 """
 
 from __future__ import annotations
@@ -12,18 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from capfleet import plugins
-from capfleet.errors import ConfigError
 from capfleet.formats.base import ShardWriter
 from capfleet.io.location import Location
 
-__all__ = ["ShardWriter", "check_format", "read_shard_rows", "shard_writer_factory"]
-
-
-def check_format(config: Any) -> None:
-    """Before any work: the format exists, its extra is installed, and it honours the run's settings."""
-    problems = plugins.find("format", config.format).check(config)
-    if problems:
-        raise ConfigError(problems[0])
+__all__ = ["ShardWriter", "read_shard_rows", "shard_writer_factory"]
 
 
 def shard_writer_factory(config: Any, location: Location) -> Callable[[str], ShardWriter]:

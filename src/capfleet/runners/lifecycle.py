@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from capfleet.config import ConfigError, RunConfig
-from capfleet.formats import check_format
 from capfleet.io.location import Location
 from capfleet.io.paths import local_path
 from capfleet.models.prompts import check_prompt_fields
@@ -129,7 +128,6 @@ def start_run(
         check_model_names(config)
     check_output_is_not_an_input(config)
     check_filters(config)
-    check_format(config)
     state = RunState(Location(config.output))
     source = open_source(config.inputs, config)
     resuming = state.check(config)
