@@ -124,6 +124,7 @@ def run_config(args, inputs: Path, out: Path | str, captioner: str, scorer: str,
         device=args.device,
         dtype=dtype,
         quantize=quantize,
+        threads=args.threads,  # load_models sets torch's threads from it: None would undo --threads
         progress=False,
     )
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from capfleet.models.image_keys_once import generate_blip
 from capfleet.models.processors import load_image_processor
 from capfleet.models.registry import load_config, wrap_load_errors
 from capfleet.models.runtime import pick_device, pick_dtype
@@ -162,7 +163,10 @@ class HFCaptioner:
         if seeds is None:
             seeds = torch.randint(2**62, (len(images),)).tolist()
         kwargs = (options or self.options).generate_kwargs(num_candidates, seeds)
-        output = self.model.generate(**inputs, **kwargs)
+        if self.family == "blip" and kwargs["do_sample"] and num_candidates > 1:
+            output = generate_blip(self.model, inputs, kwargs)  # the image's keys once, not per candidate
+        else:
+            output = self.model.generate(**inputs, **kwargs)
         texts = self.tokenizer.batch_decode(output[:, prompt_tokens:], skip_special_tokens=True)
         candidates = []
         for index in range(len(images)):
