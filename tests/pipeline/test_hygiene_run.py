@@ -24,12 +24,14 @@ class ScriptedCaptioner:
 
     def __init__(self):
         self.calls = defaultdict(list)  # colour -> seeds it was sampled with
+        self.sizes: list[int] = []  # images per call
 
     def input_size(self) -> int:
         return 16
 
     def generate(self, images, num_candidates, prompt=None, seed=None, options=None):
         rows = []
+        self.sizes.append(len(images))
         for image in images:
             colour = image.getpixel((0, 0))
             self.calls[colour].append(seed)
@@ -90,6 +92,14 @@ def test_resample_seeds_depend_on_the_image_only(tmp_path):
     red = COLOURS["d-red"]
     assert first.calls[red][1:] == second.calls[red][1:]  # the re-samples' seeds
     assert len({repr(seed) for seed in first.calls[red][1:]}) == 2
+
+
+def test_a_batchs_resamples_share_one_call_per_attempt(tmp_path):
+    images = _images(tmp_path / "images")
+    captioner = ScriptedCaptioner()
+    summary = run_caption(_config(images, tmp_path / "out", shard_size=4), models=(captioner, None))
+    assert summary.stats.hygiene["images_resampled"] == 2
+    assert captioner.sizes == [4, 2, 1]  # green and red again together, then red alone
 
 
 def test_no_hygiene_keeps_every_candidate(tmp_path):

@@ -82,11 +82,14 @@ class CandidateMaker:
         live = [i for i, result in enumerate(results) if result is None]
         images, live_prompts = [samples[i].image for i in live], [prompts[i] for i in live]
         generated, errors = self._generate(images, live_prompts, [seeds[i] for i in live])
+        texts = {}
         for position, index in enumerate(live):
             if position in errors:
                 results[index] = Captioned(error=f"caption failed: {errors[position]}")
             else:
-                results[index] = self._clean(samples[index], prompts[index], generated[position])
+                texts[index] = generated[position]
+        for index, result in self._clean(samples, prompts, texts).items():
+            results[index] = result
         self._score(samples, results)
         return results
 
@@ -130,23 +133,35 @@ class CandidateMaker:
                 candidates[index] = row
         return candidates, errors
 
-    def _clean(self, sample: Sample, prompt: str | None, texts: list[str]) -> Captioned:
+    def _clean(self, samples: list[Sample], prompts: list[str | None], texts: dict[int, list[str]]) -> dict:
+        """{sample index: Captioned} for the generated `texts`. Images whose candidates all fail hygiene are
+        sampled again, all of a batch's in one call per attempt: each draws from its own seed, so its
+        captions are those it would get alone."""
         if not self.hygiene.enabled:
-            return Captioned(texts) if texts else Captioned(error=ONLY_EMPTY)
+            return {i: Captioned(row) if row else Captioned(error=ONLY_EMPTY) for i, row in texts.items()}
+        first = {i: self._check(row) for i, row in texts.items()}
+        latest = dict(first)
+        for attempt in range(1, self.hygiene.resample_attempts + 1):
+            again = [i for i, cleaned in latest.items() if cleaned.flags]
+            if not again:
+                break
+            self.counts[RESAMPLED] += len(again) if attempt == 1 else 0
+            seeds = [resample_seed(self.settings.seed, samples[i].key, attempt) for i in again]
+            images, again_prompts = [samples[i].image for i in again], [prompts[i] for i in again]
+            retried, errors = self._generate(images, again_prompts, seeds, self.resample_decoding)
+            for position, index in enumerate(again):
+                latest[index] = self._check([] if position in errors else retried[position])
+        return {i: self._outcome(first[i], latest[i]) for i in texts}
+
+    def _check(self, texts: list[str]) -> Cleaned:
         cleaned = clean_candidates(texts, self.hygiene) if texts else Cleaned([], [EMPTY], Counter({EMPTY: 1}))
         self.counts.update(cleaned.counts)
-        first = cleaned
-        for attempt in range(1, self.hygiene.resample_attempts + 1):
-            if not cleaned.flags:
-                break
-            self.counts[RESAMPLED] += attempt == 1
-            seed = resample_seed(self.settings.seed, sample.key, attempt)
-            again, errors = self._generate([sample.image], [prompt], [seed], self.resample_decoding)
-            retry = again[0] if not errors and again[0] else []
-            cleaned = clean_candidates(retry, self.hygiene) if retry else Cleaned([], [EMPTY], Counter({EMPTY: 1}))
-            self.counts.update(cleaned.counts)
-        if not cleaned.flags:
-            return Captioned(cleaned.candidates)
+        return cleaned
+
+    def _outcome(self, first: Cleaned, last: Cleaned) -> Captioned:
+        """The last sample when it passed; else the first one's candidates, flagged (an error when it had none)."""
+        if not last.flags:
+            return Captioned(last.candidates)
         if not first.candidates:
             return Captioned(error=ONLY_EMPTY)
         self.counts[FLAGGED] += 1
