@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--model", default="builtin")
     parser.add_argument("--candidates", type=int, default=5)
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16: the CPU dtype to measure")
+    parser.add_argument("--quantize", help="int8: dynamic int8 linear layers (with --dtype float32)")
     args = parser.parse_args()
     model_dir = Path(resolve_name(args.model, CAPTIONER_ALIASES, "captioner"))
     load_before = os.getloadavg()[0]
@@ -63,9 +64,10 @@ def main() -> None:
             scorer=args.model,
             candidates=args.candidates,
             dtype=args.dtype,
+            quantize=args.quantize,
         )
         beam, beam_rate = caption(temp / "scenes", temp / "beam", args.model, scorer="none", decoding="beam",
-                                  candidates=1, dtype=args.dtype)  # fmt: skip
+                                  candidates=1, dtype=args.dtype, quantize=args.quantize)  # fmt: skip
     baseline = most_frequent_caption_baseline(references)
     systems = {
         f"best of {args.candidates} sampled, ranked by the model's scorer": {k: v[0] for k, v in sampled.items()},
@@ -77,7 +79,8 @@ def main() -> None:
     print(f"\nheld-out scenes: {len(references)} (seed {HELD_OUT_SEED})  model: {model_dir} ({size_mb:.1f} MB)")
     print(
         f"cores: {os.cpu_count()}  torch threads: {torch.get_num_threads()}  torch {torch.__version__}  "
-        f"dtype: {args.dtype}  load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after\n"
+        f"dtype: {args.dtype}  quantize: {args.quantize}  "
+        f"load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after\n"
     )
     print("| captions | object acc. | relation acc. | CIDEr | BLEU-4 | ROUGE-L |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")

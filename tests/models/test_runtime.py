@@ -31,3 +31,41 @@ def test_import_bounds_the_kernel_caches_unless_the_user_set_them():
 
     assert _cache_sizes({}) == [KERNEL_CACHE_ENTRIES, KERNEL_CACHE_ENTRIES]
     assert _cache_sizes({"LRU_CACHE_CAPACITY": "2048"}) == [KERNEL_CACHE_ENTRIES, "2048"]
+
+
+def _cpuinfo(*flags: str) -> str:
+    return f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 avx2 fma {' '.join(flags)}\n\n"
+
+
+ZEN4, CASCADE_LAKE = _cpuinfo("avx512f", "avx512_vnni", "avx512_bf16"), _cpuinfo("avx512f", "avx512_vnni")
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "bf16", "quantize"),
+    [(ZEN4, True, None), (_cpuinfo("amx_tile", "amx_bf16"), True, None), (CASCADE_LAKE, False, "int8"),
+     (_cpuinfo(), False, None)],  # AVX2 alone: int8 was not measured there, float32 stays
+)  # fmt: skip
+def test_auto_quantizes_to_int8_only_on_cpus_without_native_bf16_that_have_vnni(cpuinfo, bf16, quantize):
+    cpu = torch.device("cpu")
+    assert runtime.cpu_has_native_bf16(cpuinfo) is bf16
+    assert runtime.auto_quantize("auto", cpu, cpuinfo) == quantize
+    assert runtime.auto_quantize("float32", cpu, cpuinfo) is None  # an explicit dtype is what the user gets
+    assert runtime.auto_quantize("auto", torch.device("cuda"), cpuinfo) is None
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "dtype", "quantized"), [(ZEN4, torch.bfloat16, False), (CASCADE_LAKE, torch.float32, True)]
+)
+def test_a_run_with_dtype_auto_follows_the_cpu_it_finds(tmp_path, monkeypatch, tiny_blip, tiny_clip, cpuinfo, dtype,
+                                                        quantized):  # fmt: skip
+    from capfleet.config import RunConfig
+    from capfleet.runners.models import load_models
+
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    monkeypatch.setenv(runtime.CPUINFO_VARIABLE, str(tmp_path / "cpuinfo"))
+    config = RunConfig(
+        inputs=[], output="", captioner=str(tiny_blip), scorer=str(tiny_clip), device="cpu", dtype="auto"
+    )
+    for model in (model.model for model in load_models(config)):
+        assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules()) is quantized
+        assert next(model.parameters()).dtype == dtype

@@ -1,6 +1,9 @@
-"""Device and dtype choice shared by every model wrapper."""
+"""Device, dtype and quantisation choice shared by every model wrapper."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import torch
 
@@ -17,8 +20,30 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def cpu_has_native_bf16() -> bool:
+# A cpuinfo file read instead of /proc/cpuinfo: shows what `--dtype auto` picks on another kind of CPU.
+CPUINFO_VARIABLE = "CAPFLEET_CPUINFO"
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str] | None:
+    """The x86 feature flags in `cpuinfo` text (default: the file $CAPFLEET_CPUINFO names, else
+    /proc/cpuinfo); None without such text (macOS, Windows) or a `flags` line (ARM)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path(os.environ.get(CPUINFO_VARIABLE) or "/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            return frozenset(value.split())
+    return None
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     """AMX or AVX-512 BF16: bf16 matmuls run natively instead of being emulated (slower than fp32)."""
+    flags = cpu_flags(cpuinfo)
+    if flags is not None:
+        return bool(flags & {"amx_bf16", "avx512_bf16"})
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(cpu, name, lambda: False)() for name in checks)
@@ -38,6 +63,15 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         # Emulated bf16 (T4, V100) is slow: only native support counts.
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def auto_quantize(dtype: str, device: torch.device, cpuinfo: str | None = None) -> str | None:
+    """`--quantize` under `--dtype auto`: int8 on a CPU without native bf16 that has AVX-512 VNNI (native
+    int8 dot products), where it measured faster than float32 with quality held (benchmarks/README.md);
+    None elsewhere (an explicit --dtype, GPUs, bf16 CPUs, CPUs not measured)."""
+    if dtype != "auto" or device.type != "cpu" or cpu_has_native_bf16(cpuinfo):
+        return None
+    return "int8" if "avx512_vnni" in (cpu_flags(cpuinfo) or ()) else None
 
 
 def use_threads(threads: int | None) -> int:

@@ -10,7 +10,7 @@ from capfleet.cpus import busy_note
 from capfleet.models.captioner import HFCaptioner
 from capfleet.models.engines import load_engine_captioner
 from capfleet.models.registry import CAPTIONER_ALIASES, SCORER_ALIASES, load_scorer, resolve_name
-from capfleet.models.runtime import use_threads
+from capfleet.models.runtime import auto_quantize, pick_device, use_threads
 
 log = logging.getLogger("capfleet")
 
@@ -38,7 +38,7 @@ def load_models(config: RunConfig):
     scorer = None
     if captioner is not None:
         scorer = load_scorer(config.scorer_name, captioner=captioner, device=config.device, dtype=config.dtype)
-    if config.quantize == "int8":
+    if (config.quantize or auto_quantize(config.dtype, pick_device(config.device))) == "int8":
         from capfleet.models.quantize import quantize_int8
 
         local = [captioner.model] if isinstance(captioner, HFCaptioner) else []  # other engines run elsewhere
