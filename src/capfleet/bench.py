@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass
 
 from capfleet.models.captioner import DecodingOptions
+from capfleet.models.quantize import quantize_models
 from capfleet.models.registry import load_captioner, load_scorer
-from capfleet.models.runtime import cpu_has_native_bf16, pick_device
+from capfleet.models.runtime import auto_quantize, cpu_has_native_bf16, pick_device
 from capfleet.stages.decode import decode_image
 from capfleet.tuning import best_cpu_batch, measure, probe_images
 
@@ -32,7 +33,10 @@ def dtypes_to_try(device: str) -> list[str]:
         import torch
 
         return ["float16", "bfloat16"] if torch.cuda.is_bf16_supported(including_emulation=False) else ["float16"]
-    return ["float32", "bfloat16"] if cpu_has_native_bf16() else ["float32"]
+    if cpu_has_native_bf16():
+        return ["float32", "bfloat16"]
+    # "auto": float32 with int8 linear layers on the CPUs where --dtype auto quantises (runtime.auto_quantize)
+    return ["float32", "auto"] if auto_quantize("auto", pick_device(device)) else ["float32"]
 
 
 def model_rows(
@@ -44,6 +48,8 @@ def model_rows(
     for dtype in dtypes_to_try(device):
         model = load_captioner(captioner, device=device, dtype=dtype)
         ranker = load_scorer(scorer, captioner=model, device=device, dtype=dtype)
+        if auto_quantize(dtype, pick_device(device)):
+            quantize_models(model, ranker)
         rates = measure(model, ranker, batch_sizes, candidates, options, repeats=2)
         rows += [BenchRow(dtype, size, rate) for size, rate in rates.items()]
         side = model.input_size()

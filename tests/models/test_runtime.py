@@ -69,3 +69,15 @@ def test_a_run_with_dtype_auto_follows_the_cpu_it_finds(tmp_path, monkeypatch, t
     for model in (model.model for model in load_models(config)):
         assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules()) is quantized
         assert next(model.parameters()).dtype == dtype
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "dtypes"),
+    [(ZEN4, ["float32", "bfloat16"]), (CASCADE_LAKE, ["float32", "auto"]), (_cpuinfo(), ["float32"])],
+)
+def test_capfleet_bench_times_what_dtype_auto_would_run(tmp_path, monkeypatch, cpuinfo, dtypes):
+    from capfleet.bench import dtypes_to_try
+
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    monkeypatch.setenv(runtime.CPUINFO_VARIABLE, str(tmp_path / "cpuinfo"))
+    assert dtypes_to_try("cpu") == dtypes

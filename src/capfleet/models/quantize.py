@@ -23,3 +23,14 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def quantize_models(captioner, scorer) -> None:
+    """int8 for the models loaded here (other engines run theirs elsewhere); a scorer sharing the
+    captioner's model is quantised once."""
+    from capfleet.models.captioner import HFCaptioner
+
+    local = [captioner.model] if isinstance(captioner, HFCaptioner) else []
+    models = {id(model): model for model in [*local, *([scorer.model] if scorer is not None else [])]}
+    for model in models.values():
+        quantize_int8(model)

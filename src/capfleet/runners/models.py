@@ -7,7 +7,6 @@ import logging
 from capfleet import plugins
 from capfleet.config import ConfigError, RunConfig
 from capfleet.cpus import busy_note
-from capfleet.models.captioner import HFCaptioner
 from capfleet.models.engines import load_engine_captioner
 from capfleet.models.registry import CAPTIONER_ALIASES, SCORER_ALIASES, load_scorer, resolve_name
 from capfleet.models.runtime import auto_quantize, pick_device, use_threads
@@ -39,10 +38,7 @@ def load_models(config: RunConfig):
     if captioner is not None:
         scorer = load_scorer(config.scorer_name, captioner=captioner, device=config.device, dtype=config.dtype)
     if (config.quantize or auto_quantize(config.dtype, pick_device(config.device))) == "int8":
-        from capfleet.models.quantize import quantize_int8
+        from capfleet.models.quantize import quantize_models
 
-        local = [captioner.model] if isinstance(captioner, HFCaptioner) else []  # other engines run elsewhere
-        models = {id(model): model for model in [*local, *([scorer.model] if scorer is not None else [])]}
-        for model in models.values():  # a scorer sharing the captioner's model is quantised once
-            quantize_int8(model)
+        quantize_models(captioner, scorer)
     return captioner, scorer
