@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=5)
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16: the CPU dtype to measure")
     parser.add_argument("--quantize", help="int8: dynamic int8 linear layers (with --dtype float32)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: the usable CPUs; 1 on a busy machine)")
     args = parser.parse_args()
     model_dir = Path(resolve_name(args.model, CAPTIONER_ALIASES, "captioner"))
     load_before = os.getloadavg()[0]
@@ -65,9 +66,11 @@ def main() -> None:
             candidates=args.candidates,
             dtype=args.dtype,
             quantize=args.quantize,
+            threads=args.threads,
         )
         beam, beam_rate = caption(temp / "scenes", temp / "beam", args.model, scorer="none", decoding="beam",
-                                  candidates=1, dtype=args.dtype, quantize=args.quantize)  # fmt: skip
+                                  candidates=1, dtype=args.dtype, quantize=args.quantize,
+                              threads=args.threads)  # fmt: skip
     baseline = most_frequent_caption_baseline(references)
     systems = {
         f"best of {args.candidates} sampled, ranked by the model's scorer": {k: v[0] for k, v in sampled.items()},
