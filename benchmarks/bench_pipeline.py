@@ -436,12 +436,16 @@ def main() -> None:
         if pipe is None:
             del cases["pipeline"]
         times: dict[str, list[float]] = {name: [] for name in cases}
+        cpu: dict[str, list[float]] = {name: [] for name in cases}  # CPU-seconds of every thread of this process
         busy.enabled = args.device == "cuda"
         for rep in range(args.repeats):  # interleaved, so a slow spell on a shared machine hits every case
             for name, run in cases.items():
+                started = time.process_time()
                 times[name].append(run(rep))
+                cpu[name].append(time.process_time() - started)
             print(f"repetition {rep + 1}/{args.repeats}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()))
         seconds = {name: sum(values) / len(values) for name, values in times.items()}
+        cpu_seconds = {name: sum(values) / len(values) for name, values in cpu.items()}
         changed = chosen_captions_changed(work / "capfleet-0", work / "capfleet-fp32-0")
 
     seconds.setdefault("pipeline", float("nan"))
@@ -484,9 +488,10 @@ def main() -> None:
     ]
     print(f"\n{args.candidates} candidates x {args.max_new_tokens} new tokens, mean of {args.repeats} run(s), "
           f"load average now {os.getloadavg()[0]:.1f}\n")  # fmt: skip
-    print("| case | images | seconds | images/s | ratio |\n|---|---:|---:|---:|---:|")
+    print("| case | images | seconds | images/s | ratio | CPU-seconds |\n|---|---:|---:|---:|---:|---:|")
     for label, name, ratio in rows:
-        print(f"| {label} | {counts[name]} | {seconds[name]:.2f} | {rates[name]:.3f} | {ratio:.2f} |")
+        print(f"| {label} | {counts[name]} | {seconds[name]:.2f} | {rates[name]:.3f} | {ratio:.2f} | "
+              f"{cpu_seconds.get(name, math.nan):.2f} |")  # fmt: skip
     print(f"\ncapfleet / plain loop = {speedup:.2f}x (goal >= 2x)")
     print(f"images capfleet sampled again (hygiene: all candidates degenerate), per run: {RESAMPLED}")
     print(f"chosen captions that differ between {setting} and float32: {changed} of {args.images}")
@@ -500,6 +505,13 @@ def main() -> None:
     print(
         f"capfleet / batched loop = {rates['capfleet'] / rates['batched']:.2f}x, "
         f"capfleet / transformers.pipeline = {rates['capfleet'] / rates['pipeline']:.2f}x (goal >= 1.3x the best)"
+    )
+    per_cpu = {name: cpu_seconds[name] for name in ("plain", "capfleet", "capfleet-once", *baselines)}
+    print(
+        "per CPU-second (the work each does; wall seconds on a shared machine also count others' load): "
+        f"capfleet / plain loop = {per_cpu['plain'] / per_cpu['capfleet']:.2f}x, capfleet / best batched "
+        f"baseline = {min(per_cpu[name] for name in baselines) / per_cpu['capfleet']:.2f}x "
+        f"({min(per_cpu[name] for name in baselines) / per_cpu['capfleet-once']:.2f}x with --resample-attempts 0)"
     )
     once = rates["capfleet-once"] / rates[strongest]
     print(f"capfleet / best batched baseline = {rates['capfleet'] / rates[strongest]:.2f}x "
