@@ -76,7 +76,8 @@ class CoreOptions:
     device: str = option("auto", "auto | cpu | cuda.", choices=("auto", "cpu", "cuda"), panel=MODELS)
     dtype: str = option(
         "auto",
-        "auto (bf16/fp16 on GPU; bf16 on CPUs with AMX or AVX512-BF16, else fp32) | float32 | float16 | bfloat16",
+        "auto (bf16/fp16 on GPU; bf16 on CPUs with AMX or AVX512-BF16, fp32 with int8 linear layers on other "
+        "CPUs with AVX512-VNNI, else fp32) | float32 | float16 | bfloat16",
         choices=("auto", "float32", "float16", "bfloat16"),
         panel=MODELS,
     )
