@@ -25,6 +25,8 @@ class Captioner(Protocol):
     `generate`: up to `num_candidates` distinct captions per image (`prompt`: one, or with `per_image_prompts`
     a list with one per image); `seeds` (one per image) make an image sample the same captions in any batch,
     `options` (DecodingOptions) overrides the decoding chosen at load time.
+    `encode`: the batch's image encoding when a scorer can share it (the built-in model ranks with its own
+    encoder), else None; handed back to `generate` and `Scorer.score`, the batch is encoded once.
     """
 
     @property
@@ -38,6 +40,8 @@ class Captioner(Protocol):
 
     def input_size(self) -> int: ...
 
+    def encode(self, images: list) -> ImageEncoding | None: ...
+
     def generate(
         self,
         images: list,
@@ -45,7 +49,21 @@ class Captioner(Protocol):
         prompt: str | list[str | None] | None = None,
         seeds: list[int] | None = None,
         options: Any = None,
+        encoding: ImageEncoding | None = None,
     ) -> list[list[str]]: ...
+
+
+@dataclass(frozen=True)
+class ImageEncoding:
+    """A batch's image encoding, made by one model (`owner`): `rows[i]` is image i's (a tensor row).
+    Only that model reads it; everyone else passes it along untouched."""
+
+    owner: Any
+    rows: Any
+
+    def select(self, indexes: list[int]) -> ImageEncoding:
+        """The encoding of the images at `indexes`, in that order."""
+        return ImageEncoding(self.owner, self.rows[list(indexes)])
 
 
 @dataclass
@@ -66,13 +84,17 @@ class ScoreResult:
 class Scorer(Protocol):
     """Ranks candidates (CLIP, SigLIP, the built-in model's own heads) and embeds images and texts.
 
-    `score` is the one scoring call every ranker goes through; `embed_images` / `embed_texts` give the
-    L2-normalised embedding rows `capfleet.load(...)`, `capfleet search` and `capfleet eval` compare.
+    `score` is the one scoring call every ranker goes through (`encoding`: the captioner's encoding of the
+    same images, which a scorer sharing its model reads instead of encoding them again); `embed_images` /
+    `embed_texts` give the L2-normalised embedding rows `capfleet.load(...)`, `capfleet search` and
+    `capfleet eval` compare.
     """
 
     name: str
 
-    def score(self, images: list, texts: list[list[str]], *, embeddings: bool = False) -> ScoreResult: ...
+    def score(
+        self, images: list, texts: list[list[str]], *, embeddings: bool = False, encoding: ImageEncoding | None = None
+    ) -> ScoreResult: ...
 
     def embed_images(self, images: list) -> Any: ...
 

@@ -28,7 +28,10 @@ class ScriptedCaptioner:
     def input_size(self) -> int:
         return 16
 
-    def generate(self, images, num_candidates, prompt=None, seed=None, options=None):
+    def encode(self, images):
+        return None
+
+    def generate(self, images, num_candidates, prompt=None, seed=None, options=None, encoding=None):
         rows = []
         for image in images:
             colour = image.getpixel((0, 0))

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
 from capfleet.models.processors import load_image_processor
 from capfleet.models.registry import load_config, wrap_load_errors
 from capfleet.models.runtime import pick_device, pick_dtype
 from capfleet.models.sampling import PerImageNucleusSampler
+from capfleet.protocols import ImageEncoding
 
 DEFAULT_CHAT_PROMPT = "Describe this image in one detailed sentence."
 FLORENCE_TASK = "<MORE_DETAILED_CAPTION>"
@@ -144,6 +146,17 @@ class HFCaptioner:
         }, prompt_tokens
 
     @torch.inference_mode()
+    def encode(self, images: list) -> ImageEncoding | None:
+        """The batch's encoder output when a scorer can share it, else None: capfleet's own models rank with
+        their own encoder (`HFScorer.from_captioner`); other models' scorers are separate models (CLIP)."""
+        from capfleet.modeling.configuration import MODEL_TYPE
+
+        if self.model.config.model_type != MODEL_TYPE:
+            return None
+        pixels = self.model_inputs(images, None)[0]["pixel_values"]
+        return ImageEncoding(self.model, self.model.get_encoder()(pixels).last_hidden_state)
+
+    @torch.inference_mode()
     def generate(
         self,
         images: list,
@@ -151,14 +164,20 @@ class HFCaptioner:
         prompt: str | None = None,
         seeds: list[int] | None = None,
         options: DecodingOptions | None = None,
+        encoding: ImageEncoding | None = None,
     ) -> list[list[str]]:
         """Up to `num_candidates` distinct non-empty captions per image, in generation order.
 
         `seeds`: one per image (`sampling.image_seed`), so an image samples the same captions in
         any batch; None draws them from torch's global generator. `options` overrides the
-        decoding chosen at load time (a run's own settings win).
+        decoding chosen at load time (a run's own settings win). `encoding`: what `encode` made of
+        these images, so they are not encoded again.
         """
-        inputs, prompt_tokens = self.model_inputs(images, prompt)
+        if encoding is not None and encoding.owner is self.model:
+            # a new output each call: generate expands its encoder output in place for the candidates
+            inputs, prompt_tokens = {"encoder_outputs": BaseModelOutput(last_hidden_state=encoding.rows)}, 0
+        else:
+            inputs, prompt_tokens = self.model_inputs(images, prompt)
         if seeds is None:
             seeds = torch.randint(2**62, (len(images),)).tolist()
         kwargs = (options or self.options).generate_kwargs(num_candidates, seeds)

@@ -187,7 +187,13 @@ class OpenAICaptioner:
     def input_size(self) -> int:
         return self.image_size
 
-    def generate(self, images: list, num_candidates: int, prompt=None, seeds=None, options=None) -> list[list[str]]:
+    def encode(self, images: list) -> None:
+        """None: the engine encodes the images itself, and no scorer shares its model."""
+        return None
+
+    def generate(
+        self, images: list, num_candidates: int, prompt=None, seeds=None, options=None, encoding=None
+    ) -> list[list[str]]:
         """Up to `num_candidates` distinct captions per image. Images whose request failed for good
         are reported together in a PartialBatchError after the others are done."""
         from capfleet.models.captioner import DEFAULT_CHAT_PROMPT

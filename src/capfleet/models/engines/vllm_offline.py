@@ -96,7 +96,13 @@ class VLLMCaptioner:
 
         return processor_input_size(self.processor)
 
-    def generate(self, images: list, num_candidates: int, prompt=None, seeds=None, options=None) -> list[list[str]]:
+    def encode(self, images: list) -> None:
+        """None: the engine encodes the images itself, and no scorer shares its model."""
+        return None
+
+    def generate(
+        self, images: list, num_candidates: int, prompt=None, seeds=None, options=None, encoding=None
+    ) -> list[list[str]]:
         prompts = prompt if isinstance(prompt, list) else [prompt] * len(images)
         requests = build_requests(self.processor, images, prompts)
         params = [
