@@ -312,7 +312,7 @@ def main() -> None:
     import transformers
 
     from capfleet.cpus import available_cpus, default_workers
-    from capfleet.models.captioner import DecodingOptions
+    from capfleet.decoding import DecodingOptions
     from capfleet.runners.models import load_models
     from capfleet.stages.decode import decode_image
     from capfleet.tuning import DEFAULT_BATCH_SIZE, MIN_IMAGES_TO_TUNE, choose_batch_size

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from capfleet.models.captioner import DecodingOptions
+from capfleet.decoding import DecodingOptions
 from capfleet.models.registry import load_captioner, load_scorer
 from capfleet.models.runtime import cpu_has_native_bf16, pick_device
 from capfleet.stages.decode import decode_image

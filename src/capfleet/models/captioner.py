@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
+from capfleet.decoding import DEFAULT, DecodingOptions
 from capfleet.models.processors import load_image_processor
 from capfleet.models.registry import load_config, wrap_load_errors
 from capfleet.models.runtime import pick_device, pick_dtype
-from capfleet.models.sampling import PerImageNucleusSampler
 from capfleet.protocols import ImageEncoding
 
 DEFAULT_CHAT_PROMPT = "Describe this image in one detailed sentence."
@@ -19,23 +18,6 @@ FLORENCE_TASK = "<MORE_DETAILED_CAPTION>"
 # model_type -> how prompts and outputs work for that family
 _PREFIX_FAMILIES = {"blip": "blip", "git": "git"}
 _ENCODER_DECODER_TYPES = {"vision-encoder-decoder", "capfleet-captioner"}
-
-
-@dataclass
-class DecodingOptions:
-    decoding: str = "sample"
-    top_p: float = 0.9
-    max_new_tokens: int = 30
-    temperature: float = 1.0  # sampling only; the service's OpenAI endpoint sets it
-
-    def generate_kwargs(self, num_candidates: int, seeds: list[int]) -> dict[str, Any]:
-        """Beam search is deterministic; sampling draws from each image's own seed (see sampling.py)."""
-        common = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": num_candidates}
-        if self.decoding == "beam":
-            return {**common, "do_sample": False, "num_beams": max(num_candidates, 3)}
-        sampler = PerImageNucleusSampler(seeds, num_candidates, self.top_p, self.temperature)
-        # HF's own warpers stay off: the sampler leaves one token per row for HF's draw to take.
-        return {**common, "do_sample": True, "top_p": 1.0, "top_k": 0, "num_beams": 1, "logits_processor": [sampler]}
 
 
 def _family(config) -> str:
@@ -68,9 +50,9 @@ class HFCaptioner:
         path: str,
         device: str = "auto",
         dtype: str = "auto",
-        decoding: str = "sample",
-        top_p: float = 0.9,
-        max_new_tokens: int = 30,
+        decoding: str = DEFAULT.decoding,
+        top_p: float = DEFAULT.top_p,
+        max_new_tokens: int = DEFAULT.max_new_tokens,
     ) -> HFCaptioner:
         import transformers as tf
 

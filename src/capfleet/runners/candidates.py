@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from capfleet.config import RunConfig
-from capfleet.models.captioner import DecodingOptions
+from capfleet.decoding import DecodingOptions
 from capfleet.models.engines.base import PartialBatchError, derive_seed
 from capfleet.models.prompts import PromptFieldMissing, render_prompt
 from capfleet.protocols import Captioner, ImageEncoding, Scorer

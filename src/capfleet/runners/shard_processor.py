@@ -16,9 +16,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.decoding import DecodingOptions
 from capfleet.formats import shard_writer_factory
 from capfleet.io.location import Location
-from capfleet.models.captioner import DecodingOptions
 from capfleet.models.sampling import image_seed
 from capfleet.parallel import ordered_map
 from capfleet.ranking import best_candidate

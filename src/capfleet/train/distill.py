@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from capfleet.decoding import CANDIDATES, DEFAULT
 from capfleet.modeling.configuration import MODEL_TYPE
 from capfleet.modeling.losses import IGNORE_LABEL
 
@@ -60,9 +61,9 @@ class DistillConfig:
 
     teacher: str
     teacher_scorer: str = "auto"
-    teacher_candidates: int = 5
-    teacher_decoding: str = "sample"
-    teacher_max_new_tokens: int = 30
+    teacher_candidates: int = CANDIDATES
+    teacher_decoding: str = DEFAULT.decoding
+    teacher_max_new_tokens: int = DEFAULT.max_new_tokens
     data_captions: bool = True
     kl_weight: float = 1.0
     kl_temperature: float = 1.0

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from capfleet.decoding import CANDIDATES, DEFAULT
+
 from .data import CaptionRecord, scan_imagefolder
 
 TEACHER_DIR = "teacher"
@@ -31,9 +33,9 @@ class TeacherSettings:
     captioner: str
     scorer: str  # a scorer name, or "none" (no ranking and no embedding targets)
     data: tuple[str, ...]
-    candidates: int = 5
-    decoding: str = "sample"
-    max_new_tokens: int = 30
+    candidates: int = CANDIDATES
+    decoding: str = DEFAULT.decoding
+    max_new_tokens: int = DEFAULT.max_new_tokens
     data_captions: bool = True  # the dataset's own captions are targets beside the teacher's
     seed: int = 0
     batch_size: int = 32  # images per teacher call (each call samples from its own seed)

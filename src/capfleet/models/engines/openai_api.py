@@ -65,7 +65,7 @@ def check(config) -> list[str]:
 
 
 def load(config) -> OpenAICaptioner:
-    from capfleet.models.captioner import DecodingOptions
+    from capfleet.decoding import DecodingOptions
 
     return OpenAICaptioner.from_config(config, DecodingOptions(config.decoding, config.top_p, config.max_new_tokens))
 

@@ -39,7 +39,7 @@ def check(config) -> list[str]:
 
 
 def load(config) -> VLLMCaptioner:
-    from capfleet.models.captioner import DecodingOptions
+    from capfleet.decoding import DecodingOptions
 
     return VLLMCaptioner.from_config(config, DecodingOptions(config.decoding, config.top_p, config.max_new_tokens))
 
