@@ -64,6 +64,11 @@ def check(config) -> list[str]:
     return [message for ok, message in checks if not ok]
 
 
+def gpus_per_worker(config) -> int:
+    """The model runs behind the endpoint; `--gpus N` still gives each worker one GPU, as for transformers."""
+    return 1
+
+
 def load(config) -> OpenAICaptioner:
     from capfleet.decoding import DecodingOptions
 

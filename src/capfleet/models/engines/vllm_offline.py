@@ -38,6 +38,11 @@ def check(config) -> list[str]:
     return []
 
 
+def gpus_per_worker(config) -> int:
+    """One vLLM engine spans `--tensor-parallel-size` GPUs; `--gpus N` runs N such engines."""
+    return config.tensor_parallel_size
+
+
 def load(config) -> VLLMCaptioner:
     from capfleet.decoding import DecodingOptions
 
