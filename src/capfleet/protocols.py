@@ -1,11 +1,12 @@
-"""The interfaces the pipeline relies on, written down: a new engine, scorer or filter implements one of
-these and nothing else, and callers read these attributes instead of probing objects for them.
+"""The interfaces the pipeline relies on, written down: a new engine, scorer, filter or input kind implements
+one of these and nothing else, and callers read these attributes instead of probing objects for them.
 
 Protocols only (typing, no runtime cost): nothing here imports torch, numpy or another capfleet module.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from capfleet.sample import Sample
+    from capfleet.sources.plan import ShardSpec
+    from capfleet.sources.units import Unit
 
 
 class Captioner(Protocol):
@@ -109,3 +112,23 @@ class Filter(Protocol):
     decode_side: int
 
     def __call__(self, sample: Sample) -> Sample: ...
+
+
+class Source(Protocol):
+    """The images of a run's INPUTs (sources/kinds.py picks one): listed once, planned into shards, read per shard.
+
+    `listing()`: the rows recorded in the run's manifest when it starts (an item each, or a file each).
+    `plan(rows, shard_size, limit)`: shards over those rows, the same on every rerun; each ShardSpec's `cursor`
+    is the source's own, read by no one else. `read(shard, only)`: the shard's units in shard order (`only`:
+    just these keys), cheap to make: a Sample whose bytes are already read (a tar member) or a call that fetches
+    one; the reader runs the calls in its own thread pool (sources/units.py). `opens(shard)`: the paths and URLs
+    reading the shard opens (Beam refuses local ones its workers cannot see).
+    """
+
+    def listing(self) -> Iterable[dict]: ...
+
+    def plan(self, rows: Iterable[dict], shard_size: int, limit: int | None = None) -> list[ShardSpec]: ...
+
+    def read(self, shard: ShardSpec, only: set[str] | None = None) -> Iterator[Unit]: ...
+
+    def opens(self, shard: ShardSpec) -> Iterable[str]: ...
