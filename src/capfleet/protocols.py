@@ -121,8 +121,9 @@ class Source(Protocol):
     `plan(rows, shard_size, limit)`: shards over those rows, the same on every rerun; each ShardSpec's `cursor`
     is the source's own, read by no one else. `read(shard, only)`: the shard's units in shard order (`only`:
     just these keys), cheap to make: a Sample whose bytes are already read (a tar member) or a call that fetches
-    one; the reader runs the calls in its own thread pool (sources/units.py). `opens(shard)`: the paths and URLs
-    reading the shard opens (Beam refuses local ones its workers cannot see).
+    one and never raises (a failed read is that sample's `error`); the reader runs the calls in its own thread
+    pool (sources/units.py). `opens(shard)`: the paths and URLs reading the shard opens (Beam refuses local ones
+    its workers cannot see).
     """
 
     def listing(self) -> Iterable[dict]: ...
