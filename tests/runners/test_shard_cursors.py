@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from capfleet.config import RunConfig
@@ -32,8 +34,8 @@ def folder_rows_before_cursors(manifest: list[dict], size: int) -> list[dict]:
     return [{"shard_id": i // size, "items": manifest[i : i + size]} for i in range(0, len(manifest), size)]
 
 
-def list_rows_before_cursors(path: str, rows: int, size: int) -> list[dict]:
-    """Shards of a file list as written before cursors: every range field, list-only ones included."""
+def range_rows_before_cursors(path: str, rows: int, size: int) -> list[dict]:
+    """Shards of a file list or a table as written before cursors: every range field, list-only ones included."""
     seek = {"seek_offset": 0, "seek_row": 0, "key_base": 0}
     return [
         {"shard_id": i // size, "origin": path, "start": i, "stop": min(i + size, rows), **seek}
@@ -41,20 +43,28 @@ def list_rows_before_cursors(path: str, rows: int, size: int) -> list[dict]:
     ]
 
 
-@pytest.mark.parametrize("kind", ["folder", "list"])
-def test_shards_written_before_cursors_load_and_resume_without_duplicates(tmp_path, kind):
+def five_images(tmp_path, kind: str):
+    """INPUT holding five images, and the keys a run gives them."""
     images = write_noise_images(tmp_path / "imgs", 5)
-    inputs = tmp_path / "imgs"
+    if kind == "folder":
+        return tmp_path / "imgs", KEYS
     if kind == "list":
-        inputs = tmp_path / "list.txt"
-        inputs.write_text("".join(f"imgs/{image.name}\n" for image in images))
+        (tmp_path / "list.txt").write_text("".join(f"imgs/{image.name}\n" for image in images))
+        return tmp_path / "list.txt", KEYS
+    pq.write_table(pa.table({"image": [image.read_bytes() for image in images]}), tmp_path / "t.parquet")
+    return tmp_path / "t.parquet", [f"t-{i:09d}" for i in range(5)]
+
+
+@pytest.mark.parametrize("kind", ["folder", "list", "table"])
+def test_shards_written_before_cursors_load_and_resume_without_duplicates(tmp_path, kind):
+    inputs, keys = five_images(tmp_path, kind)
     out = tmp_path / "out"
     run_caption(config(inputs, out, limit=3))  # shard 0 done, shard 1 cut short at one image
     state = RunState(Location(str(out)))
     old = (
         folder_rows_before_cursors(state.manifest_rows(), 2)
         if kind == "folder"
-        else list_rows_before_cursors(str(inputs), 5, 2)
+        else range_rows_before_cursors(str(inputs), 5, 2)
     )
     shards = [element_to_shard(row) for row in old]  # what a Beam worker is handed
     assert [(shard.name, shard.planned) for shard in shards] == [("00000", 2), ("00001", 2), ("00002", 1)]
@@ -66,11 +76,11 @@ def test_shards_written_before_cursors_load_and_resume_without_duplicates(tmp_pa
             worker.do(ShardTask(CAPTION, shard))
     finally:
         worker.close()
-    assert [row["key"] for row in read_rows(out)] == KEYS
+    assert [row["key"] for row in read_rows(out)] == keys
     assert state.missing_shards() == []
     again = run_caption(config(inputs, out))
     assert again.shards_done_before == 3 and again.stats.seen == 0
-    assert [row["key"] for row in read_rows(out)] == KEYS
+    assert [row["key"] for row in read_rows(out)] == keys
 
 
 def test_a_shard_round_trips_through_its_json(tmp_path):
