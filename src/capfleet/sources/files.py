@@ -240,7 +240,7 @@ class FileSource:
 
 def fetches(items: Iterable[Item], limits: ReadLimits, only: set[str] | None = None) -> Iterator[Unit]:
     """A fetch of each item in order (`only`: of just these keys), for the reader's pool to run."""
-    return (partial(fetch_item, item, limits) for item in items if only is None or item.key in only)
+    return (partial(fetch_item, item, limits=limits) for item in items if only is None or item.key in only)
 
 
 def fetch_item(item: Item, limits: ReadLimits = ReadLimits()) -> Sample:  # noqa: B008 - frozen

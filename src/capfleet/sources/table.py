@@ -145,4 +145,4 @@ def _unit(row: tuple, limits: ReadLimits) -> Unit:
     if not isinstance(value, str) or not value:
         return Sample(Item(key, where, text), error=f"no image in this row (value: {type(value).__name__})")
     source = value if is_url(value) or os.path.isabs(value) else os.path.join(folder, value)
-    return partial(fetch_item, Item(key, source, text), limits)
+    return partial(fetch_item, Item(key, source, text), limits=limits)
