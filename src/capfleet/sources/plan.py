@@ -47,7 +47,7 @@ class ShardSpec:
 
 
 def _planned_before_cursors(row: dict[str, Any]) -> int | None:
-    """A shard written before shards had a cursor (capfleet 0.x plans) kept its items or its row range."""
+    """A shard written before shards had a cursor has no `planned`: it is its items, or its row range."""
     if "origin" not in row:
         return len(row["items"])
     return None if row["stop"] is None else row["stop"] - row["start"]
