@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from capfleet.decoding import CANDIDATES, DEFAULT
+from capfleet.metadata_jsonl import METADATA_NAME
 from capfleet.modeling.configuration import MODEL_TYPE
 from capfleet.modeling.losses import IGNORE_LABEL
 
@@ -374,4 +375,4 @@ def _kl_reason(objective: DistillObjective, logged: set[str]) -> str:
 
 
 def _rows(folder: Path) -> int:
-    return sum(1 for line in (folder / "metadata.jsonl").read_text().splitlines() if line.strip())
+    return sum(1 for line in (folder / METADATA_NAME).read_text().splitlines() if line.strip())

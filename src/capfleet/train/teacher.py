@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from capfleet.decoding import CANDIDATES, DEFAULT
+from capfleet.metadata_jsonl import METADATA_NAME
 
 from .data import CaptionRecord, scan_imagefolder
 
@@ -144,7 +145,7 @@ def run_teacher(
     model = capfleet.load(settings.captioner, settings.scorer, device=device, batch_size=settings.batch_size)
     rows, image_embeddings = _caption_rows(model, _unique_images(scan.records), settings, progress)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (folder / METADATA_NAME).write_text("".join(json.dumps(row) + "\n" for row in rows))
     arrays: dict[str, np.ndarray] = {}
     if image_embeddings is not None:
         # the texts as the trainer will read them, so every training sample finds its target
