@@ -103,7 +103,7 @@ def chat_request(model: str, image_url: str, prompt: str, n: int, options, seed:
     if options.decoding == "beam":
         body["temperature"] = 0.0  # the most likely answer, as close to beam search as the API goes
     else:
-        body.update(temperature=getattr(options, "temperature", 1.0), top_p=options.top_p)
+        body.update(temperature=options.temperature, top_p=options.top_p)
     if seed is not None:
         body["seed"] = seed
     return body

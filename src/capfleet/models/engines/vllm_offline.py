@@ -72,7 +72,7 @@ def sampling_settings(options, num_candidates: int, seed: int | None) -> dict:
         return {"n": 1, "temperature": 0.0, "max_tokens": options.max_new_tokens}
     return {
         "n": num_candidates,
-        "temperature": getattr(options, "temperature", 1.0),
+        "temperature": options.temperature,
         "top_p": options.top_p,
         "max_tokens": options.max_new_tokens,
         "seed": seed,
