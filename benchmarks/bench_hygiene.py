@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from capfleet.models.captioner import DecodingOptions
+from capfleet.decoding import DecodingOptions
 from capfleet.models.registry import load_captioner
 from capfleet.stages.decode import decode_image
 from capfleet.stages.hygiene import HygieneOptions, clean_candidates

@@ -339,7 +339,7 @@ def main() -> None:
     import transformers
 
     from capfleet.cpus import available_cpus, default_workers
-    from capfleet.models.captioner import DecodingOptions
+    from capfleet.decoding import DecodingOptions
     from capfleet.models.runtime import CPUINFO_VARIABLE
     from capfleet.runners.models import load_models
     from capfleet.stages.decode import decode_image

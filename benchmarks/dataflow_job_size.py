@@ -30,8 +30,11 @@ from types import SimpleNamespace
 
 import capfleet.runners.beam as beam_runner
 from capfleet.config import RunConfig
+from capfleet.protocols import Source
 from capfleet.sample import Item
-from capfleet.sources.plan import ShardSpec
+from capfleet.sources import FileSource
+from capfleet.sources.plan import ShardSpec, plan_row_ranges, plan_shards
+from capfleet.sources.table import TableSource
 
 MB = 1_000_000
 GRAPH_LIMIT, REQUEST_LIMIT = 10 * MB, 20 * MB
@@ -41,24 +44,23 @@ class NotSubmitted(Exception):
     """Raised where DataflowRunner would send the job to the Dataflow service."""
 
 
-def pending_shards(images: int, shard_size: int, prefix: str, natural: bool = False) -> list[ShardSpec]:
-    """Listed shards carry their image URLs; natural ones (a parquet row range; a tar is alike)
-    carry only where to read."""
-    starts = range(0, images, shard_size)
+def pending_shards(images: int, shard_size: int, prefix: str, natural: bool = False) -> tuple[Source, list[ShardSpec]]:
+    """The source and its shards: listed shards carry their image URLs; natural ones (a parquet row
+    range; a tar is alike) carry only where to read."""
     if natural:
         origin = f"{prefix}images.parquet"
-        return [
-            ShardSpec(n, origin=origin, start=start, stop=min(start + shard_size, images))
-            for n, start in enumerate(starts)
-        ]
-    items = [Item(f"{i:09d}", f"{prefix}{hashlib.sha1(str(i).encode()).hexdigest()}.jpg") for i in range(images)]
-    return [ShardSpec(n, tuple(items[start : start + shard_size])) for n, start in enumerate(starts)]
+        ranges = plan_row_ranges([(origin, images)], shard_size)
+        return TableSource([origin]), [rows.shard(n) for n, rows in enumerate(ranges)]
+    rows = [
+        Item(f"{i:09d}", f"{prefix}{hashlib.sha1(str(i).encode()).hexdigest()}.jpg").to_json() for i in range(images)
+    ]
+    return FileSource([prefix]), plan_shards(rows, shard_size)
 
 
 @contextmanager
-def _planned(shards: list[ShardSpec]):
+def _planned(source: Source, shards: list[ShardSpec]):
     """`start_run` as the launcher sees it, without listing a bucket or taking a lease."""
-    yield SimpleNamespace(shards=shards, pending=shards, retries=[])
+    yield SimpleNamespace(source=source, shards=shards, pending=shards, retries=[])
 
 
 def job_sizes(images: int, shard_size: int, prefix: str, folder: str, natural: bool) -> tuple[int, int]:
@@ -66,7 +68,7 @@ def job_sizes(images: int, shard_size: int, prefix: str, folder: str, natural: b
     from apache_beam.options.pipeline_options import GoogleCloudOptions
     from apache_beam.runners.dataflow.internal.apiclient import DataflowApplicationClient
 
-    shards = pending_shards(images, shard_size, prefix, natural)
+    source, shards = pending_shards(images, shard_size, prefix, natural)
     config = RunConfig(inputs=["gs://my-bucket/photos"], output="gs://my-bucket/captions", shard_size=shard_size)
     args = [
         "--project=my-project",
@@ -87,7 +89,7 @@ def job_sizes(images: int, shard_size: int, prefix: str, folder: str, natural: b
         raise NotSubmitted
 
     replaced = [
-        (beam_runner, "start_run", lambda config: _planned(shards)),
+        (beam_runner, "start_run", lambda config: _planned(source, shards)),
         (GoogleCloudOptions, "_warn_if_soft_delete_policy_enabled", lambda self, arg_name: None),
         (DataflowApplicationClient, "stage_file", stage_locally),
         (DataflowApplicationClient, "submit_job_description", not_submitted),

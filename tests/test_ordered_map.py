@@ -31,3 +31,18 @@ def test_no_more_than_the_window_is_in_flight():
         pool.submit(lambda: None).result()  # the pool has run what was submitted
         assert first == 0 and len(started) <= 7  # the window, plus the one refilled after the first yield
         assert list(results) == list(range(1, 100))
+
+
+def test_inline_items_are_not_read_ahead_while_nothing_is_in_flight():
+    """A tar's samples, already read, go straight through: the reader holds no window of them."""
+    pulled: list[int] = []
+
+    def items():
+        for item in range(10):
+            pulled.append(item)
+            yield item
+
+    with ThreadPoolExecutor(2) as pool:
+        results = ordered_map(lambda item: item, items(), pool, window=5, inline=lambda item: True)
+        assert next(results) == 0 and pulled == [0]
+        assert list(results) == list(range(1, 10))

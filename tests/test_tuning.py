@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from capfleet.cli import app
-from capfleet.models.captioner import DecodingOptions
+from capfleet.decoding import DecodingOptions
 from capfleet.models.registry import load_captioner, load_scorer
 from capfleet.tuning import best_cpu_batch, choose_batch_size, largest_that_fits
 

@@ -16,8 +16,9 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from capfleet.config import DECODINGS, ConfigError, RunConfig
-from capfleet.models.captioner import DecodingOptions, HFCaptioner
+from capfleet.config import ConfigError, RunConfig
+from capfleet.decoding import CANDIDATES, DECODINGS, DEFAULT, DecodingOptions
+from capfleet.models.captioner import HFCaptioner
 from capfleet.models.registry import load_captioner, load_scorer
 from capfleet.models.sampling import image_seed
 from capfleet.models.scorer import HFScorer
@@ -151,12 +152,12 @@ class CaptionModel:
     def caption(
         self,
         images: Sequence[ImageInput],
-        candidates: int = 5,
-        decoding: str = "sample",
+        candidates: int = CANDIDATES,
+        decoding: str = DEFAULT.decoding,
         prompt: str | None = None,
-        max_new_tokens: int = 30,
-        top_p: float = 0.9,
-        temperature: float = 1.0,
+        max_new_tokens: int = DEFAULT.max_new_tokens,
+        top_p: float = DEFAULT.top_p,
+        temperature: float = DEFAULT.temperature,
         seed: int | None = None,
     ) -> list[CaptionResult]:
         """One result per image, in order: `candidates` sampled (or beam) captions ranked by the scorer.

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from capfleet.models.captioner import DecodingOptions
+from capfleet.decoding import DecodingOptions
 from capfleet.models.quantize import quantize_models
 from capfleet.models.registry import load_captioner, load_scorer
 from capfleet.models.runtime import auto_quantize, cpu_has_native_bf16, pick_device

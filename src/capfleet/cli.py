@@ -10,6 +10,7 @@ import typer
 from capfleet.caption_cli import caption
 from capfleet.cli_support import absolute, fail, setup_logging
 from capfleet.config import ConfigError
+from capfleet.decoding import CANDIDATES, DEFAULT
 from capfleet.errors import MissingExtra, require
 from capfleet.models.registry import ModelLoadError
 from capfleet.runners.state import RunState
@@ -106,8 +107,8 @@ def bench(
     scorer: str = typer.Option("clip", help="Any name --scorer takes, or none."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     batch_sizes: str = typer.Option("1,2,4,8,16", help="Comma-separated batch sizes to time."),
-    candidates: int = typer.Option(5, help="Candidate captions per image, as in the run you plan."),
-    max_new_tokens: int = typer.Option(30, help="Longest caption, as in the run you plan."),
+    candidates: int = typer.Option(CANDIDATES, help="Candidate captions per image, as in the run you plan."),
+    max_new_tokens: int = typer.Option(DEFAULT.max_new_tokens, help="Longest caption, as in the run you plan."),
 ) -> None:
     """Time your models on this machine per dtype and batch size, and recommend run settings."""
     from capfleet.bench import decode_rate, model_rows, recommend

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from capfleet import plugins
+from capfleet.decoding import CANDIDATES, DECODINGS, DEFAULT
 from capfleet.errors import ConfigError
 from capfleet.io.paths import local_path
 from capfleet.models.engines.openai_api import Options as OpenAIOptions
@@ -31,7 +32,6 @@ from capfleet.stages.hygiene import HygieneOptions
 
 __all__ = ["ConfigError", "RunConfig"]  # ConfigError lives in capfleet.errors; users import it from here too
 
-DECODINGS = ("sample", "beam")
 RUNNERS = ("local", "beam", "ray")
 # --help panels (the filters' and the engines' own are named in their modules).
 MODELS, SAMPLING, INPUT, OUTPUT, HYGIENE, WHERE = (
@@ -87,13 +87,18 @@ class CoreOptions:
         panel=MODELS,
     )
     candidates: int = option(
-        5, "Candidate captions sampled per image; the best-scored is kept.", fingerprint="always", panel=SAMPLING
+        CANDIDATES,
+        "Candidate captions sampled per image; the best-scored is kept.",
+        fingerprint="always",
+        panel=SAMPLING,
     )
     decoding: str = option(
-        "sample", "sample (nucleus) | beam.", fingerprint="always", choices=DECODINGS, panel=SAMPLING
+        DEFAULT.decoding, "sample (nucleus) | beam.", fingerprint="always", choices=DECODINGS, panel=SAMPLING
     )
-    top_p: float = option(0.9, "Nucleus sampling mass.", fingerprint="always", panel=SAMPLING)
-    max_new_tokens: int = option(30, "Longest caption, in tokens.", fingerprint="always", panel=SAMPLING)
+    top_p: float = option(DEFAULT.top_p, "Nucleus sampling mass.", fingerprint="always", panel=SAMPLING)
+    max_new_tokens: int = option(
+        DEFAULT.max_new_tokens, "Longest caption, in tokens.", fingerprint="always", panel=SAMPLING
+    )
     prompt: str | None = option(
         None,
         "Text prefix (BLIP, GIT) or instruction (chat VLMs); may use {original_text} and json fields.",

@@ -16,9 +16,13 @@ class MissingExtra(ConfigError):
     """An optional package a chosen feature needs is not installed; the message gives the install line."""
 
 
+def install_line(extra: str) -> str:
+    """The command that installs an extra: every message naming one ends with it."""
+    return f"pip install 'capfleet[{extra}]'"
+
+
 def require(modules: tuple[str, ...], extra: str, what: str) -> None:
     """Fail fast, before any work, when `what` (a flag or feature) needs `extra` and one of `modules` is missing."""
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
-        install = f"pip install 'capfleet[{extra}]'"
-        raise MissingExtra(f"{what} needs the '{extra}' extra ({missing[0]} is missing): {install}")
+        raise MissingExtra(f"{what} needs the '{extra}' extra ({missing[0]} is missing): {install_line(extra)}")

@@ -24,7 +24,8 @@ def ordered_map(
     decoded image in memory at once; here memory stays bounded by the window (img2dataset's
     semaphore idea). `fn` must not raise: per-item failures travel inside its result. Items for
     which `inline` says so are done in the calling thread: for work of microseconds, handing it to
-    a thread and back costs more than the work.
+    a thread and back costs more than the work. While nothing is in flight such an item is yielded
+    at once, not held: a stream of inline items (samples a tar reader already holds) is not read ahead.
     """
 
     def start(item: T) -> Future:
@@ -37,6 +38,9 @@ def ordered_map(
     pending: deque = deque()
     iterator = iter(items)
     for item in iterator:
+        if not pending and inline is not None and inline(item):
+            yield fn(item)
+            continue
         pending.append(start(item))
         if len(pending) >= window:
             break

@@ -85,7 +85,10 @@ class LongCaptioner:
     def input_size(self) -> int:
         return 32
 
-    def generate(self, images, num_candidates, prompt=None, seed=None, options=None):
+    def encode(self, images):
+        return None
+
+    def generate(self, images, num_candidates, prompt=None, seed=None, options=None, encoding=None):
         return [[LONG, "a dog"] for _ in images]
 
 
@@ -111,7 +114,7 @@ def test_score_hands_back_the_embeddings_only_when_asked(scorer, image):
 
 
 class OnlyLongCaptioner(LongCaptioner):
-    def generate(self, images, num_candidates, prompt=None, seed=None, options=None):
+    def generate(self, images, num_candidates, prompt=None, seed=None, options=None, encoding=None):
         return [[LONG] for _ in images]
 
 

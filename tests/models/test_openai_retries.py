@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 from PIL import Image
 
-from capfleet.models.captioner import DecodingOptions
+from capfleet.decoding import DecodingOptions
 from capfleet.models.engines.base import PartialBatchError
 from capfleet.models.engines.openai_api import OpenAICaptioner
 from tests.models.openai_fake_server import RETRY_DATE, FakeChatServer

@@ -29,7 +29,10 @@ class EchoCaptioner:
     def input_size(self) -> int:
         return 16
 
-    def generate(self, images, num_candidates, prompt=None, seed=None, options=None):
+    def encode(self, images):
+        return None
+
+    def generate(self, images, num_candidates, prompt=None, seed=None, options=None, encoding=None):
         self.calls.append((len(images), prompt))
         return [[prompt or "no prompt"] for _ in images]
 

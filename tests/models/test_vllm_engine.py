@@ -13,7 +13,7 @@ from transformers import AutoProcessor
 from typer.testing import CliRunner
 
 from capfleet.cli import app
-from capfleet.models.captioner import DecodingOptions
+from capfleet.decoding import DecodingOptions
 from capfleet.models.engines.vllm_offline import build_requests, parse_outputs, sampling_settings
 from tests.image_zoo import write_noise_images
 

@@ -173,7 +173,10 @@ class PromptRecorder:
     def input_size(self) -> int:
         return 64
 
-    def generate(self, images, num_candidates, prompt=None, seed=None, options=None):
+    def encode(self, images):
+        return None
+
+    def generate(self, images, num_candidates, prompt=None, seed=None, options=None, encoding=None):
         self.prompts += [prompt] * len(images)
         return [[f"caption {len(self.prompts)}"] for _ in images]
 

@@ -29,7 +29,10 @@ class ScriptedCaptioner:
     def input_size(self) -> int:
         return 16
 
-    def generate(self, images, num_candidates, prompt=None, seed=None, options=None):
+    def encode(self, images):
+        return None
+
+    def generate(self, images, num_candidates, prompt=None, seed=None, options=None, encoding=None):
         rows = []
         self.sizes.append(len(images))
         for image in images:

@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from capfleet.config import RunConfig
+from capfleet.decoding import DecodingOptions
 from capfleet.models import load_captioner
-from capfleet.models.captioner import DecodingOptions, HFCaptioner
+from capfleet.models.captioner import HFCaptioner
 from capfleet.models.sampling import PerImageNucleusSampler, image_seed
 from capfleet.runners.lifecycle import run_caption
 from capfleet.synth.writer import generate_synthetic_dataset

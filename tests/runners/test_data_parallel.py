@@ -10,7 +10,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from capfleet import plugins
 from capfleet.cli import app
+from capfleet.config import RunConfig
+from capfleet.models.engines import vllm_offline
 from capfleet.runners.data_parallel import visible_devices
 from tests.pipeline.helpers import read_rows
 
@@ -44,3 +47,14 @@ def test_gpus_with_beam_is_refused(tmp_path):
 def test_each_worker_sees_its_own_gpus():
     assert [visible_devices(worker, 1) for worker in range(3)] == ["0", "1", "2"]
     assert [visible_devices(worker, 2) for worker in range(2)] == ["0,1", "2,3"]
+
+
+def test_each_engine_says_how_many_gpus_one_worker_spans(tmp_path):
+    def spans(**settings):
+        config = RunConfig([str(tmp_path)], str(tmp_path / "out"), **settings)
+        return plugins.find("engine", config.engine).gpus_per_worker(config)
+
+    vllm = RunConfig([str(tmp_path)], str(tmp_path / "out"), engine="vllm", tensor_parallel_size=4)
+    assert vllm_offline.gpus_per_worker(vllm) == 4  # the module itself: find() wants vLLM installed
+    assert spans(engine="transformers", tensor_parallel_size=4) == 1  # vLLM's setting means nothing here
+    assert spans(engine="openai", api_base="http://127.0.0.1:9/v1") == 1

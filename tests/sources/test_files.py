@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from capfleet.sources.files import FileSource, InputError, list_input
-from capfleet.sources.plan import plan_shards
+from capfleet.sources.plan import plan_shards, shard_items
+from capfleet.sources.units import fetched
 from tests.image_zoo import write_noise_images
 
 
@@ -59,12 +60,12 @@ def test_keys_are_global_positions_and_duplicates_are_kept_once(tmp_path):
 
 
 def test_limit_truncates_the_listing_not_the_plan(tmp_path):
-    items = list(FileSource([str(p) for p in write_noise_images(tmp_path, 7)]).items())
-    full = plan_shards(items, 3)
-    limited = plan_shards(items, 3, limit=4)
-    assert [len(s.items) for s in full] == [3, 3, 1]
-    assert [len(s.items) for s in limited] == [3, 1]
-    assert limited[1].items == full[1].items[:1]
+    rows = list(FileSource([str(p) for p in write_noise_images(tmp_path, 7)]).listing())
+    full = plan_shards(rows, 3)
+    limited = plan_shards(rows, 3, limit=4)
+    assert [len(list(shard_items(s))) for s in full] == [3, 3, 1]
+    assert [len(list(shard_items(s))) for s in limited] == [3, 1]
+    assert list(shard_items(limited[1])) == list(shard_items(full[1]))[:1]
 
 
 def test_unreadable_file_becomes_an_error_sample(tmp_path):
@@ -75,7 +76,7 @@ def test_unreadable_file_becomes_an_error_sample(tmp_path):
     (shard,) = source.plan(source.listing(), 10)
     images[1].unlink()
     with ThreadPoolExecutor(2) as pool:
-        samples = list(source.read(shard, pool, window=4))
+        samples = list(fetched(source.read(shard), pool, window=4))
     assert samples[0].error is None and samples[0].data
     assert samples[1].error.startswith("read failed")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from capfleet.errors import install_line
+
 _HTTP_PREFIXES = ("http://", "https://")
 
 
@@ -33,7 +35,7 @@ _EXTRAS = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3", "http": "http", "
 def missing_backend(url: str, exc: ImportError) -> str:
     """The extra that brings the backend for this URL's scheme (s3:// -> capfleet[s3])."""
     extra = _EXTRAS.get(url.split("://", 1)[0].lower())
-    hint = f"pip install 'capfleet[{extra}]'" if extra else "install the fsspec backend for this URL scheme"
+    hint = install_line(extra) if extra else "install the fsspec backend for this URL scheme"
     return f"{exc} ({hint})"
 
 

@@ -75,15 +75,6 @@ class VisionEncoder(nn.Module):
         grid = cfg.image_size // cfg.patch_size
         memory = sincos_positions(grid, d).unsqueeze(0) if cfg.memory_positions else None
         self.register_buffer("memory_positions", memory)  # saved with the weights: loading builds buffers empty
-        self._memo: tuple[torch.Tensor, int, torch.Tensor] | None = None
-
-    def _weights_version(self) -> int | None:
-        """A number every in-place weight update changes; None for weights made under torch.inference_mode,
-        which keep no version counter (the encoding is then never kept)."""
-        try:
-            return sum(p._version for p in self.parameters())
-        except RuntimeError:
-            return None
 
     def forward(
         self,
@@ -92,14 +83,6 @@ class VisionEncoder(nn.Module):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> BaseModelOutput:
-        inference = not torch.is_grad_enabled() and not self.training and not output_hidden_states
-        version = self._weights_version() if inference else None  # not in training: nothing is kept there
-        remember = version is not None
-        if remember and self._memo is not None:
-            seen, seen_version, encoded = self._memo
-            same = seen.shape == pixel_values.shape and seen.dtype == pixel_values.dtype
-            if same and seen_version == version and torch.equal(seen, pixel_values):
-                return BaseModelOutput(last_hidden_state=encoded)  # a new output: generate edits its own
         pixels = pixel_values.to(self.pos_embed.dtype)
         if self.conv_stem:
             # channels-last runs oneDNN's fast CPU conv and max-pool kernels (NCHW bf16 max-pool is the slow one);
@@ -114,9 +97,4 @@ class VisionEncoder(nn.Module):
         x = self.norm(x)
         if self.memory_positions is not None:
             x = x + self.memory_positions.to(x.dtype)
-        out = BaseModelOutput(last_hidden_state=x, hidden_states=tuple(hidden) if output_hidden_states else None)
-        # Captioning encodes a batch to generate, then ranking (the same model as scorer) encodes it again:
-        # the last inference encoding is kept and handed back for identical pixels.
-        # a copy of the pixels: a caller may refill its own tensor in place before the next call
-        self._memo = (pixel_values.clone(), version, out.last_hidden_state) if remember else None
-        return out
+        return BaseModelOutput(last_hidden_state=x, hidden_states=tuple(hidden) if output_hidden_states else None)

@@ -126,9 +126,12 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         last = (attention_mask.long().sum(dim=1) - 1).clamp(min=0)  # EOS = last real token (right padding)
         return self.text_projection(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
 
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
-        """Like ``CLIPModel.get_image_features``: ``pooler_output`` is the projected, unnormalised embedding."""
-        enc = self.encoder(pixel_values).last_hidden_state
+    def get_image_features(
+        self, pixel_values: torch.Tensor | None = None, encoder_hidden_states: torch.Tensor | None = None, **kwargs: Any
+    ) -> BaseModelOutputWithPooling:
+        """Like ``CLIPModel.get_image_features``: ``pooler_output`` is the projected, unnormalised embedding.
+        ``encoder_hidden_states``: the encoder's output for these images already (ranking what it captioned)."""
+        enc = self.encoder(pixel_values).last_hidden_state if encoder_hidden_states is None else encoder_hidden_states
         return BaseModelOutputWithPooling(last_hidden_state=enc, pooler_output=self._image_embeds(enc))
 
     def get_text_features(

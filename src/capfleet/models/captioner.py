@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
+from capfleet.decoding import DEFAULT, DecodingOptions
 from capfleet.models.image_keys_once import generate_blip
 from capfleet.models.processors import load_image_processor
 from capfleet.models.registry import load_config, wrap_load_errors
 from capfleet.models.runtime import pick_device, pick_dtype
-from capfleet.models.sampling import PerImageNucleusSampler
+from capfleet.protocols import ImageEncoding
 
 DEFAULT_CHAT_PROMPT = "Describe this image in one detailed sentence."
 FLORENCE_TASK = "<MORE_DETAILED_CAPTION>"
 # model_type -> how prompts and outputs work for that family
 _PREFIX_FAMILIES = {"blip": "blip", "git": "git"}
 _ENCODER_DECODER_TYPES = {"vision-encoder-decoder", "capfleet-captioner"}
-
-
-@dataclass
-class DecodingOptions:
-    decoding: str = "sample"
-    top_p: float = 0.9
-    max_new_tokens: int = 30
-    temperature: float = 1.0  # sampling only; the service's OpenAI endpoint sets it
-
-    def generate_kwargs(self, num_candidates: int, seeds: list[int]) -> dict[str, Any]:
-        """Beam search is deterministic; sampling draws from each image's own seed (see sampling.py)."""
-        common = {"max_new_tokens": self.max_new_tokens, "num_return_sequences": num_candidates}
-        if self.decoding == "beam":
-            return {**common, "do_sample": False, "num_beams": max(num_candidates, 3)}
-        sampler = PerImageNucleusSampler(seeds, num_candidates, self.top_p, self.temperature)
-        # HF's own warpers stay off: the sampler leaves one token per row for HF's draw to take.
-        return {**common, "do_sample": True, "top_p": 1.0, "top_k": 0, "num_beams": 1, "logits_processor": [sampler]}
 
 
 def _family(config) -> str:
@@ -67,9 +51,9 @@ class HFCaptioner:
         path: str,
         device: str = "auto",
         dtype: str = "auto",
-        decoding: str = "sample",
-        top_p: float = 0.9,
-        max_new_tokens: int = 30,
+        decoding: str = DEFAULT.decoding,
+        top_p: float = DEFAULT.top_p,
+        max_new_tokens: int = DEFAULT.max_new_tokens,
     ) -> HFCaptioner:
         import transformers as tf
 
@@ -145,6 +129,17 @@ class HFCaptioner:
         }, prompt_tokens
 
     @torch.inference_mode()
+    def encode(self, images: list) -> ImageEncoding | None:
+        """The batch's encoder output when a scorer can share it, else None: capfleet's own models rank with
+        their own encoder (`HFScorer.from_captioner`); other models' scorers are separate models (CLIP)."""
+        from capfleet.modeling.configuration import MODEL_TYPE
+
+        if self.model.config.model_type != MODEL_TYPE:
+            return None
+        pixels = self.model_inputs(images, None)[0]["pixel_values"]
+        return ImageEncoding(self.model, self.model.get_encoder()(pixels).last_hidden_state)
+
+    @torch.inference_mode()
     def generate(
         self,
         images: list,
@@ -152,14 +147,20 @@ class HFCaptioner:
         prompt: str | None = None,
         seeds: list[int] | None = None,
         options: DecodingOptions | None = None,
+        encoding: ImageEncoding | None = None,
     ) -> list[list[str]]:
         """Up to `num_candidates` distinct non-empty captions per image, in generation order.
 
         `seeds`: one per image (`sampling.image_seed`), so an image samples the same captions in
         any batch; None draws them from torch's global generator. `options` overrides the
-        decoding chosen at load time (a run's own settings win).
+        decoding chosen at load time (a run's own settings win). `encoding`: what `encode` made of
+        these images, so they are not encoded again.
         """
-        inputs, prompt_tokens = self.model_inputs(images, prompt)
+        if encoding is not None and encoding.owner is self.model:
+            # a new output each call: generate expands its encoder output in place for the candidates
+            inputs, prompt_tokens = {"encoder_outputs": BaseModelOutput(last_hidden_state=encoding.rows)}, 0
+        else:
+            inputs, prompt_tokens = self.model_inputs(images, prompt)
         if seeds is None:
             seeds = torch.randint(2**62, (len(images),)).tolist()
         kwargs = (options or self.options).generate_kwargs(num_candidates, seeds)

@@ -9,7 +9,7 @@ from capfleet.models.processors import load_image_processor
 from capfleet.models.registry import ModelLoadError, load_config, wrap_load_errors
 from capfleet.models.runtime import pick_device, pick_dtype
 from capfleet.models.text_chunks import text_chunks
-from capfleet.protocols import ScoreResult
+from capfleet.protocols import ImageEncoding, ScoreResult
 
 
 def _features(output) -> torch.Tensor:
@@ -51,8 +51,8 @@ class HFScorer:
     @classmethod
     def from_captioner(cls, captioner) -> HFScorer | None:
         """The captioner's own model as the scorer when it has embedding heads (capfleet's models), sharing
-        its weights: one copy in memory, and the encoder's memo (`VisionEncoder`) then lets ranking reuse
-        the image encoding generation just made instead of encoding the batch twice."""
+        its weights: one copy in memory, and ranking reads the encoding the captioner hands on (`encode`)
+        instead of encoding the batch twice."""
         from capfleet.modeling.configuration import MODEL_TYPE
 
         if not isinstance(captioner, HFCaptioner) or captioner.model.config.model_type != MODEL_TYPE:
@@ -65,6 +65,12 @@ class HFScorer:
         pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
         features = _features(self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype)))
         return torch.nn.functional.normalize(features.float(), dim=-1)
+
+    @torch.inference_mode()
+    def _embed_encoding(self, encoding: ImageEncoding) -> torch.Tensor:
+        """`embed_images` from this model's own encoder output for the images."""
+        features = self.model.get_image_features(encoder_hidden_states=encoding.rows)
+        return torch.nn.functional.normalize(_features(features).float(), dim=-1)
 
     @property
     def max_text_tokens(self) -> int:
@@ -86,9 +92,12 @@ class HFScorer:
         tokens = {key: value.to(self.device) for key, value in tokens.items() if key in ("input_ids", "attention_mask")}
         return torch.nn.functional.normalize(_features(self.model.get_text_features(**tokens)).float(), dim=-1)
 
-    def score(self, images: list, texts: list[list[str]], *, embeddings: bool = False) -> ScoreResult:
+    def score(
+        self, images: list, texts: list[list[str]], *, embeddings: bool = False, encoding: ImageEncoding | None = None
+    ) -> ScoreResult:
         """Cosine similarity of each image with each of its own candidate texts, whether each candidate
         was too long to read whole, and (`embeddings`) the vectors `--embeddings` keeps, at no extra model cost.
+        `encoding`: the images' encoding by this very model (its captioner's), read instead of the images.
 
         A candidate longer than `max_text_tokens` is never truncated: it is cut into sentence
         chunks that fit (`text_chunks`) and scored as the mean of the chunks' similarities.
@@ -102,7 +111,8 @@ class HFScorer:
             for row in texts
         ]
         flat = [chunk for row in pieces for chunks in row for chunk in chunks]
-        image_embeddings = self.embed_images(images)
+        own = encoding is not None and encoding.owner is self.model
+        image_embeddings = self._embed_encoding(encoding) if own else self.embed_images(images)
         text_embeddings = self.embed_texts(flat)
         scores, chunked, text_embeds, start = [], [], [], 0
         for row, row_pieces in enumerate(pieces):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.errors import require
 from capfleet.io.location import Location
+from capfleet.protocols import Source
 from capfleet.runners import dedup
 from capfleet.runners.base import CAPTION, HASH, ShardTask, ShardWorker
 from capfleet.runners.beam_checks import check_item_paths, check_paths_for_runner
@@ -217,7 +219,7 @@ def run_beam(config: RunConfig, beam_args: list[str] | None = None, beam_runner:
     with start_run(config) as run:  # the launcher holds OUT's lock while the workers write
         summary = RunSummary.planned(run.shards, run.pending)
         try:  # paths from a file list in a bucket, or from the manifest of an earlier run
-            check_item_paths(_sources(run.pending + run.retries), **placement)
+            check_item_paths(_opened(run.source, run.pending + run.retries), **placement)
         except ConfigError as exc:
             raise ConfigError(
                 f"{exc} (the run's listing in {config.output} names it: rerun with --overwrite)"
@@ -244,10 +246,10 @@ def pending_image_count(pending: list[ShardSpec]) -> int:
     return sum(shard.size_hint for shard in pending)
 
 
-def _sources(shards: list[ShardSpec]):
+def _opened(source: Source, shards: list[ShardSpec]) -> Iterator[str]:
     """Every path the workers will open: a natural shard's file, or a listed shard's items."""
     for shard in shards:
-        yield from [shard.origin] if shard.origin else (item.source for item in shard.items)
+        yield from source.opens(shard)
 
 
 def _fill_from_metrics(summary: RunSummary, result) -> None:

@@ -11,10 +11,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from capfleet.config import RunConfig
-from capfleet.models.captioner import DecodingOptions
+from capfleet.decoding import DecodingOptions
 from capfleet.models.engines.base import PartialBatchError, derive_seed
 from capfleet.models.prompts import PromptFieldMissing, render_prompt
-from capfleet.protocols import Captioner, Scorer
+from capfleet.protocols import Captioner, ImageEncoding, Scorer
 from capfleet.ranking import best_candidate
 from capfleet.sample import Sample
 from capfleet.stages.hygiene import EMPTY, Cleaned, HygieneOptions, clean_candidates
@@ -81,7 +81,8 @@ class CandidateMaker:
             prompts = [self._render(sample, results, index) for index, sample in enumerate(samples)]
         live = [i for i, result in enumerate(results) if result is None]
         images, live_prompts = [samples[i].image for i in live], [prompts[i] for i in live]
-        generated, errors = self._generate(images, live_prompts, [seeds[i] for i in live])
+        encoding = self.captioner.encode(images) if images else None
+        generated, errors = self._generate(images, live_prompts, [seeds[i] for i in live], encoding=encoding)
         texts = {}
         for position, index in enumerate(live):
             if position in errors:
@@ -90,7 +91,7 @@ class CandidateMaker:
                 texts[index] = generated[position]
         for index, result in self._clean(samples, prompts, texts).items():
             results[index] = result
-        self._score(samples, results)
+        self._score(samples, results, encoding, live)
         return results
 
     def _render(self, sample: Sample, results: list, index: int) -> str | None:
@@ -101,10 +102,15 @@ class CandidateMaker:
             return None
 
     def _generate(
-        self, images: list, prompts: list[str | None], seeds: list[int | None], options: DecodingOptions | None = None
+        self,
+        images: list,
+        prompts: list[str | None],
+        seeds: list[int | None],
+        options: DecodingOptions | None = None,
+        encoding: ImageEncoding | None = None,
     ):
         """Candidates per image and {position: error}. Engines that take a prompt per image get them all
-        at once; the others are called once per distinct prompt."""
+        at once; the others are called once per distinct prompt (`encoding`: the captioner's of `images`)."""
         options = options or self.decoding
         candidates: list[list[str] | None] = [None] * len(images)
         errors: dict[int, str] = {}
@@ -125,6 +131,7 @@ class CandidateMaker:
                     prompt,
                     None if None in group_seeds else group_seeds,  # None: an unseeded call samples freely
                     options,
+                    None if encoding is None else encoding.select(indexes),
                 )
             except PartialBatchError as exc:
                 texts = exc.candidates
@@ -167,14 +174,21 @@ class CandidateMaker:
         self.counts[FLAGGED] += 1
         return Captioned(first.candidates, flags=first.flags)
 
-    def _score(self, samples: list[Sample], results: list[Captioned]) -> None:
+    def _score(
+        self, samples: list[Sample], results: list[Captioned], encoding: ImageEncoding | None, encoded: list[int]
+    ) -> None:
+        """Scores the error-free results; `encoding` holds the captioner's encoding of the samples at `encoded`."""
         ranked = [i for i, result in enumerate(results) if result.error is None]
         if self.scorer is None or not ranked:
             return
+        if encoding is not None:
+            position = {index: row for row, index in enumerate(encoded)}
+            encoding = encoding.select([position[i] for i in ranked])
         scored = self.scorer.score(
             [samples[i].image for i in ranked],
             [results[i].candidates for i in ranked],
             embeddings=self.settings.embeddings,
+            encoding=encoding,
         )
         for row, (index, row_scores, row_chunked) in enumerate(zip(ranked, scored.scores, scored.chunked, strict=True)):
             results[index].scores, results[index].chunked = row_scores, row_chunked

@@ -16,6 +16,7 @@ import queue as queue_module
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from capfleet import plugins
 from capfleet.config import RunConfig
 from capfleet.runners.base import RunnerError, ShardTask
 
@@ -39,15 +40,15 @@ class _QueueProgress:
         self.messages.put((_TICK, count))
 
 
-def visible_devices(worker: int, tensor_parallel_size: int) -> str:
-    """The GPUs worker `worker` sees: its own group of `tensor_parallel_size` consecutive GPUs."""
-    first = worker * tensor_parallel_size
-    return ",".join(str(gpu) for gpu in range(first, first + tensor_parallel_size))
+def visible_devices(worker: int, span: int) -> str:
+    """The GPUs worker `worker` sees: its own group of `span` consecutive GPUs (its engine's `gpus_per_worker`)."""
+    first = worker * span
+    return ",".join(str(gpu) for gpu in range(first, first + span))
 
 
-def _worker(gpu: int, settings: dict, tasks: list[ShardTask], messages) -> None:
+def _worker(gpu: int, span: int, settings: dict, tasks: list[ShardTask], messages) -> None:
     # Before anything touches CUDA in this process.
-    os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices(gpu, settings["tensor_parallel_size"])
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices(gpu, span)
     from capfleet.runners.base import ShardWorker
 
     worker = ShardWorker(RunConfig(**settings), progress=_QueueProgress(messages))
@@ -95,8 +96,9 @@ def run_on_gpus(config: RunConfig, tasks: list[ShardTask], progress) -> ShardSta
     messages = context.Queue()
     settings = {**asdict(config), "gpus": 1, "progress": False}
     shares = [tasks[gpu :: config.gpus] for gpu in range(config.gpus)]
+    span = plugins.find("engine", config.engine).gpus_per_worker(config)  # GPUs one worker's engine spans
     workers = [
-        context.Process(target=_worker, args=(gpu, settings, share, messages), daemon=True)
+        context.Process(target=_worker, args=(gpu, span, settings, share, messages), daemon=True)
         for gpu, share in enumerate(shares)
         if share
     ]

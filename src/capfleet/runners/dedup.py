@@ -16,9 +16,11 @@ from concurrent.futures import Executor
 from capfleet.config import RunConfig
 from capfleet.io.location import Location
 from capfleet.parallel import ordered_map
+from capfleet.protocols import Source
 from capfleet.runners.state import STATE_DIR
 from capfleet.sample import Sample
 from capfleet.sources.plan import ShardSpec
+from capfleet.sources.units import fetched
 from capfleet.stages.decode import decode_sample
 from capfleet.stages.filters.dedup import HASH_SIDE, image_hashes, near_distance, resolve_duplicates
 
@@ -44,14 +46,14 @@ def unhashed(location: Location, shards: list[ShardSpec]) -> list[ShardSpec]:
     ]
 
 
-def hash_shard(shard: ShardSpec, source, executor: Executor, config: RunConfig) -> int:
+def hash_shard(shard: ShardSpec, source: Source, executor: Executor, config: RunConfig) -> int:
     """Read, decode small and hash one shard; the file appears complete or not at all."""
     window = 4 * config.workers  # read-ahead only: no model batch to keep fed here
 
     def hashed(sample: Sample) -> dict:
         return image_hashes(decode_sample(sample, config.max_pixels, HASH_SIDE, float("inf")))
 
-    records = list(ordered_map(hashed, source.read(shard, executor, window), executor, window))
+    records = list(ordered_map(hashed, fetched(source.read(shard), executor, window), executor, window))
     Location(config.output).write_lines(hashes_file(shard.name), records)
     return len(records)
 

@@ -20,6 +20,7 @@ from capfleet.config import ConfigError, RunConfig
 from capfleet.io.location import Location
 from capfleet.io.paths import local_path
 from capfleet.models.prompts import check_prompt_fields
+from capfleet.protocols import Source
 from capfleet.runners import dedup
 from capfleet.runners.base import CAPTION, HASH, Runner, ShardTask
 from capfleet.runners.candidates import FLAGGED, RESAMPLED
@@ -104,7 +105,7 @@ def check_output_is_not_an_input(config: RunConfig) -> None:
 @dataclass
 class StartedRun:
     state: RunState
-    source: object
+    source: Source
     shards: list[ShardSpec]
     pending: list[ShardSpec]
     retries: list[ShardSpec]  # --retry-errors: finished shards whose failed images are read again
@@ -231,7 +232,7 @@ def hash_all(config: RunConfig, runner: Runner, shards: list[ShardSpec]) -> None
     """Dedup's first phase on the runner's workers: hash the shards not hashed yet; then resolve them all."""
     todo = dedup.unhashed(Location(config.output), shards)
     if todo:
-        progress = Progress(sum(len(s.items) for s in todo), config.progress, unit="hash")
+        progress = Progress(sum(s.size_hint for s in todo), config.progress, unit="hash")
         try:
             runner.map(config, [ShardTask(HASH, shard) for shard in todo], progress)
         finally:

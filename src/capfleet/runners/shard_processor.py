@@ -16,17 +16,19 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from capfleet.config import ConfigError, RunConfig
+from capfleet.decoding import DecodingOptions
 from capfleet.formats import shard_writer_factory
 from capfleet.io.location import Location
-from capfleet.models.captioner import DecodingOptions
 from capfleet.models.sampling import image_seed
 from capfleet.parallel import ordered_map
+from capfleet.protocols import Source
 from capfleet.ranking import best_candidate
 from capfleet.runners.candidates import CandidateMaker, CandidateSettings, Captioned
 from capfleet.runners.dedup import load_verdicts
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
 from capfleet.sources.plan import ShardSpec
+from capfleet.sources.units import fetched
 from capfleet.stages.decode import MAX_ASPECT_RATIO, decode_sample
 from capfleet.stages.filters import FilterChain
 from capfleet.tuning import DEFAULT_BATCH_SIZE, MIN_IMAGES_TO_TUNE, choose_batch_size
@@ -98,7 +100,7 @@ class ShardProcessor:
     def __init__(
         self,
         config: RunConfig,
-        source,
+        source: Source,
         captioner,
         scorer,
         executor: Executor,
@@ -146,11 +148,11 @@ class ShardProcessor:
             decoded = decode_sample(sample, self.config.max_pixels, self.min_side, self.max_aspect_ratio, self.pixels)
             return screen(decoded)
 
-        fetched = self.source.read(shard, self.executor, self.window, only)
+        read = fetched(self.source.read(shard, only), self.executor, self.window)
         # Without pixels a JPEG is only walked (microseconds): in this thread. Anything else (a PNG's CRC
         # pass, decoding other formats) goes to the decode threads.
         inline = None if self.pixels else _is_jpeg
-        return ordered_map(decode, fetched, self.executor, self.window, inline=inline)
+        return ordered_map(decode, read, self.executor, self.window, inline=inline)
 
     def process(self, shard: ShardSpec, retry: set[str] | None = None) -> ShardStats:
         """Write the shard atomically, then its errors, then its done-marker (written last).

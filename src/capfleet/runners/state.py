@@ -20,6 +20,7 @@ from capfleet import __version__
 from capfleet.config import ConfigError, RunConfig
 from capfleet.formats.base import OUTPUTS_DIR, recorded_files, unrecorded_paths
 from capfleet.io.location import STAGING_NAME, Location, jsonl_text
+from capfleet.protocols import Source
 from capfleet.sources.plan import ShardSpec
 
 STATE_DIR = "_capfleet"
@@ -134,7 +135,7 @@ class RunState:
     def manifest_rows(self) -> list[dict]:
         return self.location.read_lines(MANIFEST_FILE)
 
-    def plan(self, config: RunConfig, source) -> list[ShardSpec]:
+    def plan(self, config: RunConfig, source: Source) -> list[ShardSpec]:
         return source.plan(self.manifest_rows(), config.shard_size, config.limit)
 
     def recorded_plan(self) -> list[ShardSpec]:

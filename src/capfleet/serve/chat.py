@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from capfleet.api import CaptionModel, CaptionResult
+from capfleet.decoding import DEFAULT
 from capfleet.serve.errors import ApiError
 
 
@@ -73,14 +74,18 @@ def caption_options(request: ChatRequest, model: CaptionModel, text: str, candid
     """OpenAI sampling settings -> CaptionModel.caption keyword arguments."""
     options: dict[str, Any] = {
         "candidates": max(candidates, request.n),
-        "max_new_tokens": request.max_completion_tokens or request.max_tokens or 30,
+        "max_new_tokens": request.max_completion_tokens or request.max_tokens or DEFAULT.max_new_tokens,
         "seed": request.seed,
         "prompt": text if text and model.takes_instructions else None,
     }
     if request.temperature == 0:
         options["decoding"] = "beam"  # OpenAI's temperature 0: the most likely answer
     else:
-        options.update(decoding="sample", temperature=request.temperature or 1.0, top_p=request.top_p or 0.9)
+        options.update(
+            decoding="sample",
+            temperature=request.temperature or DEFAULT.temperature,
+            top_p=request.top_p or DEFAULT.top_p,
+        )
     return options
 
 

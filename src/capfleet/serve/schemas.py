@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from capfleet.decoding import DEFAULT
+
 
 class CaptionOptions(BaseModel):
     """Per-request caption settings; multipart requests send them as form fields."""
@@ -15,7 +17,7 @@ class CaptionOptions(BaseModel):
     candidates: int | None = Field(None, ge=1, le=32, description="Candidates per image (default: the server's)")
     decoding: Literal["sample", "beam"] = "sample"
     prompt: str | None = Field(None, max_length=1000, description="Caption prefix (BLIP, GIT) or instruction (VLMs)")
-    max_new_tokens: int = Field(30, ge=1, le=256)
+    max_new_tokens: int = Field(DEFAULT.max_new_tokens, ge=1, le=256)
     seed: int | None = Field(None, description="Reproducible captions; a seeded request is never batched with others")
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 
 from capfleet.io.paths import filesystem, is_http, local_path
 from capfleet.io.reading import ReadLimits, read_bytes
 from capfleet.metadata_jsonl import METADATA_NAME, parse_metadata_line
-from capfleet.parallel import ordered_map
 from capfleet.sample import Item, Sample, position_key
-from capfleet.sources.plan import ShardSpec, plan_shards
+from capfleet.sources.plan import ShardSpec, plan_shards, shard_items
+from capfleet.sources.units import Unit
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 CAPTION_EXTENSIONS = (".txt", ".caption")
@@ -230,12 +229,18 @@ class FileSource:
         yield from (item.to_json() for item in items)
 
     def plan(self, rows: Iterable[dict], shard_size: int, limit: int | None = None) -> list[ShardSpec]:
-        return plan_shards((Item.from_json(row) for row in rows), shard_size, limit)
+        return plan_shards(rows, shard_size, limit)
 
-    def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
-        """The shard's samples with their bytes, fetched in parallel, in shard order; `only`: just these keys."""
-        items = shard.items if only is None else [item for item in shard.items if item.key in only]
-        return ordered_map(partial(fetch_item, limits=self.limits), items, executor, window)
+    def read(self, shard: ShardSpec, only: set[str] | None = None) -> Iterator[Unit]:
+        return fetches(shard_items(shard), self.limits, only)
+
+    def opens(self, shard: ShardSpec) -> Iterator[str]:
+        return (item.source for item in shard_items(shard))
+
+
+def fetches(items: Iterable[Item], limits: ReadLimits, only: set[str] | None = None) -> Iterator[Unit]:
+    """A fetch of each item in order (`only`: of just these keys), for the reader's pool to run."""
+    return (partial(fetch_item, item, limits=limits) for item in items if only is None or item.key in only)
 
 
 def fetch_item(item: Item, limits: ReadLimits = ReadLimits()) -> Sample:  # noqa: B008 - frozen

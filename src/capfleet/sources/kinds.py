@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from capfleet.io.reading import HTTP_TIMEOUT_S, ReadLimits
+from capfleet.protocols import Source
 from capfleet.sources.files import FileSource, InputError
 from capfleet.sources.lists import ListSource, is_list_spec
 from capfleet.sources.table import TableSource, is_table_spec
 from capfleet.sources.webdataset import ArchiveSource, is_archive_spec
 
 
-def open_source(inputs: list[str], config=None):
+def open_source(inputs: list[str], config=None) -> Source:
     """All INPUTs of one run are of one kind; the source lists, plans and reads them.
 
     From `config` (a RunConfig, or None for listing only): `max_bytes` caps every read, and

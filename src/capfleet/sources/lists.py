@@ -8,18 +8,15 @@ taken as it is: a line names one image, duplicates included.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor
-from functools import partial
 
 from capfleet.io.paths import is_url
 from capfleet.io.reading import ReadLimits
-from capfleet.parallel import ordered_map
-from capfleet.sample import Item, Sample, position_key
-from capfleet.sources.files import fetch_item, is_image_path, parse_file_list
-from capfleet.sources.plan import ShardSpec, plan_row_ranges
+from capfleet.sample import Item, position_key
+from capfleet.sources.files import fetches, is_image_path, parse_file_list
+from capfleet.sources.plan import RowRange, ShardSpec, plan_row_ranges
+from capfleet.sources.units import Unit
 
 CHECKPOINT_ROWS = 1024
 
@@ -61,30 +58,35 @@ class ListSource:
         for row in rows:
             scans[row["origin"]] = (row, base)
             base += row["rows"]
-        shards = plan_row_ranges(((origin, scan["rows"]) for origin, (scan, _) in scans.items()), shard_size, limit)
+        ranges = plan_row_ranges(((origin, scan["rows"]) for origin, (scan, _) in scans.items()), shard_size, limit)
         planned = []
-        for shard in shards:
-            scan, key_base = scans[shard.origin]
-            checkpoint = shard.start // CHECKPOINT_ROWS
+        for shard_id, rows_of in enumerate(ranges):
+            scan, key_base = scans[rows_of.origin]
+            checkpoint = rows_of.start // CHECKPOINT_ROWS
+            # The byte offset of a line at or before row `start` (row `seek_row`), so a worker seeks
+            # instead of reading the list from its top; `key_base` numbers rows across the lists.
             seek = {"seek_offset": scan["offsets"][checkpoint], "seek_row": checkpoint * CHECKPOINT_ROWS}
-            planned.append(dataclasses.replace(shard, key_base=key_base, **seek))
+            planned.append(rows_of.shard(shard_id, **seek, key_base=key_base))
         return planned
 
-    def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
-        items = (item for item in self._items(shard) if only is None or item.key in only)
-        return ordered_map(partial(fetch_item, limits=self.limits), items, executor, window)
+    def read(self, shard: ShardSpec, only: set[str] | None = None) -> Iterator[Unit]:
+        return fetches(self._items(shard), self.limits, only)
+
+    def opens(self, shard: ShardSpec) -> Iterator[str]:
+        yield shard.cursor["origin"]  # the list itself: its entries were checked when the run started
 
     def _items(self, shard: ShardSpec) -> Iterator[Item]:
-        row = shard.seek_row
-        with open(shard.origin, "rb") as handle:
-            handle.seek(shard.seek_offset)
+        rows_of, cursor = RowRange.of(shard), shard.cursor
+        row = cursor["seek_row"]
+        with open(rows_of.origin, "rb") as handle:
+            handle.seek(cursor["seek_offset"])
             for line in handle:
                 if not _is_entry(line):
                     continue
-                if row >= shard.stop:
+                if row >= rows_of.stop:
                     return
-                if row >= shard.start:
+                if row >= rows_of.start:
                     text = line.decode("utf-8", errors="replace")
-                    for listed in parse_file_list(text, os.path.dirname(shard.origin)):
-                        yield Item(position_key(shard.key_base + row), listed.source, listed.original_text)
+                    for listed in parse_file_list(text, os.path.dirname(rows_of.origin)):
+                        yield Item(position_key(cursor["key_base"] + row), listed.source, listed.original_text)
                 row += 1

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor
 from functools import partial
 
 from capfleet.formats.parquet import row_batches, table_shape
 from capfleet.io.paths import filesystem, is_url
 from capfleet.io.reading import ReadLimits
-from capfleet.parallel import ordered_map
 from capfleet.sample import Item, Sample
 from capfleet.sources.files import InputError, fetch_item
-from capfleet.sources.plan import ShardSpec, plan_row_ranges
+from capfleet.sources.plan import RowRange, ShardSpec, plan_row_ranges
+from capfleet.sources.units import Unit
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
 IMAGE_COLUMNS = ("image", "img", "jpg", "jpeg", "png", "webp", "image_bytes", "url", "image_url", "path", "file_name")
@@ -104,13 +103,18 @@ class TableSource:
                 yield {"origin": path, "rows": rows}
 
     def plan(self, rows: Iterable[dict], shard_size: int, limit: int | None = None) -> list[ShardSpec]:
-        return plan_row_ranges(((row["origin"], row["rows"]) for row in rows), shard_size, limit)
+        ranges = plan_row_ranges(((row["origin"], row["rows"]) for row in rows), shard_size, limit)
+        return [rows_of.shard(shard_id) for shard_id, rows_of in enumerate(ranges)]
 
-    def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
-        image, caption = self._columns_of(shard.origin)
+    def read(self, shard: ShardSpec, only: set[str] | None = None) -> Iterator[Unit]:
+        rows_of = RowRange.of(shard)
+        image, caption = self._columns_of(rows_of.origin)
         columns = [image] if caption is None else [image, caption]
-        rows = (row for row in self._rows(shard, image, caption, columns) if only is None or row[0] in only)
-        return ordered_map(partial(_fetch, limits=self.limits), rows, executor, window)
+        rows = (row for row in self._rows(rows_of, image, caption, columns) if only is None or row[0] in only)
+        return (_unit(row, self.limits) for row in rows)
+
+    def opens(self, shard: ShardSpec) -> Iterator[str]:
+        yield RowRange.of(shard).origin
 
     def _columns_of(self, path: str) -> tuple[str, str | None]:
         if path not in self._columns:
@@ -118,21 +122,21 @@ class TableSource:
             self._columns[path] = choose_columns(schema, path, self.image_column, self.caption_column)
         return self._columns[path]
 
-    def _rows(self, shard: ShardSpec, image: str, caption: str | None, columns: list[str]) -> Iterator[tuple]:
-        stem = os.path.splitext(os.path.basename(shard.origin))[0]
-        folder = os.path.dirname(shard.origin)
-        position = shard.start
-        for batch in row_batches(shard.origin, columns, shard.start, shard.stop):
+    def _rows(self, rows_of: RowRange, image: str, caption: str | None, columns: list[str]) -> Iterator[tuple]:
+        stem = os.path.splitext(os.path.basename(rows_of.origin))[0]
+        folder = os.path.dirname(rows_of.origin)
+        position = rows_of.start
+        for batch in row_batches(rows_of.origin, columns, rows_of.start, rows_of.stop):
             values = batch.column(image).to_pylist()
             texts = batch.column(caption).to_pylist() if caption is not None else [None] * len(values)
             for value, text in zip(values, texts, strict=True):
                 text = text.strip() or None if isinstance(text, str) else None
-                yield f"{stem}-{position:09d}", f"{shard.origin}#{position}", value, text, folder
+                yield f"{stem}-{position:09d}", f"{rows_of.origin}#{position}", value, text, folder
                 position += 1
 
 
-def _fetch(row: tuple, limits: ReadLimits) -> Sample:
-    """Bytes in the row are used as they are; a path (relative to the table's folder) or URL is read."""
+def _unit(row: tuple, limits: ReadLimits) -> Unit:
+    """Bytes in the row are used as they are; a path (relative to the table's folder) or URL is to be read."""
     key, where, value, text, folder = row
     if isinstance(value, dict):
         value = value.get("bytes") or value.get("path")
@@ -141,4 +145,4 @@ def _fetch(row: tuple, limits: ReadLimits) -> Sample:
     if not isinstance(value, str) or not value:
         return Sample(Item(key, where, text), error=f"no image in this row (value: {type(value).__name__})")
     source = value if is_url(value) or os.path.isabs(value) else os.path.join(folder, value)
-    return fetch_item(Item(key, source, text), limits)
+    return partial(fetch_item, Item(key, source, text), limits=limits)

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import IO
 
@@ -20,7 +19,7 @@ from capfleet.io.paths import is_http, local_path
 from capfleet.io.reading import ReadLimits
 from capfleet.sample import Item, Sample
 from capfleet.sources.files import InputError
-from capfleet.sources.plan import ShardSpec
+from capfleet.sources.plan import RowRange, ShardSpec
 
 _BRACES = re.compile(r"\{([^{}]*)\}")
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -120,15 +119,19 @@ class ArchiveSource:
                 count = sum(1 for _ in itertools.islice(self._samples(row["origin"], 0, None), remaining + 1))
                 stop = None if count <= remaining else remaining
                 remaining -= count
-                shards.append(ShardSpec(len(shards), origin=row["origin"], stop=stop))
+                shards.append(RowRange(row["origin"], 0, stop).shard(len(shards)))
             else:
-                shards.append(ShardSpec(len(shards), origin=row["origin"]))
+                shards.append(RowRange(row["origin"]).shard(len(shards)))
         return shards
 
-    def read(self, shard: ShardSpec, executor: Executor, window: int, only: set[str] | None = None) -> Iterator[Sample]:
-        """Samples in archive order (reading a tar is sequential; decoding runs ahead in the pool)."""
-        samples = self._samples(shard.origin, shard.start, shard.stop)
+    def read(self, shard: ShardSpec, only: set[str] | None = None) -> Iterator[Sample]:
+        """Samples with their bytes, in archive order (reading a tar is sequential; the reader decodes ahead)."""
+        rows_of = RowRange.of(shard)
+        samples = self._samples(rows_of.origin, rows_of.start, rows_of.stop)
         return samples if only is None else (sample for sample in samples if sample.key in only)
+
+    def opens(self, shard: ShardSpec) -> Iterator[str]:
+        yield RowRange.of(shard).origin
 
     def _samples(self, origin: str, start: int, stop: int | None) -> Iterator[Sample]:
         stem = archive_stem(origin)

@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from capfleet.io.location import Location
+from capfleet.metadata_jsonl import METADATA_NAME
 
 from .randomise import randomise_layout, render_randomised
 from .render import render_scene
@@ -90,7 +91,7 @@ def _record(ex: Example, seed: int, style: str) -> dict:
 
 def _shard_is_ours(folder: Path, first: int, count: int, seed: int, size: int, style: str) -> bool:
     """True when folder is a complete shard from a run with the same seed, style and (clean style) size."""
-    meta = folder / "metadata.jsonl"
+    meta = folder / METADATA_NAME
     try:
         lines = meta.read_text().splitlines()
         head = json.loads(lines[0])
@@ -116,7 +117,7 @@ def _write_shard(out_dir: Path, shard: int, first: int, count: int, seed: int, s
         ex.image.save(tmp / f"{ex.key}.png", format="PNG", compress_level=1)  # 2x faster, ~14% bigger
         lines.append(json.dumps(_record(ex, seed, style)))
         bar.update(1)
-    (tmp / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp / METADATA_NAME).write_text("\n".join(lines) + "\n")
     location.publish_dir(tmp, name)
 
 

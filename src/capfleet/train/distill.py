@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from capfleet.decoding import CANDIDATES, DEFAULT
+from capfleet.metadata_jsonl import METADATA_NAME
 from capfleet.modeling.configuration import MODEL_TYPE
 from capfleet.modeling.losses import IGNORE_LABEL
 
@@ -60,9 +62,9 @@ class DistillConfig:
 
     teacher: str
     teacher_scorer: str = "auto"
-    teacher_candidates: int = 5
-    teacher_decoding: str = "sample"
-    teacher_max_new_tokens: int = 30
+    teacher_candidates: int = CANDIDATES
+    teacher_decoding: str = DEFAULT.decoding
+    teacher_max_new_tokens: int = DEFAULT.max_new_tokens
     data_captions: bool = True
     kl_weight: float = 1.0
     kl_temperature: float = 1.0
@@ -373,4 +375,4 @@ def _kl_reason(objective: DistillObjective, logged: set[str]) -> str:
 
 
 def _rows(folder: Path) -> int:
-    return sum(1 for line in (folder / "metadata.jsonl").read_text().splitlines() if line.strip())
+    return sum(1 for line in (folder / METADATA_NAME).read_text().splitlines() if line.strip())

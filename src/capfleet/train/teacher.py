@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from capfleet.decoding import CANDIDATES, DEFAULT
+from capfleet.metadata_jsonl import METADATA_NAME
+
 from .data import CaptionRecord, scan_imagefolder
 
 TEACHER_DIR = "teacher"
@@ -31,9 +34,9 @@ class TeacherSettings:
     captioner: str
     scorer: str  # a scorer name, or "none" (no ranking and no embedding targets)
     data: tuple[str, ...]
-    candidates: int = 5
-    decoding: str = "sample"
-    max_new_tokens: int = 30
+    candidates: int = CANDIDATES
+    decoding: str = DEFAULT.decoding
+    max_new_tokens: int = DEFAULT.max_new_tokens
     data_captions: bool = True  # the dataset's own captions are targets beside the teacher's
     seed: int = 0
     batch_size: int = 32  # images per teacher call (each call samples from its own seed)
@@ -142,7 +145,7 @@ def run_teacher(
     model = capfleet.load(settings.captioner, settings.scorer, device=device, batch_size=settings.batch_size)
     rows, image_embeddings = _caption_rows(model, _unique_images(scan.records), settings, progress)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (folder / METADATA_NAME).write_text("".join(json.dumps(row) + "\n" for row in rows))
     arrays: dict[str, np.ndarray] = {}
     if image_embeddings is not None:
         # the texts as the trainer will read them, so every training sample finds its target

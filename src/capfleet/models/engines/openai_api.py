@@ -64,8 +64,13 @@ def check(config) -> list[str]:
     return [message for ok, message in checks if not ok]
 
 
+def gpus_per_worker(config) -> int:
+    """The model runs behind the endpoint; `--gpus N` still gives each worker one GPU, as for transformers."""
+    return 1
+
+
 def load(config) -> OpenAICaptioner:
-    from capfleet.models.captioner import DecodingOptions
+    from capfleet.decoding import DecodingOptions
 
     return OpenAICaptioner.from_config(config, DecodingOptions(config.decoding, config.top_p, config.max_new_tokens))
 
@@ -98,7 +103,7 @@ def chat_request(model: str, image_url: str, prompt: str, n: int, options, seed:
     if options.decoding == "beam":
         body["temperature"] = 0.0  # the most likely answer, as close to beam search as the API goes
     else:
-        body.update(temperature=getattr(options, "temperature", 1.0), top_p=options.top_p)
+        body.update(temperature=options.temperature, top_p=options.top_p)
     if seed is not None:
         body["seed"] = seed
     return body
@@ -187,7 +192,13 @@ class OpenAICaptioner:
     def input_size(self) -> int:
         return self.image_size
 
-    def generate(self, images: list, num_candidates: int, prompt=None, seeds=None, options=None) -> list[list[str]]:
+    def encode(self, images: list) -> None:
+        """None: the engine encodes the images itself, and no scorer shares its model."""
+        return None
+
+    def generate(
+        self, images: list, num_candidates: int, prompt=None, seeds=None, options=None, encoding=None
+    ) -> list[list[str]]:
         """Up to `num_candidates` distinct captions per image. Images whose request failed for good
         are reported together in a PartialBatchError after the others are done."""
         from capfleet.models.captioner import DEFAULT_CHAT_PROMPT

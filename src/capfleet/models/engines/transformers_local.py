@@ -32,6 +32,11 @@ def check(config) -> list[str]:
     return []
 
 
+def gpus_per_worker(config) -> int:
+    """`--gpus N` gives each worker this many GPUs: one model per GPU."""
+    return 1
+
+
 def load(config):
     """The run's captioner, loaded in this process."""
     from capfleet.models.registry import load_captioner

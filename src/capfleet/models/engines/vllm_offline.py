@@ -38,8 +38,13 @@ def check(config) -> list[str]:
     return []
 
 
+def gpus_per_worker(config) -> int:
+    """One vLLM engine spans `--tensor-parallel-size` GPUs; `--gpus N` runs N such engines."""
+    return config.tensor_parallel_size
+
+
 def load(config) -> VLLMCaptioner:
-    from capfleet.models.captioner import DecodingOptions
+    from capfleet.decoding import DecodingOptions
 
     return VLLMCaptioner.from_config(config, DecodingOptions(config.decoding, config.top_p, config.max_new_tokens))
 
@@ -67,7 +72,7 @@ def sampling_settings(options, num_candidates: int, seed: int | None) -> dict:
         return {"n": 1, "temperature": 0.0, "max_tokens": options.max_new_tokens}
     return {
         "n": num_candidates,
-        "temperature": getattr(options, "temperature", 1.0),
+        "temperature": options.temperature,
         "top_p": options.top_p,
         "max_tokens": options.max_new_tokens,
         "seed": seed,
@@ -96,7 +101,13 @@ class VLLMCaptioner:
 
         return processor_input_size(self.processor)
 
-    def generate(self, images: list, num_candidates: int, prompt=None, seeds=None, options=None) -> list[list[str]]:
+    def encode(self, images: list) -> None:
+        """None: the engine encodes the images itself, and no scorer shares its model."""
+        return None
+
+    def generate(
+        self, images: list, num_candidates: int, prompt=None, seeds=None, options=None, encoding=None
+    ) -> list[list[str]]:
         prompts = prompt if isinstance(prompt, list) else [prompt] * len(images)
         requests = build_requests(self.processor, images, prompts)
         params = [
