@@ -49,7 +49,7 @@ def model_rows(
         model = load_captioner(captioner, device=device, dtype=dtype)
         ranker = load_scorer(scorer, captioner=model, device=device, dtype=dtype)
         if auto_quantize(dtype, pick_device(device)):
-            quantize_models(model, ranker)
+            quantize_models(model, ranker, own_models=False)  # as a run with --dtype auto does
         rates = measure(model, ranker, batch_sizes, candidates, options, repeats=2)
         rows += [BenchRow(dtype, size, rate) for size, rate in rates.items()]
         side = model.input_size()

@@ -81,3 +81,22 @@ def test_capfleet_bench_times_what_dtype_auto_would_run(tmp_path, monkeypatch, c
     (tmp_path / "cpuinfo").write_text(cpuinfo)
     monkeypatch.setenv(runtime.CPUINFO_VARIABLE, str(tmp_path / "cpuinfo"))
     assert dtypes_to_try("cpu") == dtypes
+
+
+@pytest.mark.parametrize(("quantize", "quantized"), [(None, False), ("int8", True)])
+def test_dtype_auto_leaves_the_builtin_model_in_float32_where_it_quantises_others(
+    tmp_path, monkeypatch, quantize, quantized
+):
+    """int8 cost the built-in model ranked relation accuracy, so `auto` keeps it float32; --quantize int8 still
+    quantises it on request."""
+    from capfleet.config import RunConfig
+    from capfleet.runners.models import load_models
+
+    (tmp_path / "cpuinfo").write_text(CASCADE_LAKE)
+    monkeypatch.setenv(runtime.CPUINFO_VARIABLE, str(tmp_path / "cpuinfo"))
+    config = RunConfig(
+        inputs=[], output="", captioner="builtin", scorer="builtin", device="cpu", dtype="auto", quantize=quantize
+    )
+    captioner, scorer = load_models(config)
+    assert scorer.model is captioner.model and next(captioner.model.parameters()).dtype == torch.float32
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in captioner.model.modules()) is quantized

@@ -40,5 +40,5 @@ def load_models(config: RunConfig):
     if (config.quantize or auto_quantize(config.dtype, pick_device(config.device))) == "int8":
         from capfleet.models.quantize import quantize_models
 
-        quantize_models(captioner, scorer)
+        quantize_models(captioner, scorer, own_models=config.quantize == "int8")  # auto: not the built-in model
     return captioner, scorer
