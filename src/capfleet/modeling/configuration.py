@@ -14,7 +14,9 @@ from transformers import PretrainedConfig
 MODEL_TYPE = "capfleet-captioner"
 STEMS = ("patch", "conv")
 POSITION_INITS = ("normal", "sincos")
-RELATION_SLOTS = 4  # a token's object is left of / right of / above / below another object (train/objects.py)
+# the directions of a token's relation logits, in order: its object is left of / right of / above / below another
+# object (train/objects.py reads the targets off a scene graph)
+RELATION_FLAGS = ("left of", "right of", "above", "below")
 
 # name -> sizes; everything else keeps the config defaults.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -80,7 +82,7 @@ class CapfleetCaptionerConfig(PretrainedConfig):
     projection_dim: int = 64
     object_classes: int = 0  # >0: a linear head on each image token, for TrainConfig.object_loss_weight
     # with object_classes: the head also says, per token, in which directions its object stands to another object
-    # (RELATION_SLOTS logits), a dense target that makes the encoder compare positions
+    # (one logit per RELATION_FLAGS direction), a dense target that makes the encoder compare positions
     object_relations: bool = False
     feature_distill_dim: int = 0  # >0: a linear map of each image token to a teacher's width (capfleet distill)
     logit_scale_init_value: float = 2.6592  # log(1 / 0.07), as in CLIP

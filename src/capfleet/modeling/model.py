@@ -23,7 +23,7 @@ from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 
-from .configuration import MODEL_TYPE, RELATION_SLOTS, CapfleetCaptionerConfig
+from .configuration import MODEL_TYPE, RELATION_FLAGS, CapfleetCaptionerConfig
 from .decoder import TextDecoder
 from .encoder import VisionEncoder, sincos_positions
 from .losses import IGNORE_LABEL, contrastive_loss, lm_loss
@@ -38,7 +38,7 @@ class CapfleetCaptionerOutput(ModelOutput):
     cache: Cache | None = None
     lm_loss: torch.Tensor | None = None
     contrastive_loss: torch.Tensor | None = None
-    object_logits: torch.Tensor | None = None  # (images x tokens x classes [+ RELATION_SLOTS]), ``return_objects``
+    object_logits: torch.Tensor | None = None  # (images x tokens x classes [+ RELATION_FLAGS]), ``return_objects``
     logits_per_image: torch.Tensor | None = None
     logits_per_text: torch.Tensor | None = None
     image_embeds: torch.Tensor | None = None
@@ -97,7 +97,9 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
         self.text_projection = nn.Linear(config.decoder_hidden_size, config.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
         # which object each image token shows: an auxiliary training signal (see train.objects)
-        classes = config.object_classes + (RELATION_SLOTS if config.object_classes and config.object_relations else 0)
+        classes = config.object_classes + (
+            len(RELATION_FLAGS) if config.object_classes and config.object_relations else 0
+        )
         self.object_head = nn.Linear(config.encoder_hidden_size, classes) if classes else None
         # the student side of distillation's feature matching (see train.distill)
         width = config.feature_distill_dim

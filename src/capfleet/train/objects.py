@@ -14,6 +14,7 @@ import json
 
 import torch
 
+from capfleet.modeling.configuration import RELATION_FLAGS
 from capfleet.synth.scene import COLOURS, INVERSE, SHAPES, Scene
 
 OBJECT_CLASSES = (*(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES), "background")
@@ -21,7 +22,6 @@ BACKGROUND = len(OBJECT_CLASSES) - 1
 IGNORE = -100  # every token of an image without a readable scene: no ground truth, left out of the loss
 CORE = 0.8  # a token is an object's when its patch centre lies within CORE x the object's bounding radius
 _INDEX = {name: i for i, name in enumerate(OBJECT_CLASSES)}
-RELATION_FLAGS = ("left of", "right of", "above", "below")
 
 
 def object_grid(scene: str, grid: int, relations: bool = False) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from capfleet.modeling.configuration import RELATION_SLOTS
+from capfleet.modeling.configuration import RELATION_FLAGS
 from capfleet.modeling.losses import IGNORE_LABEL, contrastive_loss, lm_loss
 from capfleet.modeling.model import CapfleetCaptionerModel
 
@@ -116,7 +116,7 @@ def _object_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     Targets with relation flags (train/objects.py) add their mean binary cross-entropy."""
     if targets.dim() == 2:
         return _token_cross_entropy(logits, targets)
-    classes = logits.shape[-1] - RELATION_SLOTS
+    classes = logits.shape[-1] - len(RELATION_FLAGS)
     loss = _token_cross_entropy(logits[..., :classes], targets[..., 0])
     flags, known = targets[..., 1:], targets[..., 1:] != IGNORE
     if known.any():
