@@ -56,7 +56,7 @@ def main() -> None:
         generate_synthetic_dataset(args.scenes, Path(folder), seed=7, size=64)
         images = [decode_image(p.read_bytes(), 89_478_485, 64)[0] for p in sorted(Path(folder).rglob("*.png"))]
     captioner = load_captioner("builtin", device="cpu")
-    options = DecodingOptions("sample", 0.9, 30)
+    options = DecodingOptions()  # the run defaults
     captioner.generate(images[:2], args.candidates, None, [0, 1], options)  # warm-up
     started = time.perf_counter()
     seeds = list(range(len(images)))  # one per image, as a run gives them

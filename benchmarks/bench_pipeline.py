@@ -388,7 +388,7 @@ def main() -> None:
             # The search runs once per GPU and model (then cached), and the batched baselines get the batch it
             # finds: a user who knows their GPU would not run batch 8 on it, so the ratio is not batch size alone.
             fast_config = run_config(args, model_list, "-", str(blip), str(clip), args.dtype, args.quantize)
-            decoding = DecodingOptions(fast_config.decoding, fast_config.top_p, fast_config.max_new_tokens)
+            decoding = DecodingOptions.of_run(fast_config)
             batch = choose_batch_size(*fast, args.candidates, decoding, pending_images=MIN_IMAGES_TO_TUNE)
         pipe = transformers.pipeline(
             "image-text-to-text", model=fast[0].model, processor=fast[0].processor, device=fast[0].device

@@ -44,7 +44,7 @@ def model_rows(
 ) -> tuple[list[BenchRow], int]:
     """Rows per dtype and batch size, and the captioner's input side (for the decoding probe)."""
     rows, side = [], 384
-    options = DecodingOptions("sample", 0.9, max_new_tokens)
+    options = DecodingOptions(max_new_tokens=max_new_tokens)  # the run defaults, at the planned length
     for dtype in dtypes_to_try(device):
         model = load_captioner(captioner, device=device, dtype=dtype)
         ranker = load_scorer(scorer, captioner=model, device=device, dtype=dtype)

@@ -21,6 +21,11 @@ class DecodingOptions:
     max_new_tokens: int = 30
     temperature: float = 1.0  # sampling only; the service's OpenAI endpoint sets it
 
+    @classmethod
+    def of_run(cls, config) -> DecodingOptions:
+        """A run's decoding settings (a RunConfig's `decoding`, `top_p`, `max_new_tokens`)."""
+        return cls(config.decoding, config.top_p, config.max_new_tokens)
+
     def generate_kwargs(self, num_candidates: int, seeds: list[int]) -> dict[str, Any]:
         """Beam search is deterministic; sampling draws from each image's own seed (see sampling.py)."""
         from capfleet.models.sampling import PerImageNucleusSampler

@@ -121,7 +121,7 @@ class ShardProcessor:
         self.state = RunState(location)
         self.open_writer = shard_writer_factory(config, location)
         self._ticks = 0
-        self.decoding = DecodingOptions(config.decoding, config.top_p, config.max_new_tokens)
+        self.decoding = DecodingOptions.of_run(config)
         self.batch_size = config.batch_size or self._auto_batch_size(pending_images)
         self.window = max(4 * config.workers, 2 * self.batch_size)
         self.filters = FilterChain(config, lambda shard_name: load_verdicts(location, shard_name))

@@ -72,7 +72,7 @@ def gpus_per_worker(config) -> int:
 def load(config) -> OpenAICaptioner:
     from capfleet.decoding import DecodingOptions
 
-    return OpenAICaptioner.from_config(config, DecodingOptions(config.decoding, config.top_p, config.max_new_tokens))
+    return OpenAICaptioner.from_config(config, DecodingOptions.of_run(config))
 
 
 DEFAULT_IMAGE_SIZE = 448  # when the model's own input size is unknown (Qwen2-VL, InternVL tiles)

@@ -46,7 +46,7 @@ def gpus_per_worker(config) -> int:
 def load(config) -> VLLMCaptioner:
     from capfleet.decoding import DecodingOptions
 
-    return VLLMCaptioner.from_config(config, DecodingOptions(config.decoding, config.top_p, config.max_new_tokens))
+    return VLLMCaptioner.from_config(config, DecodingOptions.of_run(config))
 
 
 def chat_prompt(processor, prompt: str | None) -> str:
