@@ -85,14 +85,14 @@ def main() -> None:
         f"dtype: {args.dtype}  quantize: {args.quantize}  "
         f"load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after\n"
     )
-    print("| captions | object acc. | relation acc. | CIDEr | BLEU-4 | ROUGE-L |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| captions | object acc. | relation acc. | captions with a spatial claim | CIDEr | BLEU-4 | ROUGE-L |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, predictions in systems.items():
         scores = caption_scores(references, predictions, tokenizer="simple", meteor=False)
         acc = scene_accuracy(scenes, predictions)
         relation = "n/a" if acc["relation_accuracy"] is None else f"{acc['relation_accuracy']:.1%}"
         print(
-            f"| {name} | {acc['object_accuracy']:.1%} | {relation} | "
+            f"| {name} | {acc['object_accuracy']:.1%} | {relation} | {acc['captions_with_relations']} | "
             f"{scores['CIDEr']:.3f} | {scores['BLEU-4']:.3f} | {scores['ROUGE-L']:.3f} |"
         )
     print("\nobject errors, share of scenes (`capfleet.synth.grounding.object_error`)\n")

@@ -97,6 +97,7 @@ MODEL = {
     "stem": "conv",
     "position_init": "sincos",
     "memory_positions": True,
+    "ground_relations": True,  # decoding masks relation words the object map denies (modeling/relation_grounding.py)
 }
 
 

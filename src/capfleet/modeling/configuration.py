@@ -84,6 +84,9 @@ class CapfleetCaptionerConfig(PretrainedConfig):
     # with object_classes: the head also says, per token, in which directions its object stands to another object
     # (one logit per RELATION_FLAGS direction), a dense target that makes the encoder compare positions
     object_relations: bool = False
+    # with object_relations over synth's classes: decoding masks relation words the object map denies
+    # (modeling/relation_grounding.py): the decoder alone said the wrong direction in a quarter of its claims
+    ground_relations: bool = False
     feature_distill_dim: int = 0  # >0: a linear map of each image token to a teacher's width (capfleet distill)
     logit_scale_init_value: float = 2.6592  # log(1 / 0.07), as in CLIP
     dropout: float = 0.0
@@ -108,6 +111,8 @@ class CapfleetCaptionerConfig(PretrainedConfig):
             raise ValueError(f"stem={self.stem!r}; choose from {STEMS}")
         if self.position_init not in POSITION_INITS:
             raise ValueError(f"position_init={self.position_init!r}; choose from {POSITION_INITS}")
+        if self.ground_relations and not self.object_classes:
+            raise ValueError("ground_relations reads the object head's map: it needs object_classes > 0")
         if self.stem_width < 1:
             raise ValueError(f"stem_width must be >= 1, got {self.stem_width}")
         if self.stem == "conv" and self.patch_size & (self.patch_size - 1):

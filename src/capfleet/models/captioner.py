@@ -156,6 +156,9 @@ class HFCaptioner:
         decoding chosen at load time (a run's own settings win). `encoding`: what `encode` made of
         these images, so they are not encoded again.
         """
+        grounded = getattr(self.model.config, "ground_relations", False)
+        if grounded and encoding is None:
+            encoding = self.encode(images)  # the object map and the decoder read the same encoder output
         if encoding is not None and encoding.owner is self.model:
             # a new output each call: generate expands its encoder output in place for the candidates
             inputs, prompt_tokens = {"encoder_outputs": BaseModelOutput(last_hidden_state=encoding.rows)}, 0
@@ -164,6 +167,11 @@ class HFCaptioner:
         if seeds is None:
             seeds = torch.randint(2**62, (len(images),)).tolist()
         kwargs = (options or self.options).generate_kwargs(num_candidates, seeds)
+        if grounded:
+            from capfleet.modeling.relation_grounding import relation_grounding
+
+            grounding = relation_grounding(self.model, encoding.rows, self.tokenizer)
+            kwargs["logits_processor"] = [grounding, *kwargs.get("logits_processor", [])]
         if self.family == "blip" and kwargs["do_sample"] and num_candidates > 1:
             output = generate_blip(self.model, inputs, kwargs)  # the image's keys once, not per candidate
         else:

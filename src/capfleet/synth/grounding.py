@@ -56,7 +56,7 @@ class Reading:
     claims: tuple[Claim, ...]
 
 
-def _mentions(tokens: list[str]) -> list[Mention]:
+def mentions(tokens: list[str]) -> list[Mention]:
     """Noun phrases, anchored on each shape word or on a colour word that no shape follows."""
     found, i = [], 0
     while i < len(tokens):
@@ -86,20 +86,20 @@ def _relations_in(words: str) -> list[str]:
 def read_caption(caption: str) -> Reading:
     """The objects a caption introduces and the spatial claims it makes between neighbouring phrases."""
     tokens = WORD.findall(caption.lower())
-    mentions = _mentions(tokens)
+    found = mentions(tokens)
     objects: Counter = Counter()
-    for m in mentions:
+    for m in found:
         introduced = (m.colour, m.shape) in objects
         if not (m.refers_back and introduced):
             objects[(m.colour, m.shape)] += 1
     claims = []
-    for left, right in zip(mentions, mentions[1:], strict=False):
+    for left, right in zip(found, found[1:], strict=False):
         between = " ".join(tokens[left.end : right.start])
         claims.extend(Claim(left, relation, right) for relation in _relations_in(between))
-    tail = " ".join(tokens[mentions[-1].end :]) if mentions else ""
+    tail = " ".join(tokens[found[-1].end :]) if found else ""
     for phrase, relation in ORDER_PHRASES.items():
         if phrase in tail:  # "A, B and C from left to right": A left of B, B left of C
-            claims.extend(Claim(a, relation, b) for a, b in zip(mentions, mentions[1:], strict=False))
+            claims.extend(Claim(a, relation, b) for a, b in zip(found, found[1:], strict=False))
     return Reading(objects, tuple(claims))
 
 

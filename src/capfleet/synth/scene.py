@@ -32,6 +32,8 @@ BACKGROUNDS = ("solid", "gradient", "noise", "stripes")
 RELATION_WORDS = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
 INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 FUNCTION_WORDS = "a an the and to of left right above below next on light dark background from top bottom"
+# what an object head (train/objects.py) names at each image token: every colour+shape, then background
+OBJECT_CLASSES = (*(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES), "background")
 VOCABULARY = frozenset([*SHAPES, *COLOURS, *SIZES, *FUNCTION_WORDS.split()])  # every word a caption may use
 
 

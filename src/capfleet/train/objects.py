@@ -15,9 +15,8 @@ import json
 import torch
 
 from capfleet.modeling.configuration import RELATION_FLAGS
-from capfleet.synth.scene import COLOURS, INVERSE, SHAPES, Scene
+from capfleet.synth.scene import INVERSE, OBJECT_CLASSES, Scene
 
-OBJECT_CLASSES = (*(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES), "background")
 BACKGROUND = len(OBJECT_CLASSES) - 1
 IGNORE = -100  # every token of an image without a readable scene: no ground truth, left out of the loss
 CORE = 0.8  # a token is an object's when its patch centre lies within CORE x the object's bounding radius
