@@ -238,6 +238,16 @@ class CapfleetCaptionerModel(CapfleetCaptionerPreTrainedModel, GenerationMixin):
             inputs["output_hidden_states"] = True
         return inputs
 
+    def _reorder_cache(self, cache: Cache, beam_idx: torch.LongTensor) -> Cache:
+        """Beam search: only the self-attention keys follow the chosen beams. Beams are picked within their own
+        image, whose cross-attention keys every beam shares, so reordering those (HF's default) copies them
+        unchanged every step: 0.6 of 6.6 s in a 500-scene beam run of the built-in model."""
+        if isinstance(cache, EncoderDecoderCache):
+            cache.self_attention_cache.reorder_cache(beam_idx)
+        else:
+            cache.reorder_cache(beam_idx)
+        return cache
+
     @torch.no_grad()
     def score(
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None

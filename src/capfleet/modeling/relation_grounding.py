@@ -21,7 +21,7 @@ import torch
 from transformers import LogitsProcessor
 
 from capfleet.synth.grounding import ARTICLES, ORDER_PHRASES, Mention, mentions
-from capfleet.synth.scene import COLOURS, OBJECT_CLASSES, RELATION_WORDS, SIZES, Shape, relate
+from capfleet.synth.scene import COLOURS, OBJECT_CLASSES, RELATION_WORDS, SHAPES, SIZES, Shape, relate
 
 Key = tuple[str, str]  # (colour, shape)
 
@@ -36,6 +36,8 @@ _PHRASES: tuple[tuple[tuple[str, ...], frozenset[str]], ...] = (
     (("next", "to"), frozenset(["next to"])),
 )
 _ORDERS = tuple((tuple(phrase.split()), relation) for phrase, relation in ORDER_PHRASES.items())
+# the last words after which a rule can apply; after any other ("on", ",", "background", end of caption) none does
+_TRIGGERS = frozenset([*COLOURS, *SHAPES, *SIZES, *ARTICLES, *(w for words, _ in (*_PHRASES, *_ORDERS) for w in words)])
 # a radius per size word: the map's resolution (8 x 8 tokens) only tells small from large
 _RADIUS = {size: sum(bounds) / 2 for size, bounds in SIZES.items()}
 _LARGE_MASS = 2.5  # summed class probability (in tokens) above which an object is the large kind
@@ -152,10 +154,18 @@ class RelationGrounding(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         per_image = max(1, input_ids.shape[0] // len(self.layouts))
-        masks = []
+        masks, seen = [], {}  # an image's candidates and beams often share a beginning: one parse for them
+        free = self._mask(FREE, scores)
         for row, ids in enumerate(input_ids.tolist()):
-            layout = self.layouts[min(row // per_image, len(self.layouts) - 1)]
-            masks.append(self._mask(next_words([self.word_of[i] for i in ids if i in self.word_of], layout), scores))
+            image = min(row // per_image, len(self.layouts) - 1)
+            key = (image, *ids)
+            if self.word_of.get(ids[-1]) not in _TRIGGERS:
+                masks.append(free)
+                continue
+            if key not in seen:
+                words = [self.word_of[i] for i in ids if i in self.word_of]
+                seen[key] = self._mask(next_words(words, self.layouts[image]), scores)
+            masks.append(seen[key])
         return scores.masked_fill_(torch.stack(masks), float("-inf"))
 
     def _mask(self, rule: Words, scores: torch.Tensor) -> torch.Tensor:
