@@ -40,6 +40,7 @@ _ORDERS = tuple((tuple(phrase.split()), relation) for phrase, relation in ORDER_
 _TRIGGERS = frozenset([*COLOURS, *SHAPES, *SIZES, *ARTICLES, *(w for words, _ in (*_PHRASES, *_ORDERS) for w in words)])
 # a radius per size word: the map's resolution (8 x 8 tokens) only tells small from large
 _RADIUS = {size: sum(bounds) / 2 for size, bounds in SIZES.items()}
+_PRESENT = 0.5  # an object is in the image when some token names its class with at least this probability
 _LARGE_MASS = 2.5  # summed class probability (in tokens) above which an object is the large kind
 
 
@@ -54,9 +55,9 @@ class Words:
 FREE = Words()
 
 
-def layout_of(class_probs: torch.Tensor, min_peak: float = 0.5) -> dict[Key, Shape]:
+def layout_of(class_probs: torch.Tensor) -> dict[Key, Shape]:
     """Where each object of one image is: (tokens x OBJECT_CLASSES) probabilities on a square token grid ->
-    {(colour, shape): Shape estimate} for the classes some token holds with at least ``min_peak``."""
+    {(colour, shape): Shape estimate} for the classes some token holds with at least _PRESENT."""
     tokens = class_probs.shape[0]
     grid = int(round(tokens**0.5))
     centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
@@ -65,7 +66,7 @@ def layout_of(class_probs: torch.Tensor, min_peak: float = 0.5) -> dict[Key, Sha
     layout = {}
     for index, name in enumerate(OBJECT_CLASSES[:-1]):
         weight = probs[:, index]
-        if float(weight.max()) < min_peak:
+        if float(weight.max()) < _PRESENT:
             continue
         mass = float(weight.sum())
         colour, shape = name.split()
