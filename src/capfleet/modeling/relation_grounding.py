@@ -57,7 +57,8 @@ FREE = Words()
 
 def layout_of(class_probs: torch.Tensor) -> dict[Key, Shape]:
     """Where each object of one image is: (tokens x OBJECT_CLASSES) probabilities on a square token grid ->
-    {(colour, shape): Shape estimate} for the classes some token holds with at least _PRESENT."""
+    {(colour, shape): Shape estimate} for the classes some token holds with at least _PRESENT. Two objects of one
+    class would share one centroid; synth scenes never hold two (their colour+shape pairs are distinct)."""
     tokens = class_probs.shape[0]
     grid = int(round(tokens**0.5))
     centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
