@@ -16,9 +16,11 @@ Draws training scenes (seed 1, the built-in model's training seed) and held-out 
 embedding matching + the student's contrastive loss) and trains the same student with
 `capfleet train`'s code path, with the same settings and steps, twice: on the dataset's captions
 alone, and with the synth-only ground-truth object loss (`--object-loss-weight 4`, what made the
-teacher right; a real dataset has no such labels). Then, for the models, on the held-out scenes: parameters,
+teacher right; a real dataset has no such labels). A student of a teacher that grounds its relation words
+(``ground_relations``) grounds its own in its object map: it is also measured with that off. Then, for the
+models, on the held-out scenes: parameters,
 images/s (5 sampled candidates ranked by the model's own scorer, in-process, one batch of 32 at a
-time; and a whole `capfleet caption` run), CIDEr and object accuracy of the chosen caption, and
+time; and a whole `capfleet caption` run), CIDEr, object and relation accuracy of the chosen caption, and
 text->image / image->text recall at 1/5/10 with the model's own embeddings (every reference
 caption of a scene counts as its text). Everything runs in this one process on this machine.
 """
@@ -26,7 +28,9 @@ caption of a scene counts as its text). Everything runs in this one process on t
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -72,15 +76,30 @@ def measure(name: str, model_dir: str, scenes: Path, work: Path, refs, reference
     ranked, run_rate = caption(scenes, work / name, model_dir, scorer=model_dir, candidates=CANDIDATES, threads=1)
     chosen = {key: texts[0] for key, texts in ranked.items()}
     cider = caption_scores(references, chosen, tokenizer="simple", meteor=False)["CIDEr"]
-    objects = scene_accuracy(truth, chosen)["object_accuracy"]
+    accuracy = scene_accuracy(truth, chosen)
     texts = [(row, text) for row, ref in enumerate(refs.rows.values()) for text in ref.captions]
     recall = retrieval_recall(
         torch.from_numpy(model.embed_images(images)),
         torch.from_numpy(model.embed_texts([text for _, text in texts])),
         [row for row, _ in texts],
     )
-    return {"name": name, "params": params, "rate": rate, "run_rate": run_rate, "CIDEr": cider, "objects": objects,
-            **recall}  # fmt: skip
+    return {"name": name, "params": params, "rate": rate, "run_rate": run_rate, "CIDEr": cider,
+            "objects": accuracy["object_accuracy"], "relations": accuracy["relation_accuracy"],
+            "claims": accuracy["captions_with_relations"], **recall}  # fmt: skip
+
+
+def ungrounded(model_dir: Path, out: Path) -> dict[str, str]:
+    """{name: a copy of the distilled student with relation grounding off} when it grounds: what grounding
+    adds to the same weights."""
+    config = json.loads((model_dir / "config.json").read_text())
+    if not config.get("ground_relations"):
+        return {}
+    out.mkdir()
+    for path in model_dir.iterdir():
+        if path.is_file():
+            shutil.copy2(path, out / path.name)
+    (out / "config.json").write_text(json.dumps({**config, "ground_relations": False}, indent=2))
+    return {"distilled student, grounding off": str(out)}
 
 
 def smaller(teacher: dict, row: dict) -> str:
@@ -90,16 +109,17 @@ def smaller(teacher: dict, row: dict) -> str:
 def print_table(rows: list[dict], header: str) -> None:
     print(header)
     print("| model | params | images/s (model) | images/s (caption run) | CIDEr | object acc. "
-          "| t2i R@1 / 5 / 10 | i2t R@1 / 5 / 10 |")  # fmt: skip
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| relation acc. (captions with a claim) | t2i R@1 / 5 / 10 | i2t R@1 / 5 / 10 |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     teacher = rows[0]
     for row in rows:
         t2i = " / ".join(f"{row[f't2i_R@{k}']:.1%}" for k in (1, 5, 10))
         i2t = " / ".join(f"{row[f'i2t_R@{k}']:.1%}" for k in (1, 5, 10))
+        relations = "n/a" if row["relations"] is None else f"{row['relations']:.1%}"
         print(
             f"| {row['name']} | {row['params'] / 1e6:.2f} M{smaller(teacher, row)} "
             f"| {row['rate']:.1f} ({row['rate'] / teacher['rate']:.2f}x) | {row['run_rate']:.1f} "
-            f"| {row['CIDEr']:.3f} | {row['objects']:.1%} | {t2i} | {i2t} |"
+            f"| {row['CIDEr']:.3f} | {row['objects']:.1%} | {relations} ({row['claims']}) | {t2i} | {i2t} |"
         )
 
 
@@ -133,6 +153,7 @@ def main() -> None:
         models = {
             f"teacher ({args.teacher})": capfleet_model_folder(args.teacher) or args.teacher,
             "distilled student": str(work / "distilled"),
+            **ungrounded(work / "distilled", work / "ungrounded"),
             "student without teacher": str(work / "plain"),
             "student without teacher, object labels": str(work / "labels"),
         }

@@ -58,6 +58,24 @@ def test_builtin_teacher_into_a_tiny_student_that_loads_and_captions(scenes, tmp
     config = json.loads((out / "config.json").read_text())
     assert config["image_size"] == 32  # not the teacher's 64: its 8x8 token grid is pooled onto the student's 4x4
     assert config["feature_distill_dim"] == 128 and config["object_classes"] == 33  # the built-in's width, classes
+    assert config["ground_relations"] is True  # like its teacher: the captions above went through the grounding
+
+
+@pytest.mark.parametrize(
+    ("args", "classes"),
+    [
+        (["--object-weight", "0"], 0),  # no object map to ground them in
+        (["--model-overrides", '{"ground_relations": false}'], 33),  # the user's choice wins
+    ],
+)
+def test_a_student_without_grounding_still_distils_and_captions(scenes, tmp_path, args, classes):
+    out = tmp_path / "student"
+    result = _distill(scenes, out, "builtin", "--max-steps", "1", *args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["object_classes"] == classes and config["ground_relations"] is False
+    student = capfleet.load(str(out), scorer=str(out), device="cpu")
+    assert len(student.caption([scenes / "00000" / "000000000.png"], candidates=2, max_new_tokens=6, seed=0)) == 1
 
 
 def test_image_token_matching_pools_a_finer_teacher_grid_onto_the_students():

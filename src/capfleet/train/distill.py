@@ -281,10 +281,13 @@ def _student_overrides(
 ) -> dict[str, Any]:
     """The student's heads project to the teacher's embedding width when embeddings are matched, its
     image tokens to the teacher encoder's width when they are matched, and to the teacher's object
-    classes when it learns the teacher's per-token object predictions."""
+    classes when it learns the teacher's per-token object predictions; a student with that object map
+    grounds its relation words in it when the teacher does (modeling/relation_grounding.py)."""
     overrides = {**overrides, "feature_distill_dim": teacher_width(teacher_folder, config)}
     if classes := teacher_object_classes(teacher_folder, config):
         overrides["object_classes"] = classes
+        grounded = bool(_teacher_config(teacher_folder, "ground_relations", config.object_weight))
+        overrides.setdefault("ground_relations", grounded)
     dim = targets.embedding_dim
     if dim is None or config.embed_weight <= 0:
         return overrides
