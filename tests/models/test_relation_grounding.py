@@ -99,6 +99,18 @@ def test_the_built_in_model_s_object_map_places_the_objects_of_unseen_scenes(tmp
     assert placed >= 0.9 * total, (placed, total)  # the shipped model: 80 of 80
 
 
+def test_an_object_s_size_is_its_share_of_the_image_on_any_token_grid():
+    """A student distilled onto a 4 x 4 grid sees a large shape (about 11% of the image) in about 2 tokens."""
+    probs = torch.zeros(16, len(OBJECT_CLASSES))
+    probs[:, -1] = 1.0  # background
+    large, small = OBJECT_CLASSES.index("red circle"), OBJECT_CLASSES.index("blue square")
+    probs[[0, 1], -1], probs[[0, 1], large] = 0.0, 1.0  # 2 of 16 tokens: 12.5% of the image
+    probs[15, -1], probs[15, small] = 0.4, 0.6  # 0.6 of 16 tokens: 3.75%
+    layout = layout_of(probs)
+    assert layout[("red", "circle")].size == "large" and layout[("blue", "square")].size == "small"
+    assert layout[("red", "circle")].y == pytest.approx(0.125) and layout[("blue", "square")].x == pytest.approx(0.875)
+
+
 def test_grounding_needs_an_object_head(tmp_path):
     with pytest.raises(ValueError, match="object_classes"):
         CapfleetCaptionerConfig(ground_relations=True, object_classes=0)

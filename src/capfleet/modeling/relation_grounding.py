@@ -41,7 +41,9 @@ _TRIGGERS = frozenset([*COLOURS, *SHAPES, *SIZES, *ARTICLES, *(w for words, _ in
 # a radius per size word: the map's resolution (8 x 8 tokens) only tells small from large
 _RADIUS = {size: sum(bounds) / 2 for size, bounds in SIZES.items()}
 _PRESENT = 0.5  # an object is in the image when some token names its class with at least this probability
-_LARGE_MASS = 2.5  # summed class probability (in tokens) above which an object is the large kind
+# the share of the image's tokens (its summed class probability over the token count) above which an object is
+# the large kind: 2.5 of the built-in model's 8 x 8 tokens; a distilled student's coarser grid holds the same share
+_LARGE_SHARE = 2.5 / 64
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def layout_of(class_probs: torch.Tensor) -> dict[Key, Shape]:
             continue
         mass = float(weight.sum())
         colour, shape = name.split()
-        size = "large" if mass > _LARGE_MASS else "small"
+        size = "large" if mass > _LARGE_SHARE * tokens else "small"
         x, y = float((weight * xs).sum()) / mass, float((weight * ys).sum()) / mass
         layout[(colour, shape)] = Shape(shape, colour, size, x, y, _RADIUS[size], 0.0, COLOURS[colour])
     return layout
