@@ -2,9 +2,9 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_distill.py [--scenes 4000] [--steps 2000] [--teacher builtin]
 
-The teacher larger than the built-in model that the README's table uses is the built-in recipe at
-the `small` preset's size (width 256, 6 encoder and 4 decoder layers; about 23 minutes with two
-threads on this project's 2-core machine):
+The README's first table uses the built-in model (the default). The larger teacher of its second table is
+the built-in recipe at the `small` preset's size (width 256, 6 encoder and 4 decoder layers; about 23 minutes
+with two threads on this project's 2-core machine when it is quiet, at commit 34fab5c's recipe):
 
     python scripts/build_builtin_model.py --width 256 --layers 6,4 --steps 1800 --threads 2 \
         --work /tmp/teacher --output /tmp/teacher/bundle
