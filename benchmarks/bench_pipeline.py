@@ -1,14 +1,16 @@
 """Throughput of capfleet against the loops it claims to beat, measured in one run.
 
 Why: the project states two speed goals, and they only mean something when both sides of each
-ratio run in the same process, on the same images, with the same loaded models and torch threads:
+ratio run in the same process, on the same images, with the same weights and torch threads:
 
 1. captioning (BLIP captioner + CLIP scorer): `run_caption` must reach >= 2x the images/s of a plain
    per-image loop (open, PIL decode, processor, generate N candidates, CLIP score, write image +
-   JSON line; batch 1, one Python thread) that uses the very same model objects, and >= 1.3x the
+   JSON line; batch 1, one Python thread) on the same weights, and >= 1.3x the
    best of the loops a knowledgeable user writes: a batched loop in capfleet's dtype (same batch,
    candidates, tokens and threads, `torch.inference_mode`, images decoded in a thread pool) and
-   `transformers.pipeline` with `batch_size`, both on capfleet's own loaded models;
+   `transformers.pipeline` with `batch_size`. The loops run BLIP as transformers loads it (eager
+   attention; capfleet fuses BLIP's vision attention), in capfleet's dtype and int8 setting, and share
+   capfleet's CLIP;
 2. without a model (`captioner="none"`: read, decode, shrink, write shards), capfleet must stay
    within 10% of a tight read + `decode_image` loop (ratio >= 0.90).
 

@@ -23,7 +23,8 @@ def _images() -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)) for _ in range(IMAGES)]
 
 
-def test_the_vision_encoder_calls_the_fused_kernel_once_per_layer(captioner, monkeypatch):
+def _fused_calls(captioner, monkeypatch) -> list[tuple[int, ...]]:
+    """The query shapes of every fused attention call while `captioner` samples."""
     fused = torch.nn.functional.scaled_dot_product_attention
     shapes: list[tuple[int, ...]] = []
 
@@ -33,10 +34,21 @@ def test_the_vision_encoder_calls_the_fused_kernel_once_per_layer(captioner, mon
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
     assert all(captioner.generate(_images(), CANDIDATES, seeds=SEEDS))
+    return shapes
+
+
+def test_the_vision_encoder_calls_the_fused_kernel_once_per_layer(captioner, monkeypatch):
+    shapes = _fused_calls(captioner, monkeypatch)
     vision = captioner.model.config.vision_config
     heads, tokens = vision.num_attention_heads, (vision.image_size // vision.patch_size) ** 2 + 1
     width = vision.hidden_size // heads
     assert shapes == [(IMAGES, heads, tokens, width)] * vision.num_hidden_layers
+
+
+def test_a_bf16_blip_keeps_transformers_eager_attention(tiny_blip, monkeypatch):
+    # in bf16 the fused kernel bought a whole run nothing and moved scores between batch sizes
+    bf16 = HFCaptioner.load(str(tiny_blip), device="cpu", dtype="bfloat16", max_new_tokens=8)
+    assert _fused_calls(bf16, monkeypatch) == []
 
 
 def test_the_same_encodings_and_captions_as_eager_blip(captioner, tiny_blip):

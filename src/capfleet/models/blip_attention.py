@@ -1,12 +1,13 @@
-"""BLIP's vision attention through torch's fused `scaled_dot_product_attention`.
+"""BLIP's vision attention through torch's fused `scaled_dot_product_attention`, for float32 models.
 
 transformers (5.x) runs BLIP only in eager attention (`_supports_sdpa` is False; `attn_implementation`
 is ignored): two batched matmuls over 577 x 577 scores per head with a softmax between. The fused
-kernel computes the same attention without materialising the scores. Full-size BLIP, 8 images at
-384 px, one thread on a 2-core AMD EPYC: one layer's attention took 305 ms eager and 243 ms fused in
-bf16, 595 and 351 ms in float32 (benchmarks/README.md); the vision encoder has 12 such layers and is
-more than half of a captioning batch. The weights are untouched: only the class of each vision
-attention module changes, so state dicts, int8 quantisation and `save_pretrained` see the same model.
+kernel computes the same attention without materialising the scores. In float32, the dtype on CPUs
+without native bf16 (where `--dtype auto` quantises only the linear layers to int8, not these matmuls),
+whole runs of full-size BLIP + CLIP (int8 linear layers, 1 thread) ran 1.20x as fast; in bf16 nothing measurable, so
+capfleet's loader fuses float32 models only (benchmarks/README.md, bench_blip_attention.py). The weights are
+untouched: only the class of each vision attention module changes, so state dicts, int8
+quantisation and `save_pretrained` see the same model.
 """
 
 from __future__ import annotations
