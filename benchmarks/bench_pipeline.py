@@ -9,7 +9,7 @@ ratio run in the same process, on the same images, with the same weights and tor
    best of the loops a knowledgeable user writes: a batched loop in capfleet's dtype (same batch,
    candidates, tokens and threads, `torch.inference_mode`, images decoded in a thread pool) and
    `transformers.pipeline` with `batch_size`. The loops run BLIP as transformers loads it (eager
-   attention; capfleet fuses BLIP's vision attention), in capfleet's dtype and int8 setting, and share
+   attention; capfleet fuses a float32 BLIP's), in capfleet's dtype and int8 setting, and share
    capfleet's CLIP;
 2. without a model (`captioner="none"`: read, decode, shrink, write shards), capfleet must stay
    within 10% of a tight read + `decode_image` loop (ratio >= 0.90).
@@ -56,7 +56,7 @@ def fix_length(captioner, tokens: int) -> None:
 def users_model(captioner, path: Path, tokens: int, int8: bool):
     """The captioner as a user's loop has it: the same weights and dtype (int8 linear layers when capfleet's
     has them), loaded by transformers' own class, so with transformers' attention, not capfleet's fused
-    BLIP vision attention (models/blip_attention.py)."""
+    float32 BLIP vision attention (models/blip_attention.py)."""
     from capfleet.models.quantize import quantize_int8
 
     user = copy.copy(captioner)
