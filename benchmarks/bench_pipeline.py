@@ -1,14 +1,16 @@
 """Throughput of capfleet against the loops it claims to beat, measured in one run.
 
 Why: the project states two speed goals, and they only mean something when both sides of each
-ratio run in the same process, on the same images, with the same loaded models and torch threads:
+ratio run in the same process, on the same images, with the same weights and torch threads:
 
 1. captioning (BLIP captioner + CLIP scorer): `run_caption` must reach >= 2x the images/s of a plain
    per-image loop (open, PIL decode, processor, generate N candidates, CLIP score, write image +
-   JSON line; batch 1, one Python thread) that uses the very same model objects, and >= 1.3x the
+   JSON line; batch 1, one Python thread) on the same weights, and >= 1.3x the
    best of the loops a knowledgeable user writes: a batched loop in capfleet's dtype (same batch,
    candidates, tokens and threads, `torch.inference_mode`, images decoded in a thread pool) and
-   `transformers.pipeline` with `batch_size`, both on capfleet's own loaded models;
+   `transformers.pipeline` with `batch_size`. The loops run BLIP as transformers loads it (eager
+   attention; capfleet fuses a float32 BLIP's), in capfleet's dtype and int8 setting, and share
+   capfleet's CLIP;
 2. without a model (`captioner="none"`: read, decode, shrink, write shards), capfleet must stay
    within 10% of a tight read + `decode_image` loop (ratio >= 0.90).
 
@@ -23,6 +25,7 @@ Run on demand, never in CI:  .venv/bin/python benchmarks/bench_pipeline.py [--si
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import itertools
 import json
@@ -48,6 +51,20 @@ def fix_length(captioner, tokens: int) -> None:
     for model in (captioner.model, getattr(captioner.model, "text_decoder", None)):
         if model is not None:
             model.generation_config.min_new_tokens = tokens
+
+
+def users_model(captioner, path: Path, tokens: int, int8: bool):
+    """The captioner as a user's loop has it: the same weights and dtype (int8 linear layers when capfleet's
+    has them), loaded by transformers' own class, so with transformers' attention, not capfleet's fused
+    float32 BLIP vision attention (models/blip_attention.py)."""
+    from capfleet.models.quantize import quantize_int8
+
+    user = copy.copy(captioner)
+    user.model = type(captioner.model).from_pretrained(path, dtype=captioner.dtype).to(captioner.device).eval()
+    if int8:
+        quantize_int8(user.model)
+    fix_length(user, tokens)
+    return user
 
 
 def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
@@ -378,11 +395,13 @@ def main() -> None:
         assert captioner.options.max_new_tokens == args.max_new_tokens
         for model in (captioner, fast[0]):
             fix_length(model, args.max_new_tokens)
+        plain = users_model(captioner, blip, args.max_new_tokens, int8=False)  # float32, what a plain loop loads
+        peer = (users_model(fast[0], blip, args.max_new_tokens, int8), fast[1])  # the batched baselines' models
         # First-call costs (allocator, oneDNN kernels for each shape) off the clock, for both sides.
-        plain_loop(model_paths[:1], work / "warmup", args, captioner, scorer)
+        plain_loop(model_paths[:1], work / "warmup", args, plain, scorer)
         warm = [decode_image(p.read_bytes(), config.max_pixels, captioner.input_size())[0] for p in model_paths]
         batch = args.batch_size or DEFAULT_BATCH_SIZE  # what auto picks below its tuning threshold
-        for pair in ((captioner, scorer), fast):
+        for pair in ((captioner, scorer), fast, (plain, scorer), peer):
             pair[1].score(warm[:batch], pair[0].generate(warm[:batch], args.candidates))
         if args.batch_size is None and args.device == "cuda":
             # The search runs once per GPU and model (then cached), and the batched baselines get the batch it
@@ -391,17 +410,17 @@ def main() -> None:
             decoding = DecodingOptions.of_run(fast_config)
             batch = choose_batch_size(*fast, args.candidates, decoding, pending_images=MIN_IMAGES_TO_TUNE)
         pipe = transformers.pipeline(
-            "image-text-to-text", model=fast[0].model, processor=fast[0].processor, device=fast[0].device
+            "image-text-to-text", model=peer[0].model, processor=peer[0].processor, device=peer[0].device
         )
-        batched_loop(model_paths[:batch], work / "warmup-batched", args, *fast, batch)
+        batched_loop(model_paths[:batch], work / "warmup-batched", args, *peer, batch)
         try:
-            hf_pipeline(model_paths[:batch], work / "warmup-pipeline", args, pipe, fast[1], batch)
+            hf_pipeline(model_paths[:batch], work / "warmup-pipeline", args, pipe, peer[1], batch)
         except Exception as exc:  # a transformers release whose pipeline output differs: report, go on
             print(f"transformers.pipeline baseline skipped: {type(exc).__name__}: {exc}")
             pipe = None
         busy = GpuBusy(False)  # switched on for the timed runs only
         cases = {
-            "plain": lambda rep: plain_loop(model_paths, work / f"plain-{rep}", args, captioner, scorer),
+            "plain": lambda rep: plain_loop(model_paths, work / f"plain-{rep}", args, plain, scorer),
             "capfleet": lambda rep: busy.during(
                 capfleet_run,
                 run_config(args, model_list, work / f"capfleet-{rep}", str(blip), str(clip), args.dtype, args.quantize),
@@ -422,8 +441,8 @@ def main() -> None:
                 ),
                 fast,
             ),  # fmt: skip
-            "batched": lambda rep: busy.during(batched_loop, model_paths, work / f"batched-{rep}", args, *fast, batch),
-            "pipeline": lambda rep: hf_pipeline(model_paths, work / f"pipeline-{rep}", args, pipe, fast[1], batch),
+            "batched": lambda rep: busy.during(batched_loop, model_paths, work / f"batched-{rep}", args, *peer, batch),
+            "pipeline": lambda rep: hf_pipeline(model_paths, work / f"pipeline-{rep}", args, pipe, peer[1], batch),
             "capfleet-fp32": lambda rep: capfleet_run(
                 run_config(args, model_list, work / f"capfleet-fp32-{rep}", str(blip), str(clip), "float32"),
                 (captioner, scorer),

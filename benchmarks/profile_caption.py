@@ -2,7 +2,8 @@
 
 Why: capfleet and a batched loop call the same models, so capfleet can only be faster by doing
 less work around them; this splits one batch (random-weight full-size BLIP + CLIP, as in
-bench_pipeline.py) into its parts (CPU-seconds, best of 2 after a warm-up), and with `--profile` prints
+bench_pipeline.py) into its parts (CPU-seconds, best of 2 after a warm-up; the vision encoder also with
+transformers' eager attention in place of capfleet's fused one), and with `--profile` prints
 torch.profiler's operator table for one whole batch.
 
     .venv/bin/python benchmarks/profile_caption.py --threads 1 [--dtype float32] [--profile]
@@ -14,6 +15,7 @@ import argparse
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,23 @@ def best_of(label: str, function, repeats: int = 2):
         seconds.append(time.process_time() - started)
     print(f"| {label} | {min(seconds):.3f} |")
     return result
+
+
+@contextmanager
+def eager_attention(model):
+    """transformers' own BLIP vision attention for a while, in place of capfleet's fused one."""
+    from transformers.models.blip.modeling_blip import BlipAttention
+
+    from capfleet.models.blip_attention import FusedBlipAttention
+
+    fused = [module for module in model.modules() if type(module) is FusedBlipAttention]
+    for module in fused:
+        module.__class__ = BlipAttention
+    try:
+        yield
+    finally:
+        for module in fused:
+            module.__class__ = FusedBlipAttention
 
 
 def main() -> None:
@@ -68,7 +87,10 @@ def main() -> None:
     with torch.inference_mode():
         inputs, _ = captioner.model_inputs(images, None)
         best_of("BLIP processor", lambda: captioner.model_inputs(images, None))
-        embeds = best_of("BLIP vision encoder", lambda: captioner.model.vision_model(**inputs)[0])
+        encode = lambda: captioner.model.vision_model(**inputs)[0]  # noqa: E731
+        embeds = best_of("BLIP vision encoder", encode)
+        with eager_attention(captioner.model):
+            best_of("BLIP vision encoder, transformers' eager attention", encode)
         generate = lambda: captioner.generate(images, args.candidates, None, seeds)  # noqa: E731
         texts = best_of("capfleet generate (vision encoder included)", generate)
         best_of("CLIP score (image and text features)", lambda: scorer.score(images, texts))

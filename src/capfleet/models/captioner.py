@@ -78,6 +78,10 @@ class HFCaptioner:
             tokenizer = processor.tokenizer
         if family == "chat":
             tokenizer.padding_side = "left"  # batched generation continues from the right edge
+        if family == "blip" and torch_dtype == torch.float32:  # in bf16 a whole run gained nothing measurable
+            from capfleet.models.blip_attention import fuse_vision_attention
+
+            fuse_vision_attention(model)  # transformers runs BLIP's vision attention eager only
         model.to(torch_device).eval()
         options = DecodingOptions(decoding, top_p, max_new_tokens)
         return cls(model, processor, tokenizer, family, path, options)
