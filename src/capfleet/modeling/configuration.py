@@ -84,7 +84,7 @@ class CapfleetCaptionerConfig(PretrainedConfig):
     # with object_classes: the head also says, per token, in which directions its object stands to another object
     # (one logit per RELATION_FLAGS direction), a dense target that makes the encoder compare positions
     object_relations: bool = False
-    # with object_relations over synth's classes: decoding masks relation words the object map denies
+    # with an object head over synth's classes: decoding masks relation words the object map denies
     # (modeling/relation_grounding.py): the decoder alone said the wrong direction in a quarter of its claims
     ground_relations: bool = False
     feature_distill_dim: int = 0  # >0: a linear map of each image token to a teacher's width (capfleet distill)
