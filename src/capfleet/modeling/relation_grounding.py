@@ -35,6 +35,7 @@ _PHRASES: tuple[tuple[tuple[str, ...], frozenset[str]], ...] = (
     ),
     (("next", "to"), frozenset(["next to"])),
 )
+_RELATIONS_OF = dict(_PHRASES)
 _ORDERS = tuple((tuple(phrase.split()), relation) for phrase, relation in ORDER_PHRASES.items())
 # the last words after which a rule can apply; after any other ("on", ",", "background", end of caption) none does
 _TRIGGERS = frozenset([*COLOURS, *SHAPES, *SIZES, *ARTICLES, *(w for words, _ in (*_PHRASES, *_ORDERS) for w in words)])
@@ -85,25 +86,25 @@ def _partners(layout: dict[Key, Shape], subject: Key, relations: frozenset[str])
     return {key for key, other in layout.items() if key != subject and relations <= set(relate(here, other))}
 
 
-def _phrase_words(said: tuple[str, ...], layout: dict[Key, Shape], subject: Key) -> Words:
-    """After a subject and the first words of a relation phrase: never a word that leads only to phrases
-    no object of the map satisfies."""
-    ahead = [(words, rel) for words, rel in _PHRASES if len(words) > len(said) and words[: len(said)] == said]
-    possible = {words[len(said)] for words, rel in ahead if _partners(layout, subject, rel)}
+def _ruled_out(said: tuple[str, ...], phrases, holds) -> Words:
+    """After the first words of a phrase: never a next word that leads only to phrases whose relation does not
+    hold (``holds(relation)``)."""
+    ahead = [(words, rel) for words, rel in phrases if len(words) > len(said) and words[: len(said)] == said]
+    possible = {words[len(said)] for words, rel in ahead if holds(rel)}
     return Words(never=frozenset(words[len(said)] for words, _ in ahead) - possible)
+
+
+def _phrase_words(said: tuple[str, ...], layout: dict[Key, Shape], subject: Key) -> Words:
+    """After a subject: never a relation phrase that no other object of the map satisfies."""
+    return _ruled_out(said, _PHRASES, lambda relations: _partners(layout, subject, relations))
 
 
 def _order_words(said: tuple[str, ...], layout: dict[Key, Shape], named: list[Key]) -> Words:
     """After a list of objects: never an order phrase ("from left to right") they do not stand in."""
-    ahead = [(words, rel) for words, rel in _ORDERS if len(words) > len(said) and words[: len(said)] == said]
-    if not ahead or any(key not in layout for key in named):
+    if any(key not in layout for key in named):
         return FREE
-    possible = {
-        words[len(said)]
-        for words, rel in ahead
-        if all(rel in relate(layout[a], layout[b]) for a, b in zip(named, named[1:], strict=False))
-    }
-    return Words(never=frozenset(words[len(said)] for words, _ in ahead) - possible)
+    pairs = list(zip(named, named[1:], strict=False))
+    return _ruled_out(said, _ORDERS, lambda relation: all(relation in relate(layout[a], layout[b]) for a, b in pairs))
 
 
 def next_words(words: list[str], layout: dict[Key, Shape]) -> Words:
@@ -128,7 +129,7 @@ def next_words(words: list[str], layout: dict[Key, Shape]) -> Words:
     bare = said
     while bare and bare[-1] in (*ARTICLES, *SIZES):  # "... to the left of a small": the partner's colour next
         bare = bare[:-1]
-    relations = dict(_PHRASES).get(bare) if len(bare) < len(said) else None
+    relations = _RELATIONS_OF.get(bare) if len(bare) < len(said) else None
     if relations is not None:
         colours = frozenset(colour for colour, _ in _partners(layout, key, relations))
         return Words(only=colours | (frozenset(SIZES) if said[-1] in ARTICLES else frozenset()))
@@ -142,7 +143,7 @@ def _claim_before(words: list[str], earlier: list[Mention], start: int) -> tuple
     if not earlier or earlier[-1].shape is None:
         return None, frozenset()
     subject = earlier[-1]
-    relations = dict(_PHRASES).get(tuple(words[subject.end : start]))
+    relations = _RELATIONS_OF.get(tuple(words[subject.end : start]))
     return ((subject.colour, subject.shape), relations) if relations else (None, frozenset())
 
 
@@ -185,11 +186,9 @@ class RelationGrounding(LogitsProcessor):
         return mask
 
 
-def relation_grounding(model, encoder_rows: torch.Tensor, tokenizer) -> RelationGrounding | None:
-    """The logits processor for a batch's encoder output, when the model grounds its relation words."""
+def relation_grounding(model, encoder_rows: torch.Tensor, tokenizer) -> RelationGrounding:
+    """The logits processor for a batch's encoder output, for a model whose config says ``ground_relations``."""
     config = model.config
-    if not getattr(config, "ground_relations", False):
-        return None
     if config.object_classes != len(OBJECT_CLASSES) or model.object_head is None:
         raise ValueError(
             f"ground_relations needs an object head over the {len(OBJECT_CLASSES)} synth classes, "
