@@ -17,7 +17,8 @@ ratio run in the same process, on the same images, with the same weights and tor
 No weights can be downloaded, so the models are random-weight builds of the real architectures
 from tests/tiny_models.py (`--size full`: real sizes; `--size tiny`: seconds, for a smoke test).
 Random weights rarely emit EOS; generation is pinned to exactly --max-new-tokens anyway
-(min_new_tokens), so both sides generate the same number of tokens. Model loading is excluded.
+(min_new_tokens), so both sides generate the same number of tokens. Model loading is excluded, and so is
+the start of the helper processes a run this size gets (`--model-processes` auto), which load models too.
 
 Run on demand, never in CI:  .venv/bin/python benchmarks/bench_pipeline.py [--size tiny]
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import io
 import itertools
 import json
@@ -37,6 +39,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +54,23 @@ def fix_length(captioner, tokens: int) -> None:
     for model in (captioner.model, getattr(captioner.model, "text_decoder", None)):
         if model is not None:
             model.generation_config.min_new_tokens = tokens
+
+
+def pin_length(tokens: int, captioner, scorer) -> None:
+    """`fix_length` as a helper process applies it to the models it loaded (`ModelProcesses(after_load=...)`)."""
+    fix_length(captioner, tokens)
+
+
+def helpers_cpu_seconds(helpers) -> float:
+    """CPU-seconds the helper processes used so far (this process's `process_time` does not count them)."""
+    if helpers is None:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for helper in helpers.helpers:
+        fields = Path(f"/proc/{helper.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 def users_model(captioner, path: Path, tokens: int, int8: bool):
@@ -151,10 +171,10 @@ def run_config(
 RESAMPLED: dict[str, int] = {}  # output folder -> images capfleet's hygiene sampled again (extra generate calls)
 
 
-def capfleet_run(config, models) -> float:
+def capfleet_run(config, models, helpers=None) -> float:
     from capfleet.runners.lifecycle import run_caption
 
-    summary = run_caption(config, models=models)
+    summary = run_caption(config, models=models, model_processes=helpers)
     assert summary.stats.failed == 0 and summary.stats.seen == summary.stats.captioned, summary.lines()
     RESAMPLED[Path(config.output).name] = summary.stats.hygiene.get("images_resampled", 0)
     return summary.wall_seconds
@@ -358,6 +378,7 @@ def main() -> None:
     from capfleet.cpus import available_cpus, default_workers
     from capfleet.decoding import DecodingOptions
     from capfleet.models.runtime import CPUINFO_VARIABLE
+    from capfleet.runners.model_processes import start_for_run
     from capfleet.runners.models import load_models
     from capfleet.stages.decode import decode_image
     from capfleet.tuning import DEFAULT_BATCH_SIZE, MIN_IMAGES_TO_TUNE, choose_batch_size
@@ -397,6 +418,20 @@ def main() -> None:
             fix_length(model, args.max_new_tokens)
         plain = users_model(captioner, blip, args.max_new_tokens, int8=False)  # float32, what a plain loop loads
         peer = (users_model(fast[0], blip, args.max_new_tokens, int8), fast[1])  # the batched baselines' models
+        # The helper processes `capfleet caption` starts for a run this size (--model-processes auto), started and
+        # loaded before the clock like the models, with the same pinned length; their first batches off it too.
+        fast_config = run_config(args, model_list, "-", str(blip), str(clip), args.dtype, args.quantize)
+        pinned = functools.partial(pin_length, args.max_new_tokens)
+        helpers = {
+            "fast": start_for_run(fast_config, fast, args.images, after_load=pinned),
+            "fp32": start_for_run(config, (captioner, scorer), args.images, after_load=pinned),
+        }
+        for name, group in helpers.items():
+            if group is not None:
+                ready = group.wait_until_ready()
+                print(f"capfleet ({name}): {ready + 1} processes x {group.threads} torch threads each (auto)")
+        capfleet_run(replace(fast_config, output=str(work / "warmup-capfleet")), fast, helpers["fast"])
+        capfleet_run(replace(config, output=str(work / "warmup-capfleet-fp32")), (captioner, scorer), helpers["fp32"])
         # First-call costs (allocator, oneDNN kernels for each shape) off the clock, for both sides.
         plain_loop(model_paths[:1], work / "warmup", args, plain, scorer)
         warm = [decode_image(p.read_bytes(), config.max_pixels, captioner.input_size())[0] for p in model_paths]
@@ -406,7 +441,6 @@ def main() -> None:
         if args.batch_size is None and args.device == "cuda":
             # The search runs once per GPU and model (then cached), and the batched baselines get the batch it
             # finds: a user who knows their GPU would not run batch 8 on it, so the ratio is not batch size alone.
-            fast_config = run_config(args, model_list, "-", str(blip), str(clip), args.dtype, args.quantize)
             decoding = DecodingOptions.of_run(fast_config)
             batch = choose_batch_size(*fast, args.candidates, decoding, pending_images=MIN_IMAGES_TO_TUNE)
         pipe = transformers.pipeline(
@@ -425,6 +459,7 @@ def main() -> None:
                 capfleet_run,
                 run_config(args, model_list, work / f"capfleet-{rep}", str(blip), str(clip), args.dtype, args.quantize),
                 fast,
+                helpers["fast"],
             ),
             # Hygiene re-samples images whose candidates all fail (random weights: far more than real ones):
             # extra generate calls no baseline makes. Off here, so both sides do the same work.
@@ -440,12 +475,14 @@ def main() -> None:
                     resample_attempts=0,
                 ),
                 fast,
+                helpers["fast"],
             ),  # fmt: skip
             "batched": lambda rep: busy.during(batched_loop, model_paths, work / f"batched-{rep}", args, *peer, batch),
             "pipeline": lambda rep: hf_pipeline(model_paths, work / f"pipeline-{rep}", args, pipe, peer[1], batch),
             "capfleet-fp32": lambda rep: capfleet_run(
                 run_config(args, model_list, work / f"capfleet-fp32-{rep}", str(blip), str(clip), "float32"),
                 (captioner, scorer),
+                helpers["fp32"],
             ),
             "raw": lambda rep: raw_decode(paths[: args.decode_images], config.max_pixels),
             "none": lambda rep: capfleet_run(
@@ -459,13 +496,17 @@ def main() -> None:
         busy.enabled = args.device == "cuda"
         for rep in range(args.repeats):  # interleaved, so a slow spell on a shared machine hits every case
             for name, run in cases.items():
-                started = time.process_time()
+                group = helpers["fp32" if name == "capfleet-fp32" else "fast"] if name.startswith("capfleet") else None
+                started = time.process_time() + helpers_cpu_seconds(group)
                 times[name].append(run(rep))
-                cpu[name].append(time.process_time() - started)
+                cpu[name].append(time.process_time() + helpers_cpu_seconds(group) - started)
             print(f"repetition {rep + 1}/{args.repeats}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()))
         seconds = {name: sum(values) / len(values) for name, values in times.items()}
         cpu_seconds = {name: sum(values) / len(values) for name, values in cpu.items()}
         changed = chosen_captions_changed(work / "capfleet-0", work / "capfleet-fp32-0")
+        for group in helpers.values():
+            if group is not None:
+                group.close()
 
     seconds.setdefault("pipeline", float("nan"))
     times.setdefault("pipeline", [float("nan")])

@@ -203,6 +203,12 @@ class RunnerOptions:
         panel=WHERE,
     )
     gpus: int = option(1, "One engine per GPU, shards divided among them (local runner).", panel=WHERE)
+    model_processes: int | None = option(
+        None,
+        "CPU: processes that each hold the models and caption their own batches, torch threads divided among them "
+        "(default: 2 for a CPU run of 2+ batches with 2+ threads, else 1).",
+        panel=WHERE,
+    )
     ray_address: str | None = option(
         None,
         "Ray: the cluster to join (default: RAY_ADDRESS, else a running local cluster, else a new one).",
@@ -310,6 +316,11 @@ class RunConfig(
         checks = [
             (self.gpus >= 1, "--gpus must be >= 1"),
             (self.gpus == 1 or self.runner == "local", "--gpus is for the local runner (Ray: --gpus-per-worker)"),
+            (self.model_processes is None or self.model_processes >= 1, "--model-processes must be >= 1"),
+            (
+                self.model_processes in (None, 1) or (self.runner == "local" and self.gpus == 1),
+                "--model-processes is for the local runner on a CPU (GPUs: --gpus N; Ray: --ray-workers)",
+            ),
             (self.ray_workers is None or self.ray_workers >= 1, "--ray-workers must be >= 1"),
             (self.ray_cpus_per_worker > 0, "--ray-cpus-per-worker must be > 0"),
             (self.gpus_per_worker >= 0, "--gpus-per-worker must be >= 0"),

@@ -43,7 +43,7 @@ class ShardWorker:
         self.config = config
         self._models = models
         self.progress = progress
-        self._processor_options = processor_options  # pending_images, before_publish (ShardProcessor)
+        self._processor_options = processor_options  # pending_images, before_publish, helpers (ShardProcessor)
         self._processor: ShardProcessor | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._source = source

@@ -25,6 +25,7 @@ from capfleet.runners import dedup
 from capfleet.runners.base import CAPTION, HASH, Runner, ShardTask
 from capfleet.runners.candidates import FLAGGED, RESAMPLED
 from capfleet.runners.lock import LEASE_FILE, RunLock
+from capfleet.runners.model_processes import ModelProcesses
 from capfleet.runners.models import check_model_names, load_models
 from capfleet.runners.progress import Progress
 from capfleet.runners.shard_processor import ShardStats
@@ -112,6 +113,7 @@ class StartedRun:
     models: tuple | None
     lock: RunLock
     task: Task | None = None  # a task array's task: pending and retries hold only its own shards
+    model_processes: ModelProcesses | None = None  # helpers the caller keeps across runs (`run_caption`)
 
 
 @contextmanager
@@ -201,8 +203,13 @@ def pick_runner(config: RunConfig) -> Runner:
     return attrgetter(factory)(importlib.import_module(module))(config)
 
 
-def run_caption(config: RunConfig, models: tuple | None = None) -> RunSummary:
-    """Caption a run to the end (or this task's share of it) on the runner the settings pick."""
+def run_caption(
+    config: RunConfig, models: tuple | None = None, model_processes: ModelProcesses | None = None
+) -> RunSummary:
+    """Caption a run to the end (or this task's share of it) on the runner the settings pick.
+
+    `models`: (captioner, scorer) loaded already; `model_processes`: helpers started already, kept
+    for the next run (by default a local CPU run starts its own, `--model-processes`, and closes them)."""
     started = time.perf_counter()
     runner = pick_runner(config.validate())  # settings first: a runner may join a cluster
     try:
@@ -210,6 +217,7 @@ def run_caption(config: RunConfig, models: tuple | None = None) -> RunSummary:
         if runner.loads_models:  # workers elsewhere load their own; the launcher keeps no GPU memory
             load = (lambda: models) if models is not None else (lambda: load_models(config))
         with start_run(config, load, models_given=models is not None) as run:
+            run.model_processes = model_processes
             summary = RunSummary.planned(run.shards, run.pending, run.task)
             runner.prepare(config, run)
             if run.pending and needs_prepass(config):

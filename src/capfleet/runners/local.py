@@ -1,10 +1,16 @@
-"""The in-process runner: every shard task in this process, with the models the run loaded."""
+"""The in-process runner: every shard task in this process, with the models the run loaded
+(and, on a CPU, helper processes with their own: `runners/model_processes.py`)."""
 
 from __future__ import annotations
 
+import logging
+
 from capfleet.config import RunConfig
 from capfleet.runners.base import ShardTask, ShardWorker
+from capfleet.runners.model_processes import ModelProcesses, start_for_run
 from capfleet.runners.shard_processor import ShardStats
+
+log = logging.getLogger("capfleet")
 
 
 class LocalRunner:
@@ -13,12 +19,22 @@ class LocalRunner:
 
     def __init__(self, config: RunConfig):
         self.worker: ShardWorker | None = None  # built in `prepare`, on the models the run loaded
+        self.own_helpers: ModelProcesses | None = None  # started for this run: closed with it
+        self.threads_before: int | None = None
 
     def prepare(self, config: RunConfig, run) -> None:
         """One worker on the models and source the run opened, guarded by its lock (a lost lease stops it)."""
+        import torch
+
         pending_images = sum(shard.size_hint for shard in run.pending)
+        helpers = run.model_processes
+        if helpers is None and run.models is not None:
+            helpers = self.own_helpers = start_for_run(config, run.models, pending_images)
+        if helpers is not None:  # every process, this one too, runs the helpers' share of the threads
+            self.threads_before = torch.get_num_threads()
+            torch.set_num_threads(helpers.threads)
         self.worker = ShardWorker(config, run.models, source=run.source, pending_images=pending_images,
-                                  before_publish=run.lock.check_held)  # fmt: skip
+                                  before_publish=run.lock.check_held, helpers=helpers)  # fmt: skip
 
     def map(self, config: RunConfig, tasks: list[ShardTask], progress) -> ShardStats:
         total = ShardStats()
@@ -28,5 +44,12 @@ class LocalRunner:
         return total
 
     def close(self) -> None:
+        import torch
+
         if self.worker is not None:
             self.worker.close()
+        if self.own_helpers is not None:
+            log.info("helper processes captioned %d images", self.own_helpers.images)
+            self.own_helpers.close()
+        if self.threads_before is not None:
+            torch.set_num_threads(self.threads_before)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ from capfleet.protocols import Source
 from capfleet.ranking import best_candidate
 from capfleet.runners.candidates import CandidateMaker, CandidateSettings, Captioned
 from capfleet.runners.dedup import load_verdicts
+from capfleet.runners.model_processes import Helper, HelperLost, ModelProcesses, job
 from capfleet.runners.state import RunState
 from capfleet.sample import Sample
 from capfleet.sources.plan import ShardSpec
@@ -94,6 +95,26 @@ def _batches(samples: Iterator[Sample], size: int, on_skip: Callable[[Sample], N
         yield batch
 
 
+@dataclass
+class _InFlight:
+    """A batch on its way to rows: captioned already (`records`), or by `helper`."""
+
+    batch: list[Sample]
+    records: list[dict | None] | None = None
+    helper: Helper | None = None
+
+    def ready(self) -> bool:
+        return self.helper is None or self.helper.has_result()
+
+    def discard(self) -> None:
+        """Wait out a helper's job whose rows will not be written (the shard is retried)."""
+        if self.helper is not None:
+            try:
+                self.helper.result()
+            except Exception:
+                pass  # lost or failed: either way the helper holds no job now
+
+
 class ShardProcessor:
     """Holds the loaded models and a worker pool; processes shards one at a time."""
 
@@ -107,9 +128,11 @@ class ShardProcessor:
         progress=None,
         pending_images=None,
         before_publish: Callable[[], None] | None = None,
+        helpers: ModelProcesses | None = None,
     ):
         """`pending_images`: how much work lies ahead, for `--batch-size auto` (None: unknown, a Beam worker).
-        `before_publish` raises when the run may no longer write (its lease on an object store was lost)."""
+        `before_publish` raises when the run may no longer write (its lease on an object store was lost).
+        `helpers`: processes with their own models that caption batches beside this one (`--model-processes`)."""
         self.config = config
         self.before_publish = before_publish or (lambda: None)
         self.source = source
@@ -117,6 +140,9 @@ class ShardProcessor:
         self.scorer = scorer
         self.executor = executor
         self.progress = progress
+        self.helpers = helpers if captioner is not None else None
+        # Batches decoded but not written: one per process, and one more each so none waits for the next.
+        self._most_in_flight = 2 * (len(self.helpers.helpers) + 1) if self.helpers else 1
         location = Location(config.output)
         self.state = RunState(location)
         self.open_writer = shard_writer_factory(config, location)
@@ -188,25 +214,36 @@ class ShardProcessor:
             stats.filtered += 1
             self._tick()
 
+        def write(batch: list[Sample], records: list[dict | None]) -> None:
+            for sample, record in zip(batch, records, strict=True):
+                if sample.error is not None:
+                    fail(sample)
+                    continue
+                writer.write(record, sample)
+                if sample.embeddings is not None:
+                    writer.add_embeddings(sample.key, *sample.embeddings)
+                sample.data = sample.image = sample.embeddings = None
+                sample.members = ()
+                stats.seen += 1
+                stats.captioned += 1
+                self._tick()
+
+        in_flight: deque[_InFlight] = deque()  # batches captioned here or by a helper, written in order
         try:
             batches = _batches(self._decoded(shard, retry), self.batch_size, skip)
             for batch in self._timed(batches, stats):
-                for sample, record in zip(batch, self._caption(batch), strict=True):
-                    if sample.error is not None:
-                        fail(sample)
-                        continue
-                    writer.write(record, sample)
-                    if sample.embeddings is not None:
-                        writer.add_embeddings(sample.key, *sample.embeddings)
-                    sample.data = sample.image = sample.embeddings = None
-                    sample.members = ()
-                    stats.seen += 1
-                    stats.captioned += 1
-                    self._tick()
+                in_flight.append(self._start(batch))
+                while in_flight and (len(in_flight) > self._most_in_flight or in_flight[0].ready()):
+                    write(*self._finish(in_flight.popleft(), stats))
+            while in_flight:
+                write(*self._finish(in_flight.popleft(), stats))
             self.before_publish()
             rows = writer.commit()
-        except BaseException:
+        except BaseException as exc:
             writer.abort()
+            if isinstance(exc, Exception):  # a retry follows: helpers must not hold this attempt's batches
+                for entry in in_flight:
+                    entry.discard()
             raise
         self.state.location.write_lines(self.state.errors_file(shard), errors)
         filtered_file = self.state.filtered_file(shard)
@@ -270,6 +307,29 @@ class ShardProcessor:
         if self.progress is not None:
             self.progress.update(1)
 
+    def _start(self, batch: list[Sample]) -> _InFlight:
+        """Hand the batch to an idle helper, or caption it here now."""
+        helper = self.helpers.idle_helper() if self.helpers is not None else None
+        if helper is not None:
+            seeds = [image_seed(self.config.seed, sample.key) for sample in batch]
+            try:
+                helper.submit(job(batch, seeds, self.candidates))
+                return _InFlight(batch, helper=helper)
+            except HelperLost:
+                pass  # dropped, with a warning: caption it here
+        return _InFlight(batch, records=self._caption(batch))
+
+    def _finish(self, entry: _InFlight, stats: ShardStats) -> tuple[list[Sample], list[dict | None]]:
+        """The batch and its rows; a helper that died or failed on it leaves the batch to this process."""
+        if entry.helper is None:
+            return entry.batch, entry.records
+        try:
+            results, counts = entry.helper.result()
+        except Exception:  # lost (warned) or the batch raised there: here it gets the image-by-image fallback
+            return entry.batch, self._caption(entry.batch)
+        stats.hygiene.update(counts)
+        return entry.batch, self._rows(entry.batch, results)
+
     def _caption(self, batch: list[Sample]) -> list[dict | None]:
         """Rows for a batch; a sample whose captioning fails gets `error` set and no row.
 
@@ -286,6 +346,9 @@ class ShardProcessor:
                 return [row for sample in batch for row in self._caption([sample])]
             batch[0].error = f"caption failed: {type(exc).__name__}: {exc}"
             return [None]
+        return self._rows(batch, results)
+
+    def _rows(self, batch: list[Sample], results: list[Captioned]) -> list[dict | None]:
         rows: list[dict | None] = []
         for sample, result in zip(batch, results, strict=True):
             sample.error = result.error

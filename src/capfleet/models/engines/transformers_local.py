@@ -27,9 +27,12 @@ class Options:
 
 
 def check(config) -> list[str]:
+    problems = []
     if config.quantize is not None and config.engine != NAME:
-        return ["--quantize needs --engine transformers"]
-    return []
+        problems.append("--quantize needs --engine transformers")
+    if config.model_processes not in (None, 1) and config.engine != NAME:
+        problems.append("--model-processes needs --engine transformers (vLLM and endpoints batch on their own)")
+    return problems
 
 
 def gpus_per_worker(config) -> int:

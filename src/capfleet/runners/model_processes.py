@@ -1,0 +1,269 @@
+"""`--model-processes N` on a CPU: N-1 helper processes that each hold the models and caption whole batches.
+
+Why: one process with every core leaves cores idle while `generate` runs Python between small
+matrix multiplies (the decoder's 24 rows x 1 token scale badly across threads). Measured on a
+2-core EPYC: 2 processes x 1 thread captioned 1.21x as fast as 1 process x 2 threads, while
+2 Python threads sharing one model gained 1.03x (the GIL binds). So the run's process keeps
+reading, writing and publishing (every row is still written by it, in order: exactly-once
+does not change) and captions batches itself, handing a batch to each helper that is idle.
+
+A helper's captions are those the run's process would give: each image samples from its own
+seed (`sampling.image_seed`), batches are the same, and every process runs the same torch
+threads. A helper that fails to start is dropped with a warning; one that dies mid-batch
+(killed, out of memory) is dropped and its batch captioned here again; nothing was written
+for it yet, so no image is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
+
+from capfleet.config import ConfigError, RunConfig
+from capfleet.decoding import DecodingOptions
+from capfleet.runners.candidates import CandidateMaker, CandidateSettings, Captioned
+from capfleet.sample import Sample
+from capfleet.tuning import DEFAULT_BATCH_SIZE
+
+log = logging.getLogger("capfleet")
+AUTO_PROCESSES = 2  # the measured case; more is the user's call (each process holds its own models)
+_READY, _RESULT, _ERROR = "ready", "result", "error"
+
+
+class Plan(NamedTuple):
+    """How a run's model work splits: `processes` in all (this one included), `threads` torch threads each."""
+
+    processes: int
+    threads: int
+
+
+def plan(config: RunConfig, pending_images: int, total_threads: int, spare_memory: bool = True) -> Plan:
+    """`--model-processes`, or auto: 2 on a CPU run of the transformers engine with 2+ threads and 2+ batches
+    ahead (a helper's start costs seconds of one core: not worth it for one batch) when memory holds a second
+    copy of the models (`spare_memory`: a 7B VLM's second copy would not fit a laptop), else 1."""
+    from capfleet.models.runtime import pick_device
+
+    device = pick_device(config.device).type
+    if config.model_processes is not None:
+        if config.model_processes > 1 and device != "cpu":
+            raise ConfigError("--model-processes is for CPU runs: on GPUs use --gpus N (one engine per GPU)")
+        count = config.model_processes
+    else:
+        usable = (
+            config.captioner != "none"
+            and config.engine == "transformers"
+            and config.gpus == 1
+            and device == "cpu"
+            and pending_images >= 2 * (config.batch_size or DEFAULT_BATCH_SIZE)
+            and spare_memory
+        )
+        count = min(AUTO_PROCESSES, total_threads) if usable else 1
+    return Plan(count, max(1, total_threads // count))
+
+
+def model_bytes(models: tuple) -> int:
+    """Bytes of the parameters and buffers the run's models hold (shared tensors once)."""
+    import torch
+
+    seen: dict[int, int] = {}
+    for holder in models:
+        for module in vars(holder).values() if holder is not None else ():
+            if isinstance(module, torch.nn.Module):
+                for tensor in (*module.parameters(), *module.buffers()):
+                    seen[tensor.data_ptr()] = tensor.numel() * tensor.element_size()
+    return sum(seen.values())
+
+
+def available_memory(meminfo: str = "/proc/meminfo") -> int | None:
+    """MemAvailable in bytes (Linux), or None where it cannot be read."""
+    try:
+        with open(meminfo, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class HelperLost(RuntimeError):
+    """A helper process died (killed, out of memory) or failed to start."""
+
+
+@dataclass(frozen=True)
+class _Job:
+    samples: list[Sample]
+    seeds: list[int | None]
+    settings: CandidateSettings
+    decoding: DecodingOptions
+
+
+def _serve(settings: dict, threads: int, after_load, connection) -> None:
+    """A helper's life: load the models, say ready, then caption each job until the run closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it closes the helpers
+    import transformers
+
+    from capfleet.runners.models import load_models
+
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        captioner, scorer = load_models(RunConfig(**{**settings, "threads": threads}))
+        if after_load is not None:
+            after_load(captioner, scorer)
+    except Exception as exc:
+        connection.send((_ERROR, f"{type(exc).__name__}: {exc}"))
+        return
+    connection.send((_READY, None))
+    while True:
+        try:
+            job: _Job = connection.recv()
+        except (EOFError, OSError):  # the run ended or died: so does its helper
+            return
+        maker = CandidateMaker(captioner, scorer, job.settings, job.decoding)
+        try:
+            reply = (_RESULT, (maker.make(job.samples, job.seeds), maker.counts))
+        except Exception as exc:
+            reply = (_ERROR, f"{type(exc).__name__}: {exc}")
+        try:
+            connection.send(reply)
+        except OSError:  # the run stopped (Ctrl-C) while this batch ran
+            return
+
+
+class Helper:
+    """One helper process and its pipe; at most one job at a time."""
+
+    def __init__(self, context, settings: dict, threads: int, after_load):
+        self.connection, theirs = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(settings, threads, after_load, theirs), daemon=True, name="capfleet-model"
+        )
+        self.process.start()
+        theirs.close()
+        self.ready = self.busy = self.lost = False
+        self.images = 0  # captioned here, for the run's log
+
+    def idle(self) -> bool:
+        """Loaded and without a job; notices a helper that failed to start or died."""
+        if self.lost or self.busy:
+            return False
+        if not self.ready:
+            if not self.has_result():
+                return False
+            try:
+                kind, message = self._receive()
+            except HelperLost:
+                return False  # died while loading: dropped, with a warning
+            if kind == _ERROR:
+                self._drop(f"could not load the models: {message}")
+                return False
+            self.ready = True
+        return True
+
+    def submit(self, job: _Job) -> None:
+        self.busy = True
+        try:
+            self.connection.send(job)
+        except OSError as exc:
+            self._drop(f"died ({exc})")
+            raise HelperLost(self._why) from exc
+
+    def result(self) -> tuple[list[Captioned], Counter]:
+        """The job's results and hygiene counts; raises HelperLost, or RuntimeError with the job's own error."""
+        kind, value = self._receive()
+        self.busy = False
+        if kind == _ERROR:
+            raise RuntimeError(value)
+        self.images += len(value[0])
+        return value
+
+    def close(self) -> None:
+        """An idle helper ends when its pipe closes; a busy one (Ctrl-C mid-batch) is not waited for."""
+        self.connection.close()
+        if self.busy:
+            self.process.terminate()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+
+    def has_result(self) -> bool:
+        """A message waits: the ready word after loading, or the job's result."""
+        try:
+            return self.connection.poll()
+        except OSError:
+            return True  # _receive reports it
+
+    def _receive(self):
+        try:
+            return self.connection.recv()
+        except (EOFError, OSError) as exc:
+            self.process.join(timeout=1)
+            self._drop(f"died (exit code {self.process.exitcode}: killed, or out of memory)")
+            raise HelperLost(self._why) from exc
+
+    def _drop(self, why: str) -> None:
+        self.lost, self.busy, self._why = True, False, f"model process {self.process.pid} {why}"
+        log.warning("%s; its batches are captioned in the run's own process", self._why)
+
+
+class ModelProcesses:
+    """The helpers of a run (or of a caller that keeps them across runs: `run_caption(model_processes=...)`)."""
+
+    def __init__(self, config: RunConfig, helpers: int, threads: int, after_load: Callable | None = None):
+        """`after_load(captioner, scorer)`: a picklable function each helper applies to the models it loaded."""
+        context = multiprocessing.get_context("spawn")  # torch's thread pools do not survive a fork
+        settings = {**asdict(config), "progress": False, "model_processes": 1}
+        self.threads = threads
+        self.helpers = [Helper(context, settings, threads, after_load) for _ in range(helpers)]
+
+    def idle_helper(self) -> Helper | None:
+        return next((helper for helper in self.helpers if helper.idle()), None)
+
+    def wait_until_ready(self, timeout: float = 600) -> int:
+        """Block until every helper has loaded its models (or failed to); the number ready."""
+        for helper in self.helpers:
+            if not helper.lost and not helper.ready and helper.connection.poll(timeout):
+                helper.idle()
+        return sum(helper.ready and not helper.lost for helper in self.helpers)
+
+    @property
+    def images(self) -> int:
+        """Images the helpers captioned so far."""
+        return sum(helper.images for helper in self.helpers)
+
+    def close(self) -> None:
+        for helper in self.helpers:
+            helper.close()
+
+
+def job(samples: list[Sample], seeds: list[int | None], maker: CandidateMaker) -> _Job:
+    """What a helper needs of a batch: keys, items, fields and decoded images (not the file's bytes)."""
+    slim = [replace(sample, data=None, members=()) for sample in samples]
+    return _Job(slim, seeds, maker.settings, maker.decoding)
+
+
+def start_for_run(
+    config: RunConfig, models: tuple, pending_images: int, after_load: Callable | None = None
+) -> ModelProcesses | None:
+    """The helpers the settings call for (`plan`), started; None when the run is one process. `models`: the
+    run's own, loaded: auto needs room for a helper's copy of them, twice over (loading peaks above it)."""
+    from capfleet.cpus import available_cpus
+
+    if config.captioner == "none":
+        return None
+    free = available_memory()
+    spare = free is not None and free >= 2 * model_bytes(models)
+    split = plan(config, pending_images, config.threads or available_cpus(), spare)
+    if split.processes == 1:
+        return None
+    helpers = ModelProcesses(config, split.processes - 1, split.threads, after_load)
+    pids = ", ".join(str(helper.process.pid) for helper in helpers.helpers)
+    log.info("captioning in %d processes x %d torch threads (--model-processes; helper pids %s)",
+             split.processes, split.threads, pids)  # fmt: skip
+    return helpers
