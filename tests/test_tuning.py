@@ -55,10 +55,12 @@ def test_auto_batch_size_is_measured_once_then_cached(tmp_path, monkeypatch, cap
     captioner, scorer = load_captioner("builtin", device="cpu"), load_scorer("builtin", device="cpu")
     options = DecodingOptions("sample", 0.9, 6)
     monkeypatch.setattr("capfleet.tuning.CPU_BATCH_SIZES", (1, 2))
+    settled = []  # the run's helper processes are waited for before a measurement, not before a cached answer
     with caplog.at_level(logging.INFO, logger="capfleet"):
-        first = choose_batch_size(captioner, scorer, 2, options, pending_images=10_000)
-        second = choose_batch_size(captioner, scorer, 2, options, pending_images=10_000)
+        first = choose_batch_size(captioner, scorer, 2, options, 10_000, before_measuring=lambda: settled.append(1))
+        second = choose_batch_size(captioner, scorer, 2, options, 10_000, before_measuring=lambda: settled.append(2))
     assert first in (1, 2) and second == first
+    assert settled == [1]
     assert "best measured images/s" in caplog.text and "cached" in caplog.text
     cache = json.loads((tmp_path / "capfleet" / "batch-sizes.json").read_text())
     assert list(cache.values()) == [first]

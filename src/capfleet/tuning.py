@@ -117,11 +117,20 @@ def _write_cache(key: str, size: int) -> None:
         log.debug("cannot cache the batch size: %s", exc)
 
 
-def choose_batch_size(captioner, scorer, candidates: int, options, pending_images: int) -> int:
+def choose_batch_size(
+    captioner,
+    scorer,
+    candidates: int,
+    options,
+    pending_images: int,
+    before_measuring: Callable[[], object] | None = None,
+) -> int:
     """`--batch-size auto`: cached answer, else measured (CPU) or searched (CUDA), else the default.
 
     Captioners that are not a local torch model (an HTTP endpoint, vLLM's own scheduler) keep
-    the default: their batch is only how many images are handed over at once.
+    the default: their batch is only how many images are handed over at once. `before_measuring`
+    runs just before a CPU measurement (the run's helper processes finish loading: their load
+    would slow what is timed).
     """
     from capfleet.models.captioner import HFCaptioner
 
@@ -137,6 +146,8 @@ def choose_batch_size(captioner, scorer, candidates: int, options, pending_image
         size = largest_that_fits(lambda n: time_batch(captioner, scorer, probe_images(side, n), candidates, options))
         reason = "largest that fits, halved for headroom"
     elif pending_images >= MIN_IMAGES_TO_TUNE:
+        if before_measuring is not None:
+            before_measuring()
         rates = measure(captioner, scorer, CPU_BATCH_SIZES, candidates, options)
         size = best_cpu_batch(rates)
         shown = ", ".join(f"{batch}: {rate:.2f}" for batch, rate in rates.items())

@@ -274,7 +274,8 @@ class ShardProcessor:
         if self.captioner is None:
             return DEFAULT_BATCH_SIZE  # no model call to size: batches only group decoded images
         pending = pending_images if pending_images is not None else MIN_IMAGES_TO_TUNE
-        return choose_batch_size(self.captioner, self.scorer, self.config.candidates, self.decoding, pending)
+        settle = self.helpers.wait_until_ready if self.helpers is not None else None
+        return choose_batch_size(self.captioner, self.scorer, self.config.candidates, self.decoding, pending, settle)
 
     def _timed(self, batches: Iterator[list[Sample]], stats: ShardStats) -> Iterator[list[Sample]]:
         """Count the seconds the model waits for decoded images (`stats.waited`)."""
