@@ -163,6 +163,7 @@ def run_config(
         dtype=dtype,
         quantize=quantize,
         threads=args.threads,  # load_models sets torch's threads from it: None would undo --threads
+        model_processes=args.model_processes,
         progress=False,
         **more,
     )
@@ -361,6 +362,11 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", help="capfleet's --dtype (the plain loop is always float32)")
     parser.add_argument("--quantize", default=None, help="capfleet's --quantize (int8; with --dtype float32)")
     parser.add_argument(
+        "--model-processes",
+        type=int,
+        help="capfleet's --model-processes (default: auto, 2 on a CPU with 2+ threads; on a GPU only when given)",
+    )
+    parser.add_argument(
         "--no-native-bf16",
         action="store_true",
         help="measure what --dtype auto does on a CPU without native bf16: capfleet reads a copy of /proc/cpuinfo "
@@ -429,7 +435,7 @@ def main() -> None:
         for name, group in helpers.items():
             if group is not None:
                 ready = group.wait_until_ready()
-                print(f"capfleet ({name}): {ready + 1} processes x {group.threads} torch threads each (auto)")
+                print(f"capfleet ({name}): {ready + 1} processes x {group.threads} torch threads each")
         capfleet_run(replace(fast_config, output=str(work / "warmup-capfleet")), fast, helpers["fast"])
         capfleet_run(replace(config, output=str(work / "warmup-capfleet-fp32")), (captioner, scorer), helpers["fp32"])
         # First-call costs (allocator, oneDNN kernels for each shape) off the clock, for both sides.

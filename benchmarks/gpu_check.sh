@@ -8,6 +8,7 @@
 #   3. `capfleet caption --batch-size auto` on 256 images: the batch size it found, and no OOM;
 #   4. `capfleet bench --device cuda` on the same models.
 # Dry run on a CPU (checks the script, not the GPU): DRY_RUN=1 bash benchmarks/gpu_check.sh
+# With processes sharing the GPU (step 1 only): STEPS=12 MODEL_PROCESSES=3 bash benchmarks/gpu_check.sh
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,6 +25,8 @@ else
     DEVICE=cuda SIZE=full IMAGES=${IMAGES:-192} AUTO_IMAGES=256 BATCHES=8,32,128 REPEATS=2 LIMIT=300 STEP_LIMIT=100
 fi
 STEPS=${STEPS:-1234}  # e.g. STEPS=12: the benchmark and busy % only
+# e.g. MODEL_PROCESSES=3: capfleet's rows run 3 processes sharing the GPU (--model-processes; unmeasured on a GPU yet)
+PROCESSES=${MODEL_PROCESSES:+--model-processes $MODEL_PROCESSES}
 MODEL_DIR="$WORK"  # bench_pipeline.py --keep leaves blip-$SIZE, clip-$SIZE and images/ here
 
 section() { echo; echo "=== $* ($(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg))"; }
@@ -41,7 +44,7 @@ if [[ $DEVICE == cuda ]] && command -v nvidia-smi >/dev/null; then
     DMON_PID=$!
 fi
 timeout "$LIMIT" "$PY" -W ignore benchmarks/bench_pipeline.py --device "$DEVICE" --size "$SIZE" --images "$IMAGES" \
-    --decode-images "$AUTO_IMAGES" --repeats "$REPEATS" --keep "$WORK" 2>&1 | grep -v "Loading weights\|Writing model" \
+    --decode-images "$AUTO_IMAGES" --repeats "$REPEATS" --keep "$WORK" $PROCESSES 2>&1 | grep -v "Loading weights\|Writing model" \
     | tee "$OUT/bench_pipeline.txt"
 echo "bench_pipeline exit status: ${PIPESTATUS[0]}"
 if [[ -n $DMON_PID ]]; then

@@ -205,8 +205,8 @@ class RunnerOptions:
     gpus: int = option(1, "One engine per GPU, shards divided among them (local runner).", panel=WHERE)
     model_processes: int | None = option(
         None,
-        "CPU: processes that each hold the models and caption their own batches, torch threads divided among them "
-        "(default: 2 for a CPU run of 2+ batches with 2+ threads, else 1).",
+        "Processes that each hold the models and caption their own batches, torch threads divided among them "
+        "(default: 2 for a CPU run of 2+ batches with 2+ threads, else 1; on a GPU they share it).",
         panel=WHERE,
     )
     ray_address: str | None = option(

@@ -169,11 +169,12 @@ def test_bad_model_processes_settings_are_refused(tmp_path, more, message):
         RunConfig([str(tmp_path)], str(tmp_path / "out"), **more).validate()
 
 
-def test_model_processes_on_a_gpu_is_refused(tmp_path, monkeypatch):
+def test_on_a_gpu_processes_share_it_only_when_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    config = RunConfig([str(tmp_path)], str(tmp_path / "out"), device="cuda", model_processes=2)
-    with pytest.raises(ConfigError, match="--model-processes is for CPU runs"):
-        plan(config, 100, 2)
+    asked = RunConfig([str(tmp_path)], str(tmp_path / "out"), device="cuda", model_processes=3)
+    auto = RunConfig([str(tmp_path)], str(tmp_path / "out"), device="cuda")
+    assert plan(asked, 100, 6) == (3, 2)
+    assert plan(auto, 100, 6) == (1, 6)
 
 
 def test_available_memory_reads_meminfo(tmp_path):

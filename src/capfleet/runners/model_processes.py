@@ -1,4 +1,4 @@
-"""`--model-processes N` on a CPU: N-1 helper processes that each hold the models and caption whole batches.
+"""`--model-processes N`: N-1 helper processes that each hold the models and caption whole batches.
 
 Why: one process with every core leaves cores idle while `generate` runs Python between small
 matrix multiplies (the decoder's 24 rows x 1 token scale badly across threads). Measured on a
@@ -11,7 +11,9 @@ A helper's captions are those the run's process would give: each image samples f
 seed (`sampling.image_seed`), batches are the same, and every process runs the same torch
 threads. A helper that fails to start is dropped with a warning; one that dies mid-batch
 (killed, out of memory) is dropped and its batch captioned here again; nothing was written
-for it yet, so no image is lost or doubled.
+for it yet, so no image is lost or doubled. The measured case is a CPU's; on a GPU the processes
+share it, only when asked (unmeasured): a small model leaves the GPU idle while Python runs
+between decoding steps, and another process's kernels can fill those gaps.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
-from capfleet.config import ConfigError, RunConfig
+from capfleet.config import RunConfig
 from capfleet.decoding import DecodingOptions
 from capfleet.runners.candidates import CandidateMaker, CandidateSettings, Captioned
 from capfleet.sample import Sample
@@ -45,13 +47,12 @@ class Plan(NamedTuple):
 def plan(config: RunConfig, pending_images: int, total_threads: int, spare_memory: bool = True) -> Plan:
     """`--model-processes`, or auto: 2 on a CPU run of the transformers engine with 2+ threads and 2+ batches
     ahead (a helper's start costs seconds of one core: not worth it for one batch) when memory holds a second
-    copy of the models (`spare_memory`: a 7B VLM's second copy would not fit a laptop), else 1."""
+    copy of the models (`spare_memory`: a 7B VLM's second copy would not fit a laptop), else 1. On a GPU only
+    when asked: the processes share it, each filling the gaps the others' Python leaves between kernels."""
     from capfleet.models.runtime import pick_device
 
     device = pick_device(config.device).type
-    if config.model_processes is not None:
-        if config.model_processes > 1 and device != "cpu":
-            raise ConfigError("--model-processes is for CPU runs: on GPUs use --gpus N (one engine per GPU)")
+    if config.model_processes is not None:  # on a GPU only when asked: the processes share it (unmeasured)
         count = config.model_processes
     else:
         usable = (

@@ -275,7 +275,11 @@ class ShardProcessor:
             return DEFAULT_BATCH_SIZE  # no model call to size: batches only group decoded images
         pending = pending_images if pending_images is not None else MIN_IMAGES_TO_TUNE
         settle = self.helpers.wait_until_ready if self.helpers is not None else None
-        return choose_batch_size(self.captioner, self.scorer, self.config.candidates, self.decoding, pending, settle)
+        size = choose_batch_size(self.captioner, self.scorer, self.config.candidates, self.decoding, pending, settle)
+        if self.helpers is not None and self.captioner.device.type == "cuda":
+            # The search sized one process's batch on the GPU; every process here runs one at once on it.
+            size = max(1, size // (len(self.helpers.helpers) + 1))
+        return size
 
     def _timed(self, batches: Iterator[list[Sample]], stats: ShardStats) -> Iterator[list[Sample]]:
         """Count the seconds the model waits for decoded images (`stats.waited`)."""
