@@ -18,7 +18,8 @@ No weights can be downloaded, so the models are random-weight builds of the real
 from tests/tiny_models.py (`--size full`: real sizes; `--size tiny`: seconds, for a smoke test).
 Random weights rarely emit EOS; generation is pinned to exactly --max-new-tokens anyway
 (min_new_tokens), so both sides generate the same number of tokens. Model loading is excluded, and so is
-the start of the helper processes a run this size gets (`--model-processes` auto), which load models too.
+the start of the helper processes (`--model-processes` auto, which a run starts once it has 30 s of work
+left, so these rows are the pace of such a run), which load models too.
 
 Run on demand, never in CI:  .venv/bin/python benchmarks/bench_pipeline.py [--size tiny]
 """
@@ -384,7 +385,7 @@ def main() -> None:
     from capfleet.cpus import available_cpus, default_workers
     from capfleet.decoding import DecodingOptions
     from capfleet.models.runtime import CPUINFO_VARIABLE
-    from capfleet.runners.model_processes import start_for_run
+    from capfleet.runners.model_processes import for_run
     from capfleet.runners.models import load_models
     from capfleet.stages.decode import decode_image
     from capfleet.tuning import DEFAULT_BATCH_SIZE, MIN_IMAGES_TO_TUNE, choose_batch_size
@@ -424,16 +425,19 @@ def main() -> None:
             fix_length(model, args.max_new_tokens)
         plain = users_model(captioner, blip, args.max_new_tokens, int8=False)  # float32, what a plain loop loads
         peer = (users_model(fast[0], blip, args.max_new_tokens, int8), fast[1])  # the batched baselines' models
-        # The helper processes `capfleet caption` starts for a run this size (--model-processes auto), started and
-        # loaded before the clock like the models, with the same pinned length; their first batches off it too.
+        # The helper processes `capfleet caption` starts (--model-processes auto, once a run has enough work left),
+        # started and loaded before the clock like the models, with the same pinned length; their first batches
+        # off it too.
         fast_config = run_config(args, model_list, "-", str(blip), str(clip), args.dtype, args.quantize)
         pinned = functools.partial(pin_length, args.max_new_tokens)
         helpers = {
-            "fast": start_for_run(fast_config, fast, args.images, after_load=pinned),
-            "fp32": start_for_run(config, (captioner, scorer), args.images, after_load=pinned),
+            "fast": for_run(fast_config, fast, after_load=pinned),
+            "fp32": for_run(config, (captioner, scorer), after_load=pinned),
         }
         for name, group in helpers.items():
             if group is not None:
+                if not group.started:  # auto starts them once a run has 30 s of work left: these rows show that pace
+                    group.start()
                 ready = group.wait_until_ready()
                 print(f"capfleet ({name}): {ready + 1} processes x {group.threads} torch threads each")
         capfleet_run(replace(fast_config, output=str(work / "warmup-capfleet")), fast, helpers["fast"])

@@ -206,7 +206,8 @@ class RunnerOptions:
     model_processes: int | None = option(
         None,
         "Processes that each hold the models and caption their own batches, torch threads divided among them "
-        "(default: 2 for a CPU run of 2+ batches with 2+ threads, else 1; on a GPU they share it).",
+        "(default: 2 on a CPU with 2+ threads once a run has 30 s of captioning left, else 1; on a GPU, "
+        "given, they share it).",
         panel=WHERE,
     )
     ray_address: str | None = option(

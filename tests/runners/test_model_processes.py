@@ -140,14 +140,29 @@ def test_a_run_closes_the_helpers_it_started(settings, one_process_rows, tmp_pat
     assert _rows(tmp_path / "out") == one_process_rows
 
 
-def test_auto_splits_a_cpu_run_of_two_batches_or_more_in_two_processes(tmp_path):
-    def split(images=16, threads=2, spare=True, **more):
+@pytest.mark.slow
+def test_auto_starts_a_helper_once_the_work_left_is_worth_it(settings, one_process_rows, tmp_path, caplog, monkeypatch):
+    before = set(multiprocessing.active_children())
+    with caplog.at_level(logging.INFO, logger="capfleet"):
+        short = run_caption(settings(tmp_path / "short", threads=2))  # seconds of work: a helper would only cost
+    assert "captioning in" not in caplog.text and short.stats.captioned == IMAGES
+    monkeypatch.setattr("capfleet.runners.model_processes.WORTH_STARTING_S", 0.0)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="capfleet"):
+        run_caption(settings(tmp_path / "long", threads=2))
+    assert "captioning in 2 processes x 1 torch threads" in caplog.text  # after the first batch, here
+    assert _rows(tmp_path / "long") == one_process_rows
+    assert set(multiprocessing.active_children()) <= before
+    assert torch.get_num_threads() == 2
+
+
+def test_auto_splits_a_cpu_run_in_two_processes(tmp_path):
+    def split(threads=2, spare=True, **more):
         config = RunConfig([str(tmp_path)], str(tmp_path / "out"), device="cpu", **more)
-        return plan(config, images, threads, spare)
+        return plan(config, threads, spare)
 
     assert split() == (2, 1)
     assert split(threads=8) == (2, 4)
-    assert split(images=15) == (1, 2)  # one batch: a helper would only start
     assert split(threads=1) == (1, 1)
     assert split(spare=False) == (1, 2)  # no room for a second copy of the models
     assert split(captioner="none") == (1, 2)
@@ -173,8 +188,8 @@ def test_on_a_gpu_processes_share_it_only_when_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     asked = RunConfig([str(tmp_path)], str(tmp_path / "out"), device="cuda", model_processes=3)
     auto = RunConfig([str(tmp_path)], str(tmp_path / "out"), device="cuda")
-    assert plan(asked, 100, 6) == (3, 2)
-    assert plan(auto, 100, 6) == (1, 6)
+    assert plan(asked, 6) == (3, 2)
+    assert plan(auto, 6) == (1, 6)
 
 
 def test_available_memory_reads_meminfo(tmp_path):

@@ -7,7 +7,7 @@ import logging
 
 from capfleet.config import RunConfig
 from capfleet.runners.base import ShardTask, ShardWorker
-from capfleet.runners.model_processes import ModelProcesses, start_for_run
+from capfleet.runners.model_processes import ModelProcesses, for_run
 from capfleet.runners.shard_processor import ShardStats
 
 log = logging.getLogger("capfleet")
@@ -29,10 +29,11 @@ class LocalRunner:
         pending_images = sum(shard.size_hint for shard in run.pending)
         helpers = run.model_processes
         if helpers is None and run.models is not None:
-            helpers = self.own_helpers = start_for_run(config, run.models, pending_images)
-        if helpers is not None:  # every process, this one too, runs the helpers' share of the threads
-            self.threads_before = torch.get_num_threads()
-            torch.set_num_threads(helpers.threads)
+            helpers = self.own_helpers = for_run(config, run.models)
+        if helpers is not None:
+            self.threads_before = torch.get_num_threads()  # `share_threads` changes them for this run only
+            if helpers.started:
+                helpers.share_threads()
         self.worker = ShardWorker(config, run.models, source=run.source, pending_images=pending_images,
                                   before_publish=run.lock.check_held, helpers=helpers)  # fmt: skip
 
@@ -48,7 +49,7 @@ class LocalRunner:
 
         if self.worker is not None:
             self.worker.close()
-        if self.own_helpers is not None:
+        if self.own_helpers is not None and self.own_helpers.started:
             log.info("helper processes captioned %d images", self.own_helpers.images)
             self.own_helpers.close()
         if self.threads_before is not None:

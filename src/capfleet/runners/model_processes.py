@@ -30,10 +30,12 @@ from capfleet.config import RunConfig
 from capfleet.decoding import DecodingOptions
 from capfleet.runners.candidates import CandidateMaker, CandidateSettings, Captioned
 from capfleet.sample import Sample
-from capfleet.tuning import DEFAULT_BATCH_SIZE
 
 log = logging.getLogger("capfleet")
 AUTO_PROCESSES = 2  # the measured case; more is the user's call (each process holds its own models)
+# Auto helpers start only when the run's process has this much captioning left: a helper's start costs
+# one core seconds (import torch, load the models), which a 1.2x gain repays after about 6x as long.
+WORTH_STARTING_S = 30.0
 _READY, _RESULT, _ERROR = "ready", "result", "error"
 
 
@@ -44,11 +46,11 @@ class Plan(NamedTuple):
     threads: int
 
 
-def plan(config: RunConfig, pending_images: int, total_threads: int, spare_memory: bool = True) -> Plan:
-    """`--model-processes`, or auto: 2 on a CPU run of the transformers engine with 2+ threads and 2+ batches
-    ahead (a helper's start costs seconds of one core: not worth it for one batch) when memory holds a second
-    copy of the models (`spare_memory`: a 7B VLM's second copy would not fit a laptop), else 1. On a GPU only
-    when asked: the processes share it, each filling the gaps the others' Python leaves between kernels."""
+def plan(config: RunConfig, total_threads: int, spare_memory: bool = True) -> Plan:
+    """`--model-processes`, or auto: 2 on a CPU run of the transformers engine with 2+ threads when memory
+    holds a second copy of the models (`spare_memory`: a 7B VLM's second copy would not fit a laptop), else 1
+    (auto helpers then start only once the work left is worth it: `worth_starting`). On a GPU only when
+    asked: the processes share it, each filling the gaps the others' Python leaves between kernels."""
     from capfleet.models.runtime import pick_device
 
     device = pick_device(config.device).type
@@ -60,7 +62,6 @@ def plan(config: RunConfig, pending_images: int, total_threads: int, spare_memor
             and config.engine == "transformers"
             and config.gpus == 1
             and device == "cpu"
-            and pending_images >= 2 * (config.batch_size or DEFAULT_BATCH_SIZE)
             and spare_memory
         )
         count = min(AUTO_PROCESSES, total_threads) if usable else 1
@@ -184,9 +185,9 @@ class Helper:
         return value
 
     def close(self) -> None:
-        """An idle helper ends when its pipe closes; a busy one (Ctrl-C mid-batch) is not waited for."""
+        """An idle helper ends when its pipe closes; one still loading or busy (Ctrl-C mid-batch) is not waited for."""
         self.connection.close()
-        if self.busy:
+        if self.busy or not self.ready:
             self.process.terminate()
         self.process.join(timeout=5)
         if self.process.is_alive():
@@ -216,12 +217,36 @@ class Helper:
 class ModelProcesses:
     """The helpers of a run (or of a caller that keeps them across runs: `run_caption(model_processes=...)`)."""
 
-    def __init__(self, config: RunConfig, helpers: int, threads: int, after_load: Callable | None = None):
-        """`after_load(captioner, scorer)`: a picklable function each helper applies to the models it loaded."""
+    def __init__(
+        self, config: RunConfig, helpers: int, threads: int, after_load: Callable | None = None, start: bool = True
+    ):
+        """`after_load(captioner, scorer)`: a picklable function each helper applies to the models it loaded.
+        `start=False`: spawned by `start` (auto: once the work left is worth it)."""
+        self.settings = {**asdict(config), "progress": False, "model_processes": 1}
+        self.count, self.threads, self.after_load = helpers, threads, after_load
+        self.helpers: list[Helper] = []
+        if start:
+            self.start()
+
+    @property
+    def started(self) -> bool:
+        return bool(self.helpers)
+
+    def start(self) -> None:
         context = multiprocessing.get_context("spawn")  # torch's thread pools do not survive a fork
-        settings = {**asdict(config), "progress": False, "model_processes": 1}
-        self.threads = threads
-        self.helpers = [Helper(context, settings, threads, after_load) for _ in range(helpers)]
+        self.helpers = [Helper(context, self.settings, self.threads, self.after_load) for _ in range(self.count)]
+        pids = ", ".join(str(helper.process.pid) for helper in self.helpers)
+        log.info("captioning in %d processes x %d torch threads (--model-processes; helper pids %s)",
+                 self.count + 1, self.threads, pids)  # fmt: skip
+
+    def share_threads(self) -> None:
+        """This process captions beside the helpers: it takes its share of the threads, as each of them does."""
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+    def worth_starting(self, seconds_left: float) -> bool:
+        return not self.started and seconds_left >= WORTH_STARTING_S
 
     def idle_helper(self) -> Helper | None:
         return next((helper for helper in self.helpers if helper.idle()), None)
@@ -249,22 +274,17 @@ def job(samples: list[Sample], seeds: list[int | None], maker: CandidateMaker) -
     return _Job(slim, seeds, maker.settings, maker.decoding)
 
 
-def start_for_run(
-    config: RunConfig, models: tuple, pending_images: int, after_load: Callable | None = None
-) -> ModelProcesses | None:
-    """The helpers the settings call for (`plan`), started; None when the run is one process. `models`: the
-    run's own, loaded: auto needs room for a helper's copy of them, twice over (loading peaks above it)."""
+def for_run(config: RunConfig, models: tuple, after_load: Callable | None = None) -> ModelProcesses | None:
+    """The helpers the settings call for (`plan`): started when `--model-processes` asked for them, else
+    left for the run to start once its work left is worth it; None when the run is one process. `models`:
+    the run's own, loaded: auto needs room for a helper's copy of them, twice over (loading peaks above it)."""
     from capfleet.cpus import available_cpus
 
     if config.captioner == "none":
         return None
     free = available_memory()
     spare = free is not None and free >= 2 * model_bytes(models)
-    split = plan(config, pending_images, config.threads or available_cpus(), spare)
+    split = plan(config, config.threads or available_cpus(), spare)
     if split.processes == 1:
         return None
-    helpers = ModelProcesses(config, split.processes - 1, split.threads, after_load)
-    pids = ", ".join(str(helper.process.pid) for helper in helpers.helpers)
-    log.info("captioning in %d processes x %d torch threads (--model-processes; helper pids %s)",
-             split.processes, split.threads, pids)  # fmt: skip
-    return helpers
+    return ModelProcesses(config, split.processes - 1, split.threads, after_load, config.model_processes is not None)

@@ -141,6 +141,8 @@ class ShardProcessor:
         self.executor = executor
         self.progress = progress
         self.helpers = helpers if captioner is not None else None
+        self.pending_images = pending_images
+        self._images_here = 0  # captioned in this process, for the work left (`_consider_helpers`)
         # Batches decoded but not written: one per process, and one more each so none waits for the next.
         self._most_in_flight = 2 * (len(self.helpers.helpers) + 1) if self.helpers else 1
         location = Location(config.output)
@@ -322,7 +324,20 @@ class ShardProcessor:
                 return _InFlight(batch, helper=helper)
             except HelperLost:
                 pass  # dropped, with a warning: caption it here
-        return _InFlight(batch, records=self._caption(batch))
+        started = time.perf_counter()
+        records = self._caption(batch)
+        self._images_here += len(batch)
+        self._consider_helpers((time.perf_counter() - started) / len(batch))
+        return _InFlight(batch, records=records)
+
+    def _consider_helpers(self, seconds_per_image: float) -> None:
+        """Start auto helpers once the captioning left, at this process's pace, is worth their start."""
+        if self.helpers is None or self.helpers.started:
+            return
+        left = None if self.pending_images is None else max(0, self.pending_images - self._images_here)
+        if left is None or self.helpers.worth_starting(seconds_per_image * left):
+            self.helpers.start()
+            self.helpers.share_threads()
 
     def _finish(self, entry: _InFlight, stats: ShardStats) -> tuple[list[Sample], list[dict | None]]:
         """The batch and its rows; a helper that died or failed on it leaves the batch to this process."""
