@@ -13,7 +13,8 @@ _CGROUP_V2 = "/sys/fs/cgroup/cpu.max"
 _CGROUP_V1 = ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
 
 
-def _read(path: str) -> str | None:
+def read_small_file(path: str) -> str | None:
+    """A /proc or /sys file's text, stripped; None where it cannot be read."""
     try:
         with open(path, encoding="ascii") as handle:
             return handle.read().strip()
@@ -23,11 +24,11 @@ def _read(path: str) -> str | None:
 
 def cgroup_cpu_limit(v2: str = _CGROUP_V2, v1: tuple[str, str] = _CGROUP_V1) -> int | None:
     """The cgroup's CPU quota rounded up to whole CPUs, or None when there is no quota."""
-    text = _read(v2)
+    text = read_small_file(v2)
     if text is not None:
         quota, _, period = text.partition(" ")
     else:
-        quota, period = _read(v1[0]), _read(v1[1])
+        quota, period = read_small_file(v1[0]), read_small_file(v1[1])
         if quota is None or period is None:
             return None
     if quota in ("max", "-1") or not period:

@@ -24,7 +24,7 @@ from PIL import Image
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.runners.lifecycle import run_caption
-from capfleet.runners.model_processes import ModelProcesses, available_memory, model_bytes, plan
+from capfleet.runners.model_processes import ModelProcesses, model_bytes, plan
 from tests.pipeline.helpers import read_errors, read_rows
 
 IMAGES = 24  # six batches of 4: the helper cannot take them all
@@ -190,13 +190,6 @@ def test_on_a_gpu_processes_share_it_only_when_asked(tmp_path, monkeypatch):
     auto = RunConfig([str(tmp_path)], str(tmp_path / "out"), device="cuda")
     assert plan(asked, 6) == (3, 2)
     assert plan(auto, 6) == (1, 6)
-
-
-def test_available_memory_reads_meminfo(tmp_path):
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   1000 kB\n")
-    assert available_memory(str(meminfo)) == 1000 * 1024
-    assert available_memory(str(tmp_path / "missing")) is None
 
 
 def test_model_bytes_counts_shared_weights_once():

@@ -81,18 +81,6 @@ def model_bytes(models: tuple) -> int:
     return sum(seen.values())
 
 
-def available_memory(meminfo: str = "/proc/meminfo") -> int | None:
-    """MemAvailable in bytes (Linux), or None where it cannot be read."""
-    try:
-        with open(meminfo, encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 class HelperLost(RuntimeError):
     """A helper process died (killed, out of memory) or failed to start."""
 
@@ -279,6 +267,7 @@ def for_run(config: RunConfig, models: tuple, after_load: Callable | None = None
     left for the run to start once its work left is worth it; None when the run is one process. `models`:
     the run's own, loaded: auto needs room for a helper's copy of them, twice over (loading peaks above it)."""
     from capfleet.cpus import available_cpus
+    from capfleet.memory import available_memory
 
     if config.captioner == "none":
         return None
