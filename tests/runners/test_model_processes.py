@@ -156,6 +156,18 @@ def test_auto_starts_a_helper_once_the_work_left_is_worth_it(settings, one_proce
     assert torch.get_num_threads() == 2
 
 
+@pytest.mark.slow
+def test_no_helper_is_started_for_models_a_caller_handed_in(settings, tmp_path, caplog, monkeypatch):
+    """A helper loads models from the settings' names: the caller's own objects could differ."""
+    from capfleet.runners.models import load_models
+
+    monkeypatch.setattr("capfleet.runners.model_processes.WORTH_STARTING_S", 0.0)
+    config = settings(tmp_path / "out", threads=2)
+    with caplog.at_level(logging.INFO, logger="capfleet"):
+        summary = run_caption(config, models=load_models(config))
+    assert "captioning in" not in caplog.text and summary.stats.captioned == IMAGES
+
+
 def test_auto_splits_a_cpu_run_in_two_processes(tmp_path):
     def split(threads=2, spare=True, **more):
         config = RunConfig([str(tmp_path)], str(tmp_path / "out"), device="cpu", **more)

@@ -114,6 +114,7 @@ class StartedRun:
     lock: RunLock
     task: Task | None = None  # a task array's task: pending and retries hold only its own shards
     model_processes: ModelProcesses | None = None  # helpers the caller keeps across runs (`run_caption`)
+    models_given: bool = False  # the caller's models, not loaded from the settings: helpers could not load the same
 
 
 @contextmanager
@@ -151,7 +152,7 @@ def start_run(
         shards, pending, retries = _work(state, config, source, task)
         if (pending or retries) and models is None and load is not None:
             models = load()
-        yield StartedRun(state, source, shards, pending, retries, models, lock, task)
+        yield StartedRun(state, source, shards, pending, retries, models, lock, task, models_given=models_given)
 
 
 def _lock(location: Location, task: Task | None) -> RunLock:

@@ -28,7 +28,7 @@ class LocalRunner:
 
         pending_images = sum(shard.size_hint for shard in run.pending)
         helpers = run.model_processes
-        if helpers is None and run.models is not None:
+        if helpers is None and run.models is not None and not run.models_given:
             helpers = self.own_helpers = for_run(config, run.models)
         if helpers is not None:
             self.threads_before = torch.get_num_threads()  # `share_threads` changes them for this run only

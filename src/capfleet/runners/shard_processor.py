@@ -278,7 +278,8 @@ class ShardProcessor:
         pending = pending_images if pending_images is not None else MIN_IMAGES_TO_TUNE
         settle = self.helpers.wait_until_ready if self.helpers is not None else None
         size = choose_batch_size(self.captioner, self.scorer, self.config.candidates, self.decoding, pending, settle)
-        if self.helpers is not None and self.captioner.device.type == "cuda":
+        device = getattr(self.captioner, "device", None)  # a torch device; other engines' captioners have none
+        if self.helpers is not None and self.helpers.started and getattr(device, "type", None) == "cuda":
             # The search sized one process's batch on the GPU; every process here runs one at once on it.
             size = max(1, size // (len(self.helpers.helpers) + 1))
         return size
