@@ -144,7 +144,7 @@ class ShardProcessor:
         self.pending_images = pending_images
         self._images_here = 0  # captioned in this process, for the work left (`_consider_helpers`)
         # Batches decoded but not written: one per process, and one more each so none waits for the next.
-        self._most_in_flight = 2 * (len(self.helpers.helpers) + 1) if self.helpers else 1
+        self._most_in_flight = 2 * (self.helpers.count + 1) if self.helpers else 1  # helpers started or not
         location = Location(config.output)
         self.state = RunState(location)
         self.open_writer = shard_writer_factory(config, location)
@@ -281,7 +281,7 @@ class ShardProcessor:
         device = getattr(self.captioner, "device", None)  # a torch device; other engines' captioners have none
         if self.helpers is not None and self.helpers.started and getattr(device, "type", None) == "cuda":
             # The search sized one process's batch on the GPU; every process here runs one at once on it.
-            size = max(1, size // (len(self.helpers.helpers) + 1))
+            size = max(1, size // (self.helpers.count + 1))
         return size
 
     def _timed(self, batches: Iterator[list[Sample]], stats: ShardStats) -> Iterator[list[Sample]]:
