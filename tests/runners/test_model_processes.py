@@ -43,19 +43,24 @@ def images(tmp_path_factory):
 @pytest.fixture
 def settings(tiny_blip, tiny_clip, images):
     def make(out, **more) -> RunConfig:
-        more = {"batch_size": 4, "threads": 1, "progress": False, "candidates": 2, **more}
+        more = {"batch_size": 4, "threads": 1, "progress": False, "candidates": 2, "embeddings": True, **more}
         return RunConfig([str(images)], str(out), captioner=str(tiny_blip), scorer=str(tiny_clip), **more)
 
     return make
 
 
 @pytest.fixture(scope="module")
-def one_process_rows(tiny_blip, tiny_clip, images, tmp_path_factory):
+def one_process_out(tiny_blip, tiny_clip, images, tmp_path_factory):
     out = tmp_path_factory.mktemp("one")
     config = RunConfig([str(images)], str(out), captioner=str(tiny_blip), scorer=str(tiny_clip), batch_size=4,
-                       threads=1, progress=False, candidates=2, model_processes=1)  # fmt: skip
+                       threads=1, progress=False, candidates=2, embeddings=True, model_processes=1)  # fmt: skip
     run_caption(config)
-    return _rows(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_process_rows(one_process_out):
+    return _rows(one_process_out)
 
 
 def _rows(out) -> list[tuple]:
@@ -94,12 +99,18 @@ def _with_helper(settings, out, after_load=None):
 
 
 @pytest.mark.slow  # each helper spawns and imports torch: seconds on 2 cores
-def test_a_helper_captions_batches_and_the_rows_are_those_of_one_process(settings, one_process_rows, tmp_path):
+def test_a_helper_captions_batches_and_the_rows_are_those_of_one_process(
+    settings, one_process_rows, one_process_out, tmp_path
+):
     helpers, ready, summary = _with_helper(settings, tmp_path / "two")
     assert ready == 1
     assert 0 < helpers.images < IMAGES  # both processes captioned batches
     assert summary.stats.captioned == IMAGES and summary.stats.failed == 0
     assert _rows(tmp_path / "two") == one_process_rows
+    embeddings = sorted(one_process_out.glob("*/embeddings.npz"))  # --embeddings: the scorer's vectors, byte for byte
+    assert embeddings and [path.read_bytes() for path in embeddings] == [
+        path.read_bytes() for path in sorted((tmp_path / "two").glob("*/embeddings.npz"))
+    ]
     assert torch.get_num_threads() == 2  # --threads 2, as loading set it: the helpers' share (1) was given back
 
 
