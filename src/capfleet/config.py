@@ -320,7 +320,7 @@ class RunConfig(
             (self.model_processes is None or self.model_processes >= 1, "--model-processes must be >= 1"),
             (
                 self.model_processes in (None, 1) or (self.runner == "local" and self.gpus == 1),
-                "--model-processes is for the local runner on a CPU (GPUs: --gpus N; Ray: --ray-workers)",
+                "--model-processes is for the local runner on one device (several GPUs: --gpus N; Ray: --ray-workers)",
             ),
             (self.ray_workers is None or self.ray_workers >= 1, "--ray-workers must be >= 1"),
             (self.ray_cpus_per_worker > 0, "--ray-cpus-per-worker must be > 0"),

@@ -167,6 +167,20 @@ def test_auto_starts_a_helper_once_the_work_left_is_worth_it(settings, one_proce
     assert torch.get_num_threads() == 2
 
 
+def test_auto_starts_no_helper_when_memory_was_taken_since_the_run_began(
+    settings, one_process_rows, tmp_path, caplog, monkeypatch
+):
+    """Other tasks on the node load their models while this one measures its pace: the room is read again."""
+    readings = iter([64 * 10**9])  # at the run's start; then only 1 MB is left
+    monkeypatch.setattr("capfleet.runners.model_processes.available_memory", lambda: next(readings, 10**6))
+    monkeypatch.setattr("capfleet.runners.model_processes.WORTH_STARTING_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="capfleet"):
+        summary = run_caption(settings(tmp_path / "out", threads=2))
+    assert "captioning in" not in caplog.text and summary.stats.captioned == IMAGES
+    assert caplog.text.count("no helper process yet") == 1  # said once, not once a batch
+    assert _rows(tmp_path / "out") == one_process_rows
+
+
 @pytest.mark.slow
 def test_no_helper_is_started_for_models_a_caller_handed_in(settings, tmp_path, caplog, monkeypatch):
     """A helper loads models from the settings' names: the caller's own objects could differ."""

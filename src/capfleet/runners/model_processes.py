@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from capfleet.config import RunConfig
 from capfleet.decoding import DecodingOptions
+from capfleet.memory import available_memory
 from capfleet.runners.candidates import CandidateMaker, CandidateSettings, Captioned
 from capfleet.sample import Sample
 
@@ -206,13 +207,22 @@ class ModelProcesses:
     """The helpers of a run (or of a caller that keeps them across runs: `run_caption(model_processes=...)`)."""
 
     def __init__(
-        self, config: RunConfig, helpers: int, threads: int, after_load: Callable | None = None, start: bool = True
+        self,
+        config: RunConfig,
+        helpers: int,
+        threads: int,
+        after_load: Callable | None = None,
+        start: bool = True,
+        memory_needed: int = 0,
     ):
         """`after_load(captioner, scorer)`: a picklable function each helper applies to the models it loaded.
-        `start=False`: spawned by `start` (auto: once the work left is worth it)."""
+        `start=False`: spawned by `start` (auto: once the work left is worth it, and while `memory_needed`
+        bytes are still free: other processes on the machine may have taken what was free at the run's start)."""
         self.settings = {**asdict(config), "progress": False, "model_processes": 1}
         self.count, self.threads, self.after_load = helpers, threads, after_load
+        self.memory_needed = memory_needed
         self.helpers: list[Helper] = []
+        self._told_no_room = False
         if start:
             self.start()
 
@@ -234,7 +244,19 @@ class ModelProcesses:
         torch.set_num_threads(self.threads)
 
     def worth_starting(self, seconds_left: float) -> bool:
-        return not self.started and seconds_left >= WORTH_STARTING_S
+        return not self.started and seconds_left >= WORTH_STARTING_S and self._room_for_models()
+
+    def _room_for_models(self) -> bool:
+        if not self.memory_needed:
+            return True
+        free = available_memory() or 0
+        if free >= self.memory_needed:
+            return True
+        if not self._told_no_room:
+            self._told_no_room = True
+            log.info("no helper process yet: %.1f GB free, its copy of the models needs %.1f GB",
+                     free / 1e9, self.memory_needed / 1e9)  # fmt: skip
+        return False
 
     def idle_helper(self) -> Helper | None:
         return next((helper for helper in self.helpers if helper.idle()), None)
@@ -267,13 +289,13 @@ def for_run(config: RunConfig, models: tuple, after_load: Callable | None = None
     left for the run to start once its work left is worth it; None when the run is one process. `models`:
     the run's own, loaded: auto needs room for a helper's copy of them, twice over (loading peaks above it)."""
     from capfleet.cpus import available_cpus
-    from capfleet.memory import available_memory
 
     if config.captioner == "none":
         return None
-    free = available_memory()
-    spare = free is not None and free >= 2 * model_bytes(models)
-    split = plan(config, config.threads or available_cpus(), spare)
+    free, needed = available_memory(), 2 * model_bytes(models)
+    split = plan(config, config.threads or available_cpus(), free is not None and free >= needed)
     if split.processes == 1:
         return None
-    return ModelProcesses(config, split.processes - 1, split.threads, after_load, config.model_processes is not None)
+    if config.model_processes is not None:  # asked for: started now, whatever memory says
+        return ModelProcesses(config, split.processes - 1, split.threads, after_load)
+    return ModelProcesses(config, split.processes - 1, split.threads, after_load, start=False, memory_needed=needed)
