@@ -153,3 +153,9 @@ def test_a_server_without_a_scorer_captions_unranked_and_refuses_embeddings(scen
         assert result["scores"] == [] and result["text"] == result["candidates"][0]
         refused = client.post_json("/v1/embed/text", {"texts": ["a red circle"]})
         assert refused.status == 400 and "--scorer none" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/caption", "/v1/embed/image", "/v1/chat/completions"])
+def test_json_nested_thousands_deep_gets_400_not_500(service, path):
+    response = ServiceClient(service).request("POST", path, b"[" * 100_000, {"Content-Type": "application/json"})
+    assert response.status == 400, response.body

@@ -66,6 +66,8 @@ async def _json_body(request: Request) -> Any:
         return await request.json()
     except ValueError:
         raise ApiError(400, "the body is not valid JSON") from None
+    except RecursionError:  # json.loads of arrays or objects nested thousands deep
+        raise ApiError(400, "the body's JSON is nested too deeply") from None
 
 
 def create_app(
