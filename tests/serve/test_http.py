@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import logging
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -159,3 +162,17 @@ def test_a_server_without_a_scorer_captions_unranked_and_refuses_embeddings(scen
 def test_json_nested_thousands_deep_gets_400_not_500(service, path):
     response = ServiceClient(service).request("POST", path, b"[" * 100_000, {"Content-Type": "application/json"})
     assert response.status == 400, response.body
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data; boundary=b"])
+def test_a_client_that_leaves_mid_upload_is_no_server_error(service, caplog, content_type):
+    caplog.set_level(logging.INFO, logger="capfleet.serve")
+    host, port = service.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = f"POST /v1/caption HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: 50000\r\n\r\n"
+        sock.sendall(head.encode() + b"--b\r\n" + b"a" * 1000)  # then hangs up, 49 kB short
+    deadline = time.monotonic() + 10
+    while "closed the connection" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "closed the connection" in caplog.text and "unexpected error" not in caplog.text, caplog.text
+    assert ServiceClient(service).request("GET", "/health").status == 200
