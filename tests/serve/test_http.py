@@ -176,3 +176,11 @@ def test_a_client_that_leaves_mid_upload_is_no_server_error(service, caplog, con
         time.sleep(0.02)
     assert "closed the connection" in caplog.text and "unexpected error" not in caplog.text, caplog.text
     assert ServiceClient(service).request("GET", "/health").status == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/caption", "/v1/embed/image"])
+def test_a_multipart_content_type_in_capitals_is_still_multipart(service, path):
+    body, content_type = encode_multipart([("a.png", png_bytes())], {"candidates": 1} if path == "/v1/caption" else {})
+    content_type = content_type.replace("multipart/form-data", "Multipart/Form-Data")  # media types are case-blind
+    response = ServiceClient(service).request("POST", path, body, {"Content-Type": content_type})
+    assert response.status == 200, response.body

@@ -144,7 +144,7 @@ def create_app(
     async def caption(request: Request) -> dict:
         """Caption images sent as multipart `file` fields (repeatable) or as JSON `images`."""
         started = time.monotonic()
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             async with request.form(max_files=settings.max_images, max_fields=32) as form:
                 fields = {key: value for key, value in form.multi_items() if key != "file" and value != ""}
                 options = _parse(CaptionOptions, fields)
@@ -183,7 +183,7 @@ def create_app(
     async def embed_image(request: Request) -> dict:
         """L2-normalised image embeddings from the scorer: multipart `file` fields or JSON `images`."""
         require_scorer()
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             async with request.form(max_files=settings.max_images, max_fields=32) as form:
                 images = await form_images(form)
         else:
