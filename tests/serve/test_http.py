@@ -184,3 +184,14 @@ def test_a_multipart_content_type_in_capitals_is_still_multipart(service, path):
     content_type = content_type.replace("multipart/form-data", "Multipart/Form-Data")  # media types are case-blind
     response = ServiceClient(service).request("POST", path, body, {"Content-Type": content_type})
     assert response.status == 200, response.body
+
+
+@pytest.mark.parametrize("path", ["/v1/caption", "/v1/embed/image"])
+def test_a_multipart_body_cut_short_gets_400_not_fewer_results(service, path):
+    # e.g. a Content-Length that undercounts: the cut-off last file was dropped and the rest answered 200
+    body, content_type = encode_multipart([("a.png", png_bytes("red")), ("b.png", png_bytes("blue"))])
+    for cut in (10, 200):
+        response = ServiceClient(service).request("POST", path, body[:-cut], {"Content-Type": content_type})
+        assert response.status == 400 and "cut short" in response.json()["error"]["message"], response.body
+    response = ServiceClient(service).request("POST", path, body[:-2], {"Content-Type": content_type})
+    assert response.status == 200, response.body  # only the CRLF after the closing boundary is missing: whole

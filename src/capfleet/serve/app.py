@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from capfleet import __version__
 from capfleet.api import CaptionModel, CaptionResult
@@ -59,6 +60,32 @@ def _parse(model_class, values: Any):
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ()))
         raise ApiError(422, f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request") from None
+
+
+class _MultiPart(MultiPartParser):
+    """Starlette's parser, noting whether the closing boundary arrived: it accepts a body that stops
+    early and drops the part it stopped in, so a client would get fewer results than files."""
+
+    complete = False
+
+    def on_end(self) -> None:
+        self.complete = True
+
+
+@asynccontextmanager
+async def _multipart_form(request: Request, max_files: int):
+    """`request.form(...)` that refuses a body cut short (a Content-Length that undercounts, say)."""
+    parser = _MultiPart(request.headers, request.stream(), max_files=max_files, max_fields=32)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(400, exc.message) from None
+    try:
+        if not parser.complete:
+            raise ApiError(400, "the multipart body was cut short: it ends before its closing boundary")
+        yield form
+    finally:
+        await form.close()
 
 
 async def _json_body(request: Request) -> Any:
@@ -145,7 +172,7 @@ def create_app(
         """Caption images sent as multipart `file` fields (repeatable) or as JSON `images`."""
         started = time.monotonic()
         if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-            async with request.form(max_files=settings.max_images, max_fields=32) as form:
+            async with _multipart_form(request, settings.max_images) as form:
                 fields = {key: value for key, value in form.multi_items() if key != "file" and value != ""}
                 options = _parse(CaptionOptions, fields)
                 kwargs = caption_kwargs(options)
@@ -184,7 +211,7 @@ def create_app(
         """L2-normalised image embeddings from the scorer: multipart `file` fields or JSON `images`."""
         require_scorer()
         if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-            async with request.form(max_files=settings.max_images, max_fields=32) as form:
+            async with _multipart_form(request, settings.max_images) as form:
                 images = await form_images(form)
         else:
             body = _parse(EmbedImageJson, await _json_body(request))
