@@ -195,3 +195,14 @@ def test_a_multipart_body_cut_short_gets_400_not_fewer_results(service, path):
         assert response.status == 400 and "cut short" in response.json()["error"]["message"], response.body
     response = ServiceClient(service).request("POST", path, body[:-2], {"Content-Type": content_type})
     assert response.status == 200, response.body  # only the CRLF after the closing boundary is missing: whole
+
+
+def test_more_new_tokens_than_the_builtin_decoder_has_positions_gets_400_not_500(service):
+    # the schemas allow up to 256; the built-in decoder has 64 positions
+    image = base64.b64encode(png_bytes()).decode()
+    response = ServiceClient(service).post_json("/v1/caption", {"images": [image], "max_new_tokens": 100})
+    assert response.status == 400 and "at most 64" in response.json()["error"]["message"], response.body
+    content = [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + image}}]
+    chat = {"messages": [{"role": "user", "content": content}], "max_tokens": 65}
+    response = ServiceClient(service).post_json("/v1/chat/completions", chat)
+    assert response.status == 400 and "at most 64" in response.json()["error"]["message"], response.body
