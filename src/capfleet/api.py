@@ -167,6 +167,11 @@ class CaptionModel:
         if self.captioner is None:
             raise ConfigError("no captioner loaded: load(captioner=...) to caption images")
         options = check_caption_options(candidates, decoding, max_new_tokens, top_p, temperature)
+        limit = self.captioner.max_new_tokens_limit
+        if limit is not None and max_new_tokens > limit:
+            raise ConfigError(
+                f"max_new_tokens {max_new_tokens}: captioner {self.captioner_name} writes at most {limit} tokens"
+            )
         if prompt and not self.accepts_prompt:
             raise ConfigError(f"captioner {self.captioner_name} takes no prompt: drop prompt or use BLIP, GIT or a VLM")
         opened = self.open_images(images)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import logging
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -153,3 +156,53 @@ def test_a_server_without_a_scorer_captions_unranked_and_refuses_embeddings(scen
         assert result["scores"] == [] and result["text"] == result["candidates"][0]
         refused = client.post_json("/v1/embed/text", {"texts": ["a red circle"]})
         assert refused.status == 400 and "--scorer none" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/caption", "/v1/embed/image", "/v1/chat/completions"])
+def test_json_nested_thousands_deep_gets_400_not_500(service, path):
+    response = ServiceClient(service).request("POST", path, b"[" * 100_000, {"Content-Type": "application/json"})
+    assert response.status == 400, response.body
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data; boundary=b"])
+def test_a_client_that_leaves_mid_upload_is_no_server_error(service, caplog, content_type):
+    caplog.set_level(logging.INFO, logger="capfleet.serve")
+    host, port = service.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = f"POST /v1/caption HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: 50000\r\n\r\n"
+        sock.sendall(head.encode() + b"--b\r\n" + b"a" * 1000)  # then hangs up, 49 kB short
+    deadline = time.monotonic() + 10
+    while "closed the connection" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "closed the connection" in caplog.text and "unexpected error" not in caplog.text, caplog.text
+    assert ServiceClient(service).request("GET", "/health").status == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/caption", "/v1/embed/image"])
+def test_a_multipart_content_type_in_capitals_is_still_multipart(service, path):
+    body, content_type = encode_multipart([("a.png", png_bytes())], {"candidates": 1} if path == "/v1/caption" else {})
+    content_type = content_type.replace("multipart/form-data", "Multipart/Form-Data")  # media types are case-blind
+    response = ServiceClient(service).request("POST", path, body, {"Content-Type": content_type})
+    assert response.status == 200, response.body
+
+
+@pytest.mark.parametrize("path", ["/v1/caption", "/v1/embed/image"])
+def test_a_multipart_body_cut_short_gets_400_not_fewer_results(service, path):
+    # e.g. a Content-Length that undercounts: the cut-off last file was dropped and the rest answered 200
+    body, content_type = encode_multipart([("a.png", png_bytes("red")), ("b.png", png_bytes("blue"))])
+    for cut in (10, 200):
+        response = ServiceClient(service).request("POST", path, body[:-cut], {"Content-Type": content_type})
+        assert response.status == 400 and "cut short" in response.json()["error"]["message"], response.body
+    response = ServiceClient(service).request("POST", path, body[:-2], {"Content-Type": content_type})
+    assert response.status == 200, response.body  # only the CRLF after the closing boundary is missing: whole
+
+
+def test_more_new_tokens_than_the_builtin_decoder_has_positions_gets_400_not_500(service):
+    # the schemas allow up to 256; the built-in decoder has 64 positions
+    image = base64.b64encode(png_bytes()).decode()
+    response = ServiceClient(service).post_json("/v1/caption", {"images": [image], "max_new_tokens": 100})
+    assert response.status == 400 and "at most 64" in response.json()["error"]["message"], response.body
+    content = [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + image}}]
+    chat = {"messages": [{"role": "user", "content": content}], "max_tokens": 65}
+    response = ServiceClient(service).post_json("/v1/chat/completions", chat)
+    assert response.status == 400 and "at most 64" in response.json()["error"]["message"], response.body

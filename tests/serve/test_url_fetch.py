@@ -18,7 +18,7 @@ IMAGE = png_bytes("blue")
 
 
 class ImageHandler(BaseHTTPRequestHandler):
-    """/image.png, /hop/N (N redirects before the image), /to-private, /big, /slow, /cut, /missing."""
+    """/image.png, /hop/N (N redirects before the image), /to-private, /to-broken, /big, /slow, /cut, /missing."""
 
     def log_message(self, *args) -> None:
         pass
@@ -37,6 +37,8 @@ class ImageHandler(BaseHTTPRequestHandler):
         elif self.path.startswith("/hop/"):
             left = int(self.path.rsplit("/", 1)[1])
             self._send(302, headers={"Location": f"/hop/{left - 1}" if left > 1 else "/image.png"})
+        elif self.path == "/to-broken":
+            self._send(302, headers={"Location": "http://[::1/image.png"})
         elif self.path == "/to-private":
             self._send(302, headers={"Location": "http://10.1.2.3/image.png"})
         elif self.path == "/big":
@@ -136,3 +138,21 @@ def test_the_service_captions_urls_only_when_allowed_and_never_loopback(builtin_
         assert response.status == 200 and response.json()["results"][0]["text"], response.body
         response = client.post_json("/v1/caption", {"images": [f"{image_server}/big"]})
         assert response.status == 400 and "images[0]:" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "image_url",
+    [
+        "http://127.0.0.1:99999/a.png",  # port out of range
+        "http://127.0.0.1:abc/a.png",  # port not a number
+        "http://[::1/a.png",  # unclosed IPv6 literal
+        "http://" + "a" * 64 + ".example/a.png",  # a label over 63 characters (IDNA refuses it)
+        "http://a..example/a.png",  # an empty label
+        "/to-broken",  # a redirect to an unclosed IPv6 literal
+    ],
+)
+def test_malformed_urls_get_400_naming_the_image_not_500(builtin_model, image_server, image_url):
+    image_url = image_server + image_url if image_url.startswith("/") else image_url
+    with running(create_app(builtin_model, ServeSettings(allow_urls=True), fetcher=loopback_fetcher())) as url:
+        response = ServiceClient(url).post_json("/v1/caption", {"images": [image_url]})
+        assert response.status == 400 and response.json()["error"]["message"].startswith("images[0]: "), response.body

@@ -87,6 +87,14 @@ class HFCaptioner:
         return cls(model, processor, tokenizer, family, path, options)
 
     @property
+    def max_new_tokens_limit(self) -> int | None:
+        """The longest caption the decoder can write: capfleet's own has few positions (64 built in);
+        None where the limit is far beyond what a caption asks for."""
+        if self.model.config.model_type == "capfleet-captioner":
+            return self.model.config.max_position_embeddings
+        return None
+
+    @property
     def accepts_prompt(self) -> bool:
         """Encoder-decoders like ViT-GPT2 have no text input to condition on."""
         return self.family != "encoder-decoder"

@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from capfleet import __version__
 from capfleet.api import CaptionModel, CaptionResult
@@ -61,11 +62,39 @@ def _parse(model_class, values: Any):
         raise ApiError(422, f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request") from None
 
 
+class _MultiPart(MultiPartParser):
+    """Starlette's parser, noting whether the closing boundary arrived: it accepts a body that stops
+    early and drops the part it stopped in, so a client would get fewer results than files."""
+
+    complete = False
+
+    def on_end(self) -> None:
+        self.complete = True
+
+
+@asynccontextmanager
+async def _multipart_form(request: Request, max_files: int):
+    """`request.form(...)` that refuses a body cut short (a Content-Length that undercounts, say)."""
+    parser = _MultiPart(request.headers, request.stream(), max_files=max_files, max_fields=32)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(400, exc.message) from None
+    try:
+        if not parser.complete:
+            raise ApiError(400, "the multipart body was cut short: it ends before its closing boundary")
+        yield form
+    finally:
+        await form.close()
+
+
 async def _json_body(request: Request) -> Any:
     try:
         return await request.json()
     except ValueError:
         raise ApiError(400, "the body is not valid JSON") from None
+    except RecursionError:  # json.loads of arrays or objects nested thousands deep
+        raise ApiError(400, "the body's JSON is nested too deeply") from None
 
 
 def create_app(
@@ -142,8 +171,8 @@ def create_app(
     async def caption(request: Request) -> dict:
         """Caption images sent as multipart `file` fields (repeatable) or as JSON `images`."""
         started = time.monotonic()
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            async with request.form(max_files=settings.max_images, max_fields=32) as form:
+        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            async with _multipart_form(request, settings.max_images) as form:
                 fields = {key: value for key, value in form.multi_items() if key != "file" and value != ""}
                 options = _parse(CaptionOptions, fields)
                 kwargs = caption_kwargs(options)
@@ -181,8 +210,8 @@ def create_app(
     async def embed_image(request: Request) -> dict:
         """L2-normalised image embeddings from the scorer: multipart `file` fields or JSON `images`."""
         require_scorer()
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            async with request.form(max_files=settings.max_images, max_fields=32) as form:
+        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            async with _multipart_form(request, settings.max_images) as form:
                 images = await form_images(form)
         else:
             body = _parse(EmbedImageJson, await _json_body(request))

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 log = logging.getLogger("capfleet.serve")
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 413: "request_too_large"}
@@ -43,12 +44,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(error_body(422, _validation_message(exc)), 422)
 
+    async def client_left(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # not a server error: nobody reads this answer, and the log gets one line, not a traceback
+        log.info("the client closed the connection before sending its whole request to %s", request.url.path)
+        return JSONResponse(error_body(400, "the client closed the connection mid-request"), 400)
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
         return JSONResponse(error_body(500, f"internal error: {type(exc).__name__}"), 500)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ClientDisconnect, client_left)
     app.add_exception_handler(Exception, unexpected)
 
 

@@ -82,7 +82,10 @@ class UrlFetcher:
                     location = response.getheader("Location")
                     if not location:
                         raise FetchError(f"{url}: redirect without a Location")
-                    url = urljoin(url, location)
+                    try:
+                        url = urljoin(url, location)
+                    except ValueError as exc:  # e.g. an unclosed [IPv6 literal
+                        raise FetchError(f"{url}: redirect to an invalid URL ({exc})") from None
                     continue
                 if response.status != 200:
                     raise FetchError(f"{url}: HTTP {response.status}")
@@ -106,6 +109,8 @@ class UrlFetcher:
             raise FetchError(f"{url}: took longer than {self.timeout_s:g} s") from None
         except socket.gaierror as exc:
             raise FetchError(f"cannot resolve {host}: {exc.strerror}") from None
+        except UnicodeError:  # the IDNA encoding refuses the name: a label empty or over 63 characters
+            raise FetchError(f"cannot resolve {host[:200]}: not a valid host name") from None
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
         refused = [str(address) for address in addresses if not self.address_allowed(address)]
         if refused:
@@ -113,11 +118,15 @@ class UrlFetcher:
         return str(addresses[0])
 
     def _request(self, url: str, deadline: float):
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # raises on a port out of range or not a number
+        except ValueError as exc:  # also an unclosed [IPv6 literal
+            raise FetchError(f"{url[:200]}: not a valid URL ({exc})") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FetchError(f"{url[:200]}: only http and https URLs can be fetched")
         secure = parts.scheme == "https"
-        port = parts.port or (443 if secure else 80)
+        port = port or (443 if secure else 80)
         address = self._address(url, parts.hostname, port, deadline)
         connection_class = _PinnedHTTPSConnection if secure else _PinnedHTTPConnection
         connection = connection_class(parts.hostname, port, address, self._remaining(url, deadline))
