@@ -48,6 +48,7 @@ MISTAKES = [
     (_caption("--shard-retries", "-1"), "--shard-retries must be >= 0"),
     (_caption("--threads", "0"), "--threads must be >= 1"),
     (_caption("--prompt", "a photo of"), "takes no prompt"),
+    (_caption("--max-new-tokens", "100"), "--max-new-tokens 100: captioner builtin writes at most 64 tokens"),
     (_caption("--scorer", "./nope"), "no such model folder"),
     (_caption("--captioner", "blipp"), "unknown captioner 'blipp'"),
     (_caption("--captioner", "{root}/unfinished"), "unfinished `capfleet train` run"),

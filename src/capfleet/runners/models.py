@@ -34,6 +34,11 @@ def load_models(config: RunConfig):
         captioner = load_engine_captioner(config)
         if config.prompt and not captioner.accepts_prompt:
             raise ConfigError(f"captioner {config.captioner} takes no prompt: drop --prompt or use BLIP, GIT or a VLM")
+        limit = getattr(captioner, "max_new_tokens_limit", None)  # capfleet's own decoders have few positions
+        if limit is not None and config.max_new_tokens > limit:
+            raise ConfigError(
+                f"--max-new-tokens {config.max_new_tokens}: captioner {config.captioner} writes at most {limit} tokens"
+            )
     scorer = None
     if captioner is not None:
         scorer = load_scorer(config.scorer_name, captioner=captioner, device=config.device, dtype=config.dtype)
