@@ -289,3 +289,14 @@ def test_hygiene_counts_of_helper_batches_are_summed(settings, tmp_path):
     assert helpers.images > 0
     assert one.stats.hygiene["images_resampled"] == IMAGES
     assert two.stats.hygiene == one.stats.hygiene
+
+
+def test_a_helper_whose_run_died_while_it_loaded_ends_quietly(settings, tmp_path):
+    """A run killed (kill -9, the OOM killer) while its helper loads: the helper's ready word finds no
+    reader; it ends without a BrokenPipeError traceback on the user's terminal."""
+    helpers = ModelProcesses(settings(tmp_path / "out", threads=2), helpers=1, threads=1)
+    helper = helpers.helpers[0]
+    helper.connection.close()  # the run is gone
+    helper.process.join(timeout=120)
+    assert helper.process.exitcode == 0
+

@@ -106,10 +106,15 @@ def _serve(settings: dict, threads: int, after_load, connection) -> None:
         captioner, scorer = load_models(RunConfig(**{**settings, "threads": threads}))
         if after_load is not None:
             after_load(captioner, scorer)
+        word = (_READY, None)
     except Exception as exc:
-        connection.send((_ERROR, f"{type(exc).__name__}: {exc}"))
+        word = (_ERROR, f"{type(exc).__name__}: {exc}")
+    try:
+        connection.send(word)
+    except OSError:  # the run was killed while this helper loaded: nobody to tell
         return
-    connection.send((_READY, None))
+    if word[0] == _ERROR:
+        return
     while True:
         try:
             job: _Job = connection.recv()
