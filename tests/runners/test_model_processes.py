@@ -300,3 +300,29 @@ def test_a_helper_whose_run_died_while_it_loaded_ends_quietly(settings, tmp_path
     helper.process.join(timeout=120)
     assert helper.process.exitcode == 0
 
+
+def test_a_helper_job_carries_pixels_not_the_files_metadata():
+    """EXIF, ICC profiles, XMP and PNG text chunks (a generator's workflow) ride along in a decoded image's
+    `info`; the helper captions pixels only, so its job leaves them out (the run's image keeps them)."""
+    import io
+    import pickle
+
+    from PIL import PngImagePlugin
+
+    from capfleet.decoding import DecodingOptions
+    from capfleet.runners.candidates import CandidateMaker, CandidateSettings
+    from capfleet.runners.model_processes import job
+    from capfleet.sample import Item, Sample
+    from capfleet.stages.decode import decode_sample
+    from capfleet.stages.hygiene import HygieneOptions
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("workflow", "x" * 500_000)
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(png, "PNG", pnginfo=text)
+    sample = decode_sample(Sample(Item("k", "s"), data=png.getvalue()), 10**8, 384, 20.0, True)
+    maker = CandidateMaker(None, None, CandidateSettings(1, HygieneOptions()), DecodingOptions("sample", 0.9, 10))
+    sent = job([sample], [0], maker)
+    assert len(pickle.dumps(sent)) < 64 * 48 * 3 + 5_000
+    assert sent.samples[0].image.tobytes() == sample.image.tobytes()
+    assert "workflow" in sample.image.info  # the run's own sample is left as it was

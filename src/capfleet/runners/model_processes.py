@@ -284,9 +284,19 @@ class ModelProcesses:
 
 
 def job(samples: list[Sample], seeds: list[int | None], maker: CandidateMaker) -> _Job:
-    """What a helper needs of a batch: keys, items, fields and decoded images (not the file's bytes)."""
-    slim = [replace(sample, data=None, members=()) for sample in samples]
+    """What a helper needs of a batch: keys, items, fields and decoded images (not the file's bytes, nor
+    the metadata a decoded image carries in `info`: EXIF, ICC profile, XMP, PNG text, megabytes at times)."""
+    slim = [replace(sample, data=None, members=(), image=_pixels(sample.image)) for sample in samples]
     return _Job(slim, seeds, maker.settings, maker.decoding)
+
+
+def _pixels(image):
+    """The image without its `info` (a copy: the run's own sample keeps it)."""
+    if image is None or not image.info:
+        return image
+    bare = image.copy()
+    bare.info = {}
+    return bare
 
 
 def for_run(config: RunConfig, models: tuple, after_load: Callable | None = None) -> ModelProcesses | None:
