@@ -326,3 +326,38 @@ def test_a_helper_job_carries_pixels_not_the_files_metadata():
     assert len(pickle.dumps(sent)) < 64 * 48 * 3 + 5_000
     assert sent.samples[0].image.tobytes() == sample.image.tobytes()
     assert "workflow" in sample.image.info  # the run's own sample is left as it was
+
+
+@pytest.mark.parametrize("asked", [None, 2], ids=["auto", "asked"])
+def test_a_run_goes_on_when_the_system_refuses_a_helper_process(
+    settings, one_process_rows, tmp_path, caplog, monkeypatch, asked
+):
+    """fork/spawn fails (EAGAIN: the user's process limit, `ulimit -u`, counts every torch thread): the run
+    captions in its own process, with all its threads, instead of failing every shard on the helper's start."""
+
+    def refuse(self):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", refuse)
+    monkeypatch.setattr("capfleet.runners.model_processes.WORTH_STARTING_S", 0.0)
+    threads = []
+    monkeypatch.setattr("capfleet.runners.shard_processor.ShardProcessor._finish",
+                        _recording_threads(threads))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="capfleet"):
+        summary = run_caption(settings(tmp_path / "out", threads=2, model_processes=asked))
+    assert summary.stats.captioned == IMAGES and "failed" not in caplog.text
+    assert caplog.text.count("could not start a model process") == 1
+    assert set(threads) == {2}  # no helper runs: this process keeps its threads
+    assert _rows(tmp_path / "out") == one_process_rows
+
+
+def _recording_threads(threads: list):
+    from capfleet.runners.shard_processor import ShardProcessor
+
+    finish = ShardProcessor._finish
+
+    def record(self, entry, stats):
+        threads.append(torch.get_num_threads())
+        return finish(self, entry, stats)
+
+    return record

@@ -9,11 +9,12 @@ does not change) and captions batches itself, handing a batch to each helper tha
 
 A helper's captions are those the run's process would give: each image samples from its own
 seed (`sampling.image_seed`), batches are the same, and every process runs the same torch
-threads. A helper that fails to start is dropped with a warning; one that dies mid-batch
-(killed, out of memory) is dropped and its batch captioned here again; nothing was written
-for it yet, so no image is lost or doubled. The measured case is a CPU's; on a GPU the processes
-share it, only when asked (unmeasured): a small model leaves the GPU idle while Python runs
-between decoding steps, and another process's kernels can fill those gaps.
+threads. A helper that fails to start (the system refuses the process, or it cannot load the
+models) is dropped with a warning; one that dies mid-batch (killed, out of memory) is dropped
+and its batch captioned here again; nothing was written for it yet, so no image is lost or
+doubled. The measured case is a CPU's; on a GPU the processes share it, only when asked
+(unmeasured): a small model leaves the GPU idle while Python runs between decoding steps, and
+another process's kernels can fill those gaps.
 """
 
 from __future__ import annotations
@@ -227,6 +228,7 @@ class ModelProcesses:
         self.count, self.threads, self.after_load = helpers, threads, after_load
         self.memory_needed = memory_needed
         self.helpers: list[Helper] = []
+        self.tried = False  # `start` ran (its helpers may have been refused: the run then captions alone)
         self._told_no_room = False
         if start:
             self.start()
@@ -236,11 +238,21 @@ class ModelProcesses:
         return bool(self.helpers)
 
     def start(self) -> None:
+        """Spawn the helpers; when the system refuses a process (EAGAIN: the user's process limit), those
+        started so far caption, or none: the run goes on in its own process."""
         context = multiprocessing.get_context("spawn")  # torch's thread pools do not survive a fork
-        self.helpers = [Helper(context, self.settings, self.threads, self.after_load) for _ in range(self.count)]
-        pids = ", ".join(str(helper.process.pid) for helper in self.helpers)
-        log.info("captioning in %d processes x %d torch threads (--model-processes; helper pids %s)",
-                 self.count + 1, self.threads, pids)  # fmt: skip
+        self.tried = True
+        for _ in range(self.count):
+            try:
+                self.helpers.append(Helper(context, self.settings, self.threads, self.after_load))
+            except OSError as exc:
+                log.warning("could not start a model process (%s); its batches are captioned in the run's own "
+                            "process", exc)  # fmt: skip
+                break
+        if self.helpers:
+            pids = ", ".join(str(helper.process.pid) for helper in self.helpers)
+            log.info("captioning in %d processes x %d torch threads (--model-processes; helper pids %s)",
+                     len(self.helpers) + 1, self.threads, pids)  # fmt: skip
 
     def share_threads(self) -> None:
         """This process captions beside the helpers: it takes its share of the threads, as each of them does."""
@@ -249,7 +261,7 @@ class ModelProcesses:
         torch.set_num_threads(self.threads)
 
     def worth_starting(self, seconds_left: float) -> bool:
-        return not self.started and seconds_left >= WORTH_STARTING_S and self._room_for_models()
+        return not self.tried and seconds_left >= WORTH_STARTING_S and self._room_for_models()
 
     def _room_for_models(self) -> bool:
         if not self.memory_needed:
