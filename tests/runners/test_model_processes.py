@@ -361,3 +361,15 @@ def _recording_threads(threads: list):
         return finish(self, entry, stats)
 
     return record
+
+
+@pytest.mark.slow
+def test_when_no_helper_is_left_the_run_takes_back_its_threads(settings, one_process_rows, tmp_path, monkeypatch):
+    """A helper that cannot load (or dies: out of memory) leaves the run's process alone: it captions with
+    every thread of the run again, not its share (half the cores idle for the rest of the run)."""
+    threads = []
+    monkeypatch.setattr("capfleet.runners.shard_processor.ShardProcessor._finish", _recording_threads(threads))
+    helpers, ready, summary = _with_helper(settings, tmp_path / "out", fail_to_load)
+    assert ready == 0 and summary.stats.captioned == IMAGES
+    assert set(threads) == {2}
+    assert _rows(tmp_path / "out") == one_process_rows

@@ -229,6 +229,7 @@ class ModelProcesses:
         self.memory_needed = memory_needed
         self.helpers: list[Helper] = []
         self.tried = False  # `start` ran (its helpers may have been refused: the run then captions alone)
+        self._threads_alone: int | None = None  # this process's torch threads before it shared them
         self._told_no_room = False
         if start:
             self.start()
@@ -258,6 +259,8 @@ class ModelProcesses:
         """This process captions beside the helpers: it takes its share of the threads, as each of them does."""
         import torch
 
+        if self._threads_alone is None:
+            self._threads_alone = torch.get_num_threads()
         torch.set_num_threads(self.threads)
 
     def worth_starting(self, seconds_left: float) -> bool:
@@ -276,7 +279,14 @@ class ModelProcesses:
         return False
 
     def idle_helper(self) -> Helper | None:
-        return next((helper for helper in self.helpers if helper.idle()), None)
+        """An idle helper; when none is left alive, this process takes back the threads it shared."""
+        idle = next((helper for helper in self.helpers if helper.idle()), None)
+        if idle is None and self._threads_alone is not None and all(helper.lost for helper in self.helpers):
+            import torch
+
+            torch.set_num_threads(self._threads_alone)
+            self._threads_alone = None
+        return idle
 
     def wait_until_ready(self, timeout: float = 600) -> int:
         """Block until every helper has loaded its models (or failed to); the number ready."""
