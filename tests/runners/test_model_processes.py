@@ -289,3 +289,87 @@ def test_hygiene_counts_of_helper_batches_are_summed(settings, tmp_path):
     assert helpers.images > 0
     assert one.stats.hygiene["images_resampled"] == IMAGES
     assert two.stats.hygiene == one.stats.hygiene
+
+
+def test_a_helper_whose_run_died_while_it_loaded_ends_quietly(settings, tmp_path):
+    """A run killed (kill -9, the OOM killer) while its helper loads: the helper's ready word finds no
+    reader; it ends without a BrokenPipeError traceback on the user's terminal."""
+    helpers = ModelProcesses(settings(tmp_path / "out", threads=2), helpers=1, threads=1)
+    helper = helpers.helpers[0]
+    helper.connection.close()  # the run is gone
+    helper.process.join(timeout=120)
+    assert helper.process.exitcode == 0
+
+
+def test_a_helper_job_carries_pixels_not_the_files_metadata():
+    """EXIF, ICC profiles, XMP and PNG text chunks (a generator's workflow) ride along in a decoded image's
+    `info`; the helper captions pixels only, so its job leaves them out (the run's image keeps them)."""
+    import io
+    import pickle
+
+    from PIL import PngImagePlugin
+
+    from capfleet.decoding import DecodingOptions
+    from capfleet.runners.candidates import CandidateMaker, CandidateSettings
+    from capfleet.runners.model_processes import job
+    from capfleet.sample import Item, Sample
+    from capfleet.stages.decode import decode_sample
+    from capfleet.stages.hygiene import HygieneOptions
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("workflow", "x" * 500_000)
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(png, "PNG", pnginfo=text)
+    sample = decode_sample(Sample(Item("k", "s"), data=png.getvalue()), 10**8, 384, 20.0, True)
+    maker = CandidateMaker(None, None, CandidateSettings(1, HygieneOptions()), DecodingOptions("sample", 0.9, 10))
+    sent = job([sample], [0], maker)
+    assert len(pickle.dumps(sent)) < 64 * 48 * 3 + 5_000
+    assert sent.samples[0].image.tobytes() == sample.image.tobytes()
+    assert "workflow" in sample.image.info  # the run's own sample is left as it was
+
+
+@pytest.mark.parametrize("asked", [None, 2], ids=["auto", "asked"])
+def test_a_run_goes_on_when_the_system_refuses_a_helper_process(
+    settings, one_process_rows, tmp_path, caplog, monkeypatch, asked
+):
+    """fork/spawn fails (EAGAIN: the user's process limit, `ulimit -u`, counts every torch thread): the run
+    captions in its own process, with all its threads, instead of failing every shard on the helper's start."""
+
+    def refuse(self):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", refuse)
+    monkeypatch.setattr("capfleet.runners.model_processes.WORTH_STARTING_S", 0.0)
+    threads = []
+    monkeypatch.setattr("capfleet.runners.shard_processor.ShardProcessor._finish",
+                        _recording_threads(threads))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="capfleet"):
+        summary = run_caption(settings(tmp_path / "out", threads=2, model_processes=asked))
+    assert summary.stats.captioned == IMAGES and "failed" not in caplog.text
+    assert caplog.text.count("could not start a model process") == 1
+    assert set(threads) == {2}  # no helper runs: this process keeps its threads
+    assert _rows(tmp_path / "out") == one_process_rows
+
+
+def _recording_threads(threads: list):
+    from capfleet.runners.shard_processor import ShardProcessor
+
+    finish = ShardProcessor._finish
+
+    def record(self, entry, stats):
+        threads.append(torch.get_num_threads())
+        return finish(self, entry, stats)
+
+    return record
+
+
+@pytest.mark.slow
+def test_when_no_helper_is_left_the_run_takes_back_its_threads(settings, one_process_rows, tmp_path, monkeypatch):
+    """A helper that cannot load (or dies: out of memory) leaves the run's process alone: it captions with
+    every thread of the run again, not its share (half the cores idle for the rest of the run)."""
+    threads = []
+    monkeypatch.setattr("capfleet.runners.shard_processor.ShardProcessor._finish", _recording_threads(threads))
+    helpers, ready, summary = _with_helper(settings, tmp_path / "out", fail_to_load)
+    assert ready == 0 and summary.stats.captioned == IMAGES
+    assert set(threads) == {2}
+    assert _rows(tmp_path / "out") == one_process_rows

@@ -9,11 +9,12 @@ does not change) and captions batches itself, handing a batch to each helper tha
 
 A helper's captions are those the run's process would give: each image samples from its own
 seed (`sampling.image_seed`), batches are the same, and every process runs the same torch
-threads. A helper that fails to start is dropped with a warning; one that dies mid-batch
-(killed, out of memory) is dropped and its batch captioned here again; nothing was written
-for it yet, so no image is lost or doubled. The measured case is a CPU's; on a GPU the processes
-share it, only when asked (unmeasured): a small model leaves the GPU idle while Python runs
-between decoding steps, and another process's kernels can fill those gaps.
+threads. A helper that fails to start (the system refuses the process, or it cannot load the
+models) is dropped with a warning; one that dies mid-batch (killed, out of memory) is dropped
+and its batch captioned here again; nothing was written for it yet, so no image is lost or
+doubled. The measured case is a CPU's; on a GPU the processes share it, only when asked
+(unmeasured): a small model leaves the GPU idle while Python runs between decoding steps, and
+another process's kernels can fill those gaps.
 """
 
 from __future__ import annotations
@@ -106,10 +107,15 @@ def _serve(settings: dict, threads: int, after_load, connection) -> None:
         captioner, scorer = load_models(RunConfig(**{**settings, "threads": threads}))
         if after_load is not None:
             after_load(captioner, scorer)
+        word = (_READY, None)
     except Exception as exc:
-        connection.send((_ERROR, f"{type(exc).__name__}: {exc}"))
+        word = (_ERROR, f"{type(exc).__name__}: {exc}")
+    try:
+        connection.send(word)
+    except OSError:  # the run was killed while this helper loaded: nobody to tell
         return
-    connection.send((_READY, None))
+    if word[0] == _ERROR:
+        return
     while True:
         try:
             job: _Job = connection.recv()
@@ -222,6 +228,8 @@ class ModelProcesses:
         self.count, self.threads, self.after_load = helpers, threads, after_load
         self.memory_needed = memory_needed
         self.helpers: list[Helper] = []
+        self.tried = False  # `start` ran (its helpers may have been refused: the run then captions alone)
+        self._threads_alone: int | None = None  # this process's torch threads before it shared them
         self._told_no_room = False
         if start:
             self.start()
@@ -231,20 +239,32 @@ class ModelProcesses:
         return bool(self.helpers)
 
     def start(self) -> None:
+        """Spawn the helpers; when the system refuses a process (EAGAIN: the user's process limit), those
+        started so far caption, or none: the run goes on in its own process."""
         context = multiprocessing.get_context("spawn")  # torch's thread pools do not survive a fork
-        self.helpers = [Helper(context, self.settings, self.threads, self.after_load) for _ in range(self.count)]
-        pids = ", ".join(str(helper.process.pid) for helper in self.helpers)
-        log.info("captioning in %d processes x %d torch threads (--model-processes; helper pids %s)",
-                 self.count + 1, self.threads, pids)  # fmt: skip
+        self.tried = True
+        for _ in range(self.count):
+            try:
+                self.helpers.append(Helper(context, self.settings, self.threads, self.after_load))
+            except OSError as exc:
+                log.warning("could not start a model process (%s); its batches are captioned in the run's own "
+                            "process", exc)  # fmt: skip
+                break
+        if self.helpers:
+            pids = ", ".join(str(helper.process.pid) for helper in self.helpers)
+            log.info("captioning in %d processes x %d torch threads (--model-processes; helper pids %s)",
+                     len(self.helpers) + 1, self.threads, pids)  # fmt: skip
 
     def share_threads(self) -> None:
         """This process captions beside the helpers: it takes its share of the threads, as each of them does."""
         import torch
 
+        if self._threads_alone is None:
+            self._threads_alone = torch.get_num_threads()
         torch.set_num_threads(self.threads)
 
     def worth_starting(self, seconds_left: float) -> bool:
-        return not self.started and seconds_left >= WORTH_STARTING_S and self._room_for_models()
+        return not self.tried and seconds_left >= WORTH_STARTING_S and self._room_for_models()
 
     def _room_for_models(self) -> bool:
         if not self.memory_needed:
@@ -259,7 +279,14 @@ class ModelProcesses:
         return False
 
     def idle_helper(self) -> Helper | None:
-        return next((helper for helper in self.helpers if helper.idle()), None)
+        """An idle helper; when none is left alive, this process takes back the threads it shared."""
+        idle = next((helper for helper in self.helpers if helper.idle()), None)
+        if idle is None and self._threads_alone is not None and all(helper.lost for helper in self.helpers):
+            import torch
+
+            torch.set_num_threads(self._threads_alone)
+            self._threads_alone = None
+        return idle
 
     def wait_until_ready(self, timeout: float = 600) -> int:
         """Block until every helper has loaded its models (or failed to); the number ready."""
@@ -279,9 +306,19 @@ class ModelProcesses:
 
 
 def job(samples: list[Sample], seeds: list[int | None], maker: CandidateMaker) -> _Job:
-    """What a helper needs of a batch: keys, items, fields and decoded images (not the file's bytes)."""
-    slim = [replace(sample, data=None, members=()) for sample in samples]
+    """What a helper needs of a batch: keys, items, fields and decoded images (not the file's bytes, nor
+    the metadata a decoded image carries in `info`: EXIF, ICC profile, XMP, PNG text, megabytes at times)."""
+    slim = [replace(sample, data=None, members=(), image=_pixels(sample.image)) for sample in samples]
     return _Job(slim, seeds, maker.settings, maker.decoding)
+
+
+def _pixels(image):
+    """The image without its `info` (a copy: the run's own sample keeps it)."""
+    if image is None or not image.info:
+        return image
+    bare = image.copy()
+    bare.info = {}
+    return bare
 
 
 def for_run(config: RunConfig, models: tuple, after_load: Callable | None = None) -> ModelProcesses | None:

@@ -333,12 +333,13 @@ class ShardProcessor:
 
     def _consider_helpers(self, seconds_per_image: float) -> None:
         """Start auto helpers once the captioning left, at this process's pace, is worth their start."""
-        if self.helpers is None or self.helpers.started:
+        if self.helpers is None or self.helpers.tried:
             return
         left = None if self.pending_images is None else max(0, self.pending_images - self._images_here)
         if left is None or self.helpers.worth_starting(seconds_per_image * left):
             self.helpers.start()
-            self.helpers.share_threads()
+            if self.helpers.started:  # none, when the system refused them: this process keeps its threads
+                self.helpers.share_threads()
 
     def _finish(self, entry: _InFlight, stats: ShardStats) -> tuple[list[Sample], list[dict | None]]:
         """The batch and its rows; a helper that died or failed on it leaves the batch to this process."""
