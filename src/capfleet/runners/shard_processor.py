@@ -327,8 +327,10 @@ class ShardProcessor:
                 pass  # dropped, with a warning: caption it here
         started = time.perf_counter()
         records = self._caption(batch)
+        first = self._images_here == 0  # it pays the warm-up (kernels set up): its pace overstates the work left
         self._images_here += len(batch)
-        self._consider_helpers((time.perf_counter() - started) / len(batch))
+        if not first:
+            self._consider_helpers((time.perf_counter() - started) / len(batch))
         return _InFlight(batch, records=records)
 
     def _consider_helpers(self, seconds_per_image: float) -> None:
