@@ -125,6 +125,30 @@ def test_a_helper_that_dies_mid_batch_loses_and_doubles_nothing(settings, one_pr
 
 
 @pytest.mark.slow
+def test_a_shard_retried_with_helper_batches_in_flight_loses_and_doubles_nothing(
+    settings, one_process_rows, tmp_path, monkeypatch
+):
+    """The source fails mid-shard while a helper holds a batch: the retry gets every image once."""
+    from capfleet.runners.shard_processor import ShardProcessor
+
+    read = ShardProcessor._decoded
+    attempts = []
+
+    def fails_once(self, shard, retry):
+        attempts.append(shard)
+        for index, sample in enumerate(read(self, shard, retry)):
+            if len(attempts) == 1 and index == 14:
+                raise OSError("the network went away")
+            yield sample
+
+    monkeypatch.setattr(ShardProcessor, "_decoded", fails_once)
+    helpers, ready, summary = _with_helper(settings, tmp_path / "out")
+    assert ready == 1 and len(attempts) == 2  # the shard ran twice
+    assert _rows(tmp_path / "out") == one_process_rows and read_errors(tmp_path / "out") == []
+    assert summary.stats.captioned == IMAGES and 0 < helpers.images < IMAGES
+
+
+@pytest.mark.slow
 def test_a_batch_a_helper_fails_is_captioned_here(settings, one_process_rows, tmp_path):
     helpers, _, summary = _with_helper(settings, tmp_path / "out", raise_when_captioning)
     assert not helpers.helpers[0].lost  # an error in a batch is not a dead process: it keeps serving
