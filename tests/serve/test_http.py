@@ -51,6 +51,20 @@ def test_json_caption_takes_base64_and_data_urls(service, scene_files):
     assert first["candidates"] and second["candidates"] and len(first["scores"]) == len(first["candidates"])
 
 
+def test_base64_as_shell_tools_write_it_is_read(service, scene_files):
+    """`base64 photo.png` wraps at 76 columns; some encoders drop the padding; schemes may come in capitals."""
+    encoded = base64.b64encode(scene_files[0].read_bytes()).decode()
+    wrapped = "\n".join(encoded[start : start + 76] for start in range(0, len(encoded), 76)) + "\n"
+    images = [wrapped, encoded.rstrip("="), "DATA:image/png;BASE64," + encoded, "data:image/png;base64," + wrapped]
+    assert encoded.endswith("=")  # the unpadded case is one
+    response = ServiceClient(service).post_json("/v1/embed/image", {"images": images})
+    assert response.status == 200, response.body
+    vectors = np.array(response.json()["embeddings"])
+    assert vectors.shape[0] == 4 and np.abs(vectors - vectors[0]).max() < 1e-4  # one image, four spellings
+    unreadable = ServiceClient(service).post_json("/v1/caption", {"images": [encoded[:-5] + "@@@@="]})
+    assert unreadable.status == 400 and "not valid base64 image data (" in unreadable.json()["error"]["message"]
+
+
 def test_embeddings_are_normalised_and_match_the_api(service, builtin_model, scene_files):
     client = ServiceClient(service)
     body, content_type = encode_multipart([(path.name, path.read_bytes()) for path in scene_files[:2]])

@@ -15,15 +15,17 @@ from capfleet.serve.url_fetch import FetchError, UrlFetcher
 
 
 def decode_base64(value: str, where: str) -> bytes:
-    """Plain base64 or a `data:image/...;base64,` URL -> bytes."""
-    if value.startswith("data:"):
+    """Plain base64 or a `data:image/...;base64,` URL -> bytes. Whitespace (`base64` wraps its output at
+    76 columns) and missing `=` padding are forgiven; anything else names what is wrong."""
+    if value[:5].lower() == "data:":
         header, _, value = value.partition(",")
-        if not header.endswith(";base64"):
+        if not header.lower().endswith(";base64"):
             raise ApiError(400, f"{where}: only base64 data URLs are supported")
+    text = "".join(value.split())
     try:
-        return base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, f"{where}: not valid base64 image data") from None
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, f"{where}: not valid base64 image data ({exc})") from None
 
 
 class ImageReader:
@@ -57,7 +59,7 @@ class ImageReader:
         return await self._decode(datas, [f"{field}[{index}]" for index in range(len(values))])
 
     async def _bytes(self, value: str, where: str) -> bytes:
-        if value.startswith(("http://", "https://")):
+        if value[:8].lower().startswith(("http://", "https://")):
             if self.fetcher is None:
                 raise ApiError(400, f"{where}: image URLs are off on this server (start it with --allow-urls)")
             try:
