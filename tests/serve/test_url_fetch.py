@@ -18,7 +18,11 @@ IMAGE = png_bytes("blue")
 
 
 class ImageHandler(BaseHTTPRequestHandler):
-    """/image.png, /hop/N (N redirects before the image), /to-private, /to-broken, /big, /slow, /cut, /missing."""
+    """/image.png, /hop/N (N redirects before the image), /to-private, /to-broken, /big, /slow, /cut, /missing,
+    /wait (the image after 0.5 s; `most_at_once` counts how many such requests were open together)."""
+
+    lock = threading.Lock()
+    open_now = most_at_once = 0
 
     def log_message(self, *args) -> None:
         pass
@@ -50,6 +54,14 @@ class ImageHandler(BaseHTTPRequestHandler):
                 self.wfile.write(b"\0" * 10)
                 self.wfile.flush()
                 time.sleep(0.1)
+        elif self.path == "/wait":
+            with ImageHandler.lock:
+                ImageHandler.open_now += 1
+                ImageHandler.most_at_once = max(ImageHandler.most_at_once, ImageHandler.open_now)
+            time.sleep(0.5)
+            with ImageHandler.lock:
+                ImageHandler.open_now -= 1
+            self._send(200, IMAGE, {"Content-Type": "image/png"})
         elif self.path == "/cut":  # promises the whole image, sends half, hangs up
             self.send_response(200)
             self.send_header("Content-Length", str(len(IMAGE)))
@@ -156,3 +168,18 @@ def test_malformed_urls_get_400_naming_the_image_not_500(builtin_model, image_se
     with running(create_app(builtin_model, ServeSettings(allow_urls=True), fetcher=loopback_fetcher())) as url:
         response = ServiceClient(url).post_json("/v1/caption", {"images": [image_url]})
         assert response.status == 400 and response.json()["error"]["message"].startswith("images[0]: "), response.body
+
+
+def test_a_requests_urls_are_fetched_a_few_at_a_time_and_errors_name_the_first(builtin_model, image_server):
+    """16 slow hosts in one request no longer cost 16 waits in a row; nor take every server thread."""
+    from capfleet.serve.inputs import URL_FETCHES_AT_ONCE
+
+    ImageHandler.most_at_once = 0
+    with running(create_app(builtin_model, ServeSettings(allow_urls=True), fetcher=loopback_fetcher())) as url:
+        client = ServiceClient(url)
+        response = client.post_json("/v1/embed/image", {"images": [f"{image_server}/wait"] * 8})
+        assert response.status == 200 and len(response.json()["embeddings"]) == 8, response.body
+        assert 2 <= ImageHandler.most_at_once <= URL_FETCHES_AT_ONCE
+        images = [f"{image_server}/wait", f"{image_server}/missing", "%%%", f"{image_server}/image.png"]
+        response = client.post_json("/v1/embed/image", {"images": images})  # the bad base64 fails first in time
+        assert response.status == 400 and response.json()["error"]["message"].startswith("images[1]: "), response.body
