@@ -18,7 +18,7 @@ from PIL import Image
 
 from capfleet.config import ConfigError, RunConfig
 from capfleet.decoding import CANDIDATES, DECODINGS, DEFAULT, DecodingOptions
-from capfleet.models.captioner import HFCaptioner
+from capfleet.models.captioner import HFCaptioner, check_new_tokens
 from capfleet.models.registry import load_captioner, load_scorer
 from capfleet.models.sampling import image_seed
 from capfleet.models.scorer import HFScorer
@@ -167,11 +167,7 @@ class CaptionModel:
         if self.captioner is None:
             raise ConfigError("no captioner loaded: load(captioner=...) to caption images")
         options = check_caption_options(candidates, decoding, max_new_tokens, top_p, temperature)
-        limit = self.captioner.max_new_tokens_limit
-        if limit is not None and max_new_tokens > limit:
-            raise ConfigError(
-                f"max_new_tokens {max_new_tokens}: captioner {self.captioner_name} writes at most {limit} tokens"
-            )
+        check_new_tokens(self.captioner, max_new_tokens, "max_new_tokens", self.captioner_name)
         if prompt and not self.accepts_prompt:
             raise ConfigError(f"captioner {self.captioner_name} takes no prompt: drop prompt or use BLIP, GIT or a VLM")
         opened = self.open_images(images)

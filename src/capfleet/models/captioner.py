@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
+from capfleet.config import ConfigError
 from capfleet.decoding import DEFAULT, DecodingOptions
 from capfleet.models.image_keys_once import generate_blip
 from capfleet.models.processors import load_image_processor
@@ -28,6 +29,14 @@ def _family(config) -> str:
     if model_type in _ENCODER_DECODER_TYPES:
         return "encoder-decoder"
     return "chat"
+
+
+def check_new_tokens(captioner, requested: int, option: str, name: str) -> None:
+    """Refuse more new tokens than the captioner's decoder has positions for (capfleet's own: 64 built in)
+    before a run or a request starts: each image would fail on its own."""
+    limit = getattr(captioner, "max_new_tokens_limit", None)  # other engines' captioners have no such limit
+    if limit is not None and requested > limit:
+        raise ConfigError(f"{option} {requested}: captioner {name} writes at most {limit} tokens")
 
 
 class HFCaptioner:
@@ -90,7 +99,9 @@ class HFCaptioner:
     def max_new_tokens_limit(self) -> int | None:
         """The longest caption the decoder can write: capfleet's own has few positions (64 built in);
         None where the limit is far beyond what a caption asks for."""
-        if self.model.config.model_type == "capfleet-captioner":
+        from capfleet.modeling.configuration import MODEL_TYPE
+
+        if self.model.config.model_type == MODEL_TYPE:
             return self.model.config.max_position_embeddings
         return None
 

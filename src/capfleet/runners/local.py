@@ -19,21 +19,17 @@ class LocalRunner:
 
     def __init__(self, config: RunConfig):
         self.worker: ShardWorker | None = None  # built in `prepare`, on the models the run loaded
+        self.helpers: ModelProcesses | None = None  # the caller's or, in `own_helpers`, this run's
         self.own_helpers: ModelProcesses | None = None  # started for this run: closed with it
-        self.threads_before: int | None = None
 
     def prepare(self, config: RunConfig, run) -> None:
         """One worker on the models and source the run opened, guarded by its lock (a lost lease stops it)."""
-        import torch
-
         pending_images = sum(shard.size_hint for shard in run.pending)
-        helpers = run.model_processes
+        helpers = self.helpers = run.model_processes
         if helpers is None and run.models is not None and not run.models_given:
-            helpers = self.own_helpers = for_run(config, run.models)
-        if helpers is not None:
-            self.threads_before = torch.get_num_threads()  # `share_threads` changes them for this run only
-            if helpers.started:
-                helpers.share_threads()
+            helpers = self.helpers = self.own_helpers = for_run(config, run.models)
+        if helpers is not None and helpers.started:
+            helpers.share_threads()  # for this run only: `close` takes them back
         self.worker = ShardWorker(config, run.models, source=run.source, pending_images=pending_images,
                                   before_publish=run.lock.check_held, helpers=helpers)  # fmt: skip
 
@@ -45,12 +41,10 @@ class LocalRunner:
         return total
 
     def close(self) -> None:
-        import torch
-
         if self.worker is not None:
             self.worker.close()
         if self.own_helpers is not None and self.own_helpers.started:
             log.info("helper processes captioned %d images", self.own_helpers.images)
             self.own_helpers.close()
-        if self.threads_before is not None:
-            torch.set_num_threads(self.threads_before)
+        if self.helpers is not None:
+            self.helpers.take_back_threads()

@@ -170,13 +170,15 @@ class Helper:
             self._drop(f"died ({exc})")
             raise HelperLost(self._why) from exc
 
-    def result(self) -> tuple[list[Captioned], Counter]:
-        """The job's results and hygiene counts; raises HelperLost, or RuntimeError with the job's own error."""
+    def result(self, written: bool = True) -> tuple[list[Captioned], Counter]:
+        """The job's results and hygiene counts; raises HelperLost, or RuntimeError with the job's own error.
+        `written=False`: the rows will not be written (their shard is retried), so `images` does not count them."""
         kind, value = self._receive()
         self.busy = False
         if kind == _ERROR:
             raise RuntimeError(value)
-        self.images += len(value[0])
+        if written:
+            self.images += len(value[0])
         return value
 
     def close(self) -> None:
@@ -278,14 +280,19 @@ class ModelProcesses:
                      free / 1e9, self.memory_needed / 1e9)  # fmt: skip
         return False
 
+    def take_back_threads(self) -> None:
+        """This process's threads as before `share_threads` (no helper is left, or the run ends)."""
+        import torch
+
+        if self._threads_alone is not None:
+            torch.set_num_threads(self._threads_alone)
+            self._threads_alone = None
+
     def idle_helper(self) -> Helper | None:
         """An idle helper; when none is left alive, this process takes back the threads it shared."""
         idle = next((helper for helper in self.helpers if helper.idle()), None)
-        if idle is None and self._threads_alone is not None and all(helper.lost for helper in self.helpers):
-            import torch
-
-            torch.set_num_threads(self._threads_alone)
-            self._threads_alone = None
+        if idle is None and all(helper.lost for helper in self.helpers):
+            self.take_back_threads()
         return idle
 
     def wait_until_ready(self, timeout: float = 600) -> int:

@@ -25,6 +25,8 @@ def check_model_names(config: RunConfig) -> None:
 
 def load_models(config: RunConfig):
     """Captioner and scorer for a run, loaded once per process (or Beam worker)."""
+    from capfleet.models.captioner import check_new_tokens  # transformers: imported only when models load
+
     threads = use_threads(config.threads)
     note = busy_note(threads) if config.threads is None else None
     if note:
@@ -34,11 +36,7 @@ def load_models(config: RunConfig):
         captioner = load_engine_captioner(config)
         if config.prompt and not captioner.accepts_prompt:
             raise ConfigError(f"captioner {config.captioner} takes no prompt: drop --prompt or use BLIP, GIT or a VLM")
-        limit = getattr(captioner, "max_new_tokens_limit", None)  # capfleet's own decoders have few positions
-        if limit is not None and config.max_new_tokens > limit:
-            raise ConfigError(
-                f"--max-new-tokens {config.max_new_tokens}: captioner {config.captioner} writes at most {limit} tokens"
-            )
+        check_new_tokens(captioner, config.max_new_tokens, "--max-new-tokens", config.captioner)
     scorer = None
     if captioner is not None:
         scorer = load_scorer(config.scorer_name, captioner=captioner, device=config.device, dtype=config.dtype)

@@ -110,8 +110,7 @@ class _InFlight:
         """Wait out a helper's job whose rows will not be written (the shard is retried)."""
         if self.helper is not None:
             try:
-                results, _ = self.helper.result()
-                self.helper.images -= len(results)  # the run's log counts images written, not discarded
+                self.helper.result(written=False)
             except Exception:
                 pass  # lost or failed: either way the helper holds no job now
 

@@ -72,6 +72,11 @@ class _MultiPart(MultiPartParser):
         self.complete = True
 
 
+def _is_multipart(request: Request) -> bool:
+    """Media types are case-insensitive: `Multipart/Form-Data` is multipart too."""
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
 @asynccontextmanager
 async def _multipart_form(request: Request, max_files: int):
     """`request.form(...)` that refuses a body cut short (a Content-Length that undercounts, say)."""
@@ -171,7 +176,7 @@ def create_app(
     async def caption(request: Request) -> dict:
         """Caption images sent as multipart `file` fields (repeatable) or as JSON `images`."""
         started = time.monotonic()
-        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        if _is_multipart(request):
             async with _multipart_form(request, settings.max_images) as form:
                 fields = {key: value for key, value in form.multi_items() if key != "file" and value != ""}
                 options = _parse(CaptionOptions, fields)
@@ -210,7 +215,7 @@ def create_app(
     async def embed_image(request: Request) -> dict:
         """L2-normalised image embeddings from the scorer: multipart `file` fields or JSON `images`."""
         require_scorer()
-        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        if _is_multipart(request):
             async with _multipart_form(request, settings.max_images) as form:
                 images = await form_images(form)
         else:
